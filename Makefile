@@ -69,7 +69,8 @@ $(GEN_CMDS): $(TOOL_SRC)
 # ---------------------------------------------------------------- normal build
 $(BUILD)/obj/%.o: %.c | $(GEN_TESTS) $(GEN_CMDS) $(GEN_CL)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(INC) -c -o $@ $<
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) $(INC) -c -o $@ $<
 
 $(BUILD)/obj/gen/cl_sources.o: $(GEN_CL)
 	@mkdir -p $(@D)
@@ -91,7 +92,8 @@ $(BUILD)/moecl_tests: $(TEST_OBJ) $(BUILD)/libmoecl.a
 # ---------------------------------------------------------------- sanitizer build
 $(BUILD)/asan/obj/%.o: %.c | $(GEN_TESTS) $(GEN_CMDS) $(GEN_CL)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) $(INC) -c -o $@ $<
+	@echo "  CC/SAN  $<"
+	@$(CC) $(CFLAGS) $(SAN) $(INC) -c -o $@ $<
 
 $(BUILD)/asan/obj/gen/cl_sources.o: $(GEN_CL)
 	@mkdir -p $(@D)

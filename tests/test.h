@@ -1,6 +1,6 @@
 /* moecl test runner: plain C, no framework.
  *
- * A test is a function defined with TEST(name) in any tests/*.c file; the Makefile collects the
+ * A test is a function defined with TEST(name) in any tests/test_X.c file; the Makefile collects the
  * names into build/gen/test_list.h. Name tests <suite>_<what>, e.g. loader_truncated_header.
  * The runner takes an optional substring filter: `build/moecl_tests loader_`.
  *
