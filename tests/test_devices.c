@@ -74,7 +74,12 @@ TEST(devices_command_table_one_device) {
 TEST(devices_no_platform_gives_install_hint) {
     char *dir = moecl_test_tmpdir("noicd");
     REQUIRE(dir);
-    char cmd[2048], *out = NULL;
+    /* A vendors folder whose only entry names a library that does not exist: the ICD loader
+     * finds no platform (an empty folder makes some loaders fall back to /etc). */
+    char icd[4200], *out = NULL;
+    snprintf(icd, sizeof icd, "%s/none.icd", dir);
+    REQUIRE(moecl_test_write_file(icd, "/nonexistent/libmoecl-none.so\n", 30) == 0);
+    char cmd[2048];
     snprintf(cmd, sizeof cmd, "OCL_ICD_VENDORS=%s %s devices", dir, moecl_test_bin());
     int rc = moecl_test_run(cmd, &out);
     CHECK_EQ(rc, 1);
