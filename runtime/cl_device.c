@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define NO_PLATFORM_HELP                                                                           \
-    "Install an OpenCL driver: on Debian or Ubuntu, 'sudo apt-get install pocl-opencl-icd "       \
+    "Install an OpenCL driver: on Debian or Ubuntu, 'sudo apt-get install pocl-opencl-icd "        \
     "ocl-icd-libopencl1' (or 'make deps') gives PoCL's CPU device; GPU drivers register "          \
     "themselves in /etc/OpenCL/vendors (OCL_ICD_VENDORS overrides that folder)."
 
@@ -93,10 +93,11 @@ static void fill_info(struct moecl_cl_device *d, const char *label, int label_in
     if (clGetDeviceInfo(d->device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_len) == CL_SUCCESS &&
         ext_len) {
         char *exts = calloc(1, ext_len + 1);
-        if (exts && clGetDeviceInfo(d->device, CL_DEVICE_EXTENSIONS, ext_len, exts, NULL) ==
-                        CL_SUCCESS) {
+        if (exts &&
+            clGetDeviceInfo(d->device, CL_DEVICE_EXTENSIONS, ext_len, exts, NULL) == CL_SUCCESS) {
             in->fp16 = has_ext(exts, "cl_khr_fp16");
-            in->subgroups = has_ext(exts, "cl_khr_subgroups") || has_ext(exts, "cl_intel_subgroups");
+            in->subgroups =
+                has_ext(exts, "cl_khr_subgroups") || has_ext(exts, "cl_intel_subgroups");
         }
         free(exts);
     }
@@ -175,9 +176,9 @@ enum moecl_status moecl_cl_devices_enumerate(struct moecl_cl_device **devices_ou
         }
     }
     if (n == 0) {
-        status = moecl_error_set(MOECL_ERR_NO_DEVICE,
-                                 "%u OpenCL platform(s) found but no device. %s", n_plat,
-                                 NO_PLATFORM_HELP);
+        status =
+            moecl_error_set(MOECL_ERR_NO_DEVICE, "%u OpenCL platform(s) found but no device. %s",
+                            n_plat, NO_PLATFORM_HELP);
         goto cleanup;
     }
     *devices_out = devs;

@@ -252,8 +252,8 @@ static enum moecl_status build_log_error(cl_program prog, cl_device_id device, c
 }
 
 enum moecl_status moecl_cl_program_build(cl_context ctx, cl_device_id device,
-                                         const char *const *files, int n_files,
-                                         const char *options, cl_program *program_out,
+                                         const char *const *files, int n_files, const char *options,
+                                         cl_program *program_out,
                                          enum moecl_cl_program_origin *origin_out) {
     enum moecl_status status = MOECL_OK;
     cl_program prog = NULL;
@@ -279,9 +279,9 @@ enum moecl_status moecl_cl_program_build(cl_context ctx, cl_device_id device,
     for (int i = 0; i < n_files; i++) {
         texts[i + 1] = moecl_cl_source(files[i]);
         if (!texts[i + 1]) {
-            status = moecl_error_set(MOECL_ERR_NOT_FOUND, "kernel source cl_kernels/%s not found%s",
-                                     files[i],
-                                     getenv("MOECL_CL_SOURCE_DIR") ? " in MOECL_CL_SOURCE_DIR" : "");
+            status = moecl_error_set(
+                MOECL_ERR_NOT_FOUND, "kernel source cl_kernels/%s not found%s", files[i],
+                getenv("MOECL_CL_SOURCE_DIR") ? " in MOECL_CL_SOURCE_DIR" : "");
             goto cleanup;
         }
     }
@@ -343,8 +343,8 @@ enum moecl_status moecl_cl_program_build(cl_context ctx, cl_device_id device,
             bin_size > 0 && bin_size <= CACHE_MAX_BINARY) {
             unsigned char *out = malloc(bin_size);
             unsigned char *outs[1] = {out};
-            if (out && clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof outs, outs, NULL) ==
-                           CL_SUCCESS)
+            if (out &&
+                clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof outs, outs, NULL) == CL_SUCCESS)
                 cache_write(dir, path, key, out, bin_size);
             free(out);
         }

@@ -85,8 +85,7 @@ struct moecl_device_info {
 /* Lists every device of every platform. *devices_out is malloc'd (free with
  * moecl_devices_free). With no platform or no device: MOECL_ERR_NO_DEVICE, and the message says
  * how to install PoCL. */
-MOECL_WUR enum moecl_status moecl_devices_list(struct moecl_device_info **devices_out,
-                                               int *n_out);
+MOECL_WUR enum moecl_status moecl_devices_list(struct moecl_device_info **devices_out, int *n_out);
 void moecl_devices_free(struct moecl_device_info *devices);
 
 /* "cpu", "gpu", "accelerator" or "other". */

@@ -1,7 +1,7 @@
 /* moecl test runner: plain C, no framework.
  *
- * A test is a function defined with TEST(name) in any tests/test_X.c file; the Makefile collects the
- * names into build/gen/test_list.h. Name tests <suite>_<what>, e.g. loader_truncated_header.
+ * A test is a function defined with TEST(name) in any tests/test_X.c file; the Makefile collects
+ * the names into build/gen/test_list.h. Name tests <suite>_<what>, e.g. loader_truncated_header.
  * The runner takes an optional substring filter: `build/moecl_tests loader_`.
  *
  * CHECK* macros record a failure and continue; REQUIRE* record and return from the test.

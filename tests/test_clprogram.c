@@ -52,8 +52,8 @@ static int run_fill(struct cl_env *e, cl_program prog, float value) {
     ok = ok && clSetKernelArg(k, 1, sizeof value, &value) == CL_SUCCESS;
     ok = ok && clSetKernelArg(k, 2, sizeof n, &n) == CL_SUCCESS;
     ok = ok && clEnqueueNDRangeKernel(e->q, k, 1, NULL, &gws, NULL, 0, NULL, NULL) == CL_SUCCESS;
-    ok = ok && clEnqueueReadBuffer(e->q, buf, CL_TRUE, 0, sizeof host, host, 0, NULL, NULL) ==
-                   CL_SUCCESS;
+    ok = ok &&
+         clEnqueueReadBuffer(e->q, buf, CL_TRUE, 0, sizeof host, host, 0, NULL, NULL) == CL_SUCCESS;
     for (int i = 0; ok && i < 37; i++)
         ok = host[i] == value;
     clReleaseMemObject(buf);
@@ -184,8 +184,7 @@ TEST(clprogram_build_error_has_log_and_file) {
     CHECK_STR_CONTAINS(moecl_last_error(), "undeclared_thing");
 
     const char *missing[] = {"no_such_file.cl"};
-    CHECK(moecl_cl_program_build(e.ctx, e.dev, missing, 1, NULL, &p, NULL) ==
-          MOECL_ERR_NOT_FOUND);
+    CHECK(moecl_cl_program_build(e.ctx, e.dev, missing, 1, NULL, &p, NULL) == MOECL_ERR_NOT_FOUND);
     CHECK_STR_CONTAINS(moecl_last_error(), "no_such_file.cl");
     unsetenv("MOECL_CL_SOURCE_DIR");
     unsetenv("MOECL_CL_CACHE_DIR");

@@ -111,8 +111,8 @@ TEST(devices_two_pocl_devices_usable) {
         cl_mem buf = clCreateBuffer(ctx, CL_MEM_READ_WRITE, sizeof host[d], NULL, &err);
         CHECK(err == CL_SUCCESS);
         float pattern = (float)(d + 1) * 1.5f;
-        err = clEnqueueFillBuffer(q, buf, &pattern, sizeof pattern, 0, sizeof host[d], 0, NULL,
-                                  NULL);
+        err =
+            clEnqueueFillBuffer(q, buf, &pattern, sizeof pattern, 0, sizeof host[d], 0, NULL, NULL);
         CHECK(err == CL_SUCCESS);
         err = clEnqueueReadBuffer(q, buf, CL_TRUE, 0, sizeof host[d], host[d], 0, NULL, NULL);
         CHECK(err == CL_SUCCESS);

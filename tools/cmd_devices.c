@@ -30,8 +30,7 @@ static void print_json(const struct moecl_device_info *d, int n) {
                x->compute_units, (unsigned long long)x->global_mem_bytes,
                (unsigned long long)x->max_alloc_bytes, (unsigned long long)x->local_mem_bytes,
                (unsigned long long)x->max_work_group_size,
-               x->host_unified_memory ? "true" : "false",
-               (unsigned long long)x->svm_capabilities);
+               x->host_unified_memory ? "true" : "false", (unsigned long long)x->svm_capabilities);
         const char *svm_names[] = {"coarse_grain_buffer", "fine_grain_buffer", "fine_grain_system",
                                    "atomics"};
         int first = 1;
