@@ -96,6 +96,58 @@ const char *moecl_device_type_str(enum moecl_device_type type);
 MOECL_WUR enum moecl_status moecl_device_resolve(const struct moecl_device_info *devices, int n,
                                                  const char *spec, int *index_out);
 
+/* ------------------------------------------------------------------ sampler */
+
+/* How the next token is drawn from a row of logits, with mlx-lm's semantics (make_sampler):
+ * top_p, min_p and top_k filter the UNTEMPERED distribution (their masks intersect), then the
+ * survivors are drawn from softmax(logprob / temperature). */
+struct moecl_sampler_params {
+    float temperature; /* 0: greedy (argmax, lowest id on ties); > 0: sample */
+    float top_p;       /* keep the smallest most-probable set whose mass reaches top_p; active
+                          only for 0 < top_p < 1 */
+    float min_p;       /* keep tokens with p >= min_p * p_max; 0: off; 1: only ties with the max */
+    int top_k;         /* keep the top_k most probable; 0 (or >= vocabulary): off */
+    uint64_t seed;     /* the draws are a pure function of the seed and the logits */
+};
+
+/* mlx-lm's defaults: temperature 0, top_p 1, min_p 0, top_k 0, seed 0. */
+void moecl_sampler_params_init(struct moecl_sampler_params *params);
+
+/* A sampler owns its random stream and scratch for n_vocab logits. */
+struct moecl_sampler;
+
+MOECL_WUR enum moecl_status moecl_sampler_create(const struct moecl_sampler_params *params,
+                                                 int n_vocab, struct moecl_sampler **sampler_out);
+void moecl_sampler_release(struct moecl_sampler *sampler);
+
+/* Restarts the random stream as if the sampler had just been created with this seed. */
+void moecl_sampler_reseed(struct moecl_sampler *sampler, uint64_t seed);
+
+/* Draws one token from logits[0..n) (n <= n_vocab). NaN or +inf logits, or no finite logit,
+ * give MOECL_ERR_INVALID_ARG. */
+MOECL_WUR enum moecl_status moecl_sampler_sample(struct moecl_sampler *sampler,
+                                                 const float *logits, int n, int32_t *token_out);
+
+/* The exact distribution the next draw uses: probs_out[i] for every i < n (0 for filtered
+ * tokens; at temperature 0, 1 for the argmax). Does not advance the random stream. */
+MOECL_WUR enum moecl_status moecl_sampler_distribution(struct moecl_sampler *sampler,
+                                                       const float *logits, int n,
+                                                       double *probs_out);
+
+
+/* ------------------------------------------------------------------ device probes */
+
+/* Streaming read bandwidth of device `device_index` (discovery order) over a device buffer of
+ * `bytes` (clamped to the largest buffer), timed with profiling events over `reps` runs after a
+ * warm-up: median and best, in bytes per second. */
+MOECL_WUR enum moecl_status moecl_device_probe_bandwidth(int device_index, uint64_t bytes,
+                                                         int reps, double *median_bytes_per_s_out,
+                                                         double *best_bytes_per_s_out);
+
+/* Float32 FMA throughput (flop/s, an FMA counting 2) of a compute-bound kernel; median of reps. */
+MOECL_WUR enum moecl_status moecl_device_probe_fma(int device_index, int reps,
+                                                   double *median_flops_out);
+
 #ifdef __cplusplus
 }
 #endif

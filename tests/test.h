@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #define TEST(name)                                                                                 \
     void test_##name(void);                                                                        \
