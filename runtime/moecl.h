@@ -125,8 +125,8 @@ void moecl_sampler_reseed(struct moecl_sampler *sampler, uint64_t seed);
 
 /* Draws one token from logits[0..n) (n <= n_vocab). NaN or +inf logits, or no finite logit,
  * give MOECL_ERR_INVALID_ARG. */
-MOECL_WUR enum moecl_status moecl_sampler_sample(struct moecl_sampler *sampler,
-                                                 const float *logits, int n, int32_t *token_out);
+MOECL_WUR enum moecl_status moecl_sampler_sample(struct moecl_sampler *sampler, const float *logits,
+                                                 int n, int32_t *token_out);
 
 /* The exact distribution the next draw uses: probs_out[i] for every i < n (0 for filtered
  * tokens; at temperature 0, 1 for the argmax). Does not advance the random stream. */
@@ -134,14 +134,13 @@ MOECL_WUR enum moecl_status moecl_sampler_distribution(struct moecl_sampler *sam
                                                        const float *logits, int n,
                                                        double *probs_out);
 
-
 /* ------------------------------------------------------------------ device probes */
 
 /* Streaming read bandwidth of device `device_index` (discovery order) over a device buffer of
  * `bytes` (clamped to the largest buffer), timed with profiling events over `reps` runs after a
  * warm-up: median and best, in bytes per second. */
-MOECL_WUR enum moecl_status moecl_device_probe_bandwidth(int device_index, uint64_t bytes,
-                                                         int reps, double *median_bytes_per_s_out,
+MOECL_WUR enum moecl_status moecl_device_probe_bandwidth(int device_index, uint64_t bytes, int reps,
+                                                         double *median_bytes_per_s_out,
                                                          double *best_bytes_per_s_out);
 
 /* Float32 FMA throughput (flop/s, an FMA counting 2) of a compute-bound kernel; median of reps. */
