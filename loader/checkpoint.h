@@ -55,35 +55,41 @@ struct moecl_tensor {
     int64_t shape[MOECL_MAX_DIMS];
     const void *data; /* into the mapping; 8-byte alignment is NOT guaranteed by the format */
     size_t n_bytes;
-    int file_index; /* which shard (index into moecl_ckpt.files) */
+    int file_index;     /* which shard (index into moecl_ckpt.files) */
     size_t file_offset; /* byte offset of data within that file */
 };
 
 /* ------------------------------------------------------------------ config */
 
 struct moecl_config {
-    int hidden_size;         /* 2880 */
-    int intermediate_size;   /* 2880: per-expert hidden width */
-    int n_layers;            /* 24 */
-    int n_heads;             /* 64 */
-    int n_kv_heads;          /* 8 */
-    int head_dim;            /* 64 */
-    int vocab_size;          /* 201088 */
-    int n_experts;           /* 32: num_local_experts */
-    int n_experts_per_tok;   /* 4 */
-    int sliding_window;      /* 128 */
-    float rms_norm_eps;      /* 1e-5 */
-    float rope_theta;        /* 150000 */
-    int yarn;                /* 1 if rope_scaling/rope_parameters say yarn, else plain RoPE */
-    float rope_factor;       /* 32 */
-    float beta_fast;         /* 32 */
-    float beta_slow;         /* 1 */
-    int original_max_pos;    /* 4096 */
+    int hidden_size;             /* 2880 */
+    int intermediate_size;       /* 2880: per-expert hidden width */
+    int n_layers;                /* 24 */
+    int n_heads;                 /* 64 */
+    int n_kv_heads;              /* 8 */
+    int head_dim;                /* 64 */
+    int vocab_size;              /* 201088 */
+    int n_experts;               /* 32: num_local_experts */
+    int n_experts_per_tok;       /* 4 */
+    int sliding_window;          /* 128 */
+    float rms_norm_eps;          /* 1e-5 */
+    float rope_theta;            /* 150000 */
+    int yarn;                    /* 1 if rope_scaling says yarn, else plain RoPE (see config.h) */
+    float rope_factor;           /* 32 */
+    float beta_fast;             /* 32 */
+    float beta_slow;             /* 1 */
+    int original_max_pos;        /* 4096 */
     int max_position_embeddings; /* 131072 (informational) */
-    float swiglu_alpha;      /* 1.702 (mlx-lm hard-codes it) */
-    float swiglu_limit;      /* 7.0 (mlx-lm hard-codes it) */
-    uint8_t *layer_sliding;  /* [n_layers]: 1 = sliding_attention, 0 = full_attention */
-    int eos_token_id;        /* -1 if absent */
+    float swiglu_alpha;          /* 1.702 (mlx-lm hard-codes it) */
+    float swiglu_limit;          /* 7.0 (mlx-lm hard-codes it) */
+    uint8_t *layer_sliding;      /* [n_layers]: 1 = sliding_attention, 0 = full_attention */
+    int eos_token_id;            /* -1 if absent */
+    /* Added by the loader (additive): */
+    float rope_mscale;           /* yarn mscale, default 1 (mlx-lm YarnRoPE) */
+    float rope_mscale_all_dim;   /* yarn mscale_all_dim, default 0 */
+    int rope_parameters_ignored; /* 1: config has only `rope_parameters` (no rope_scaling); like
+                                    mlx-lm we run plain RoPE (see loader/config.h) */
+    int tie_word_embeddings;     /* informational; mlx-lm always reads a separate lm_head */
 };
 
 /* ------------------------------------------------------------------ quantized modules */
@@ -113,7 +119,7 @@ struct moecl_qweight {
     int bits;       /* 2,3,4,5,6,8 (affine), 4 (mxfp4/nvfp4), 8 (mxfp8); 16/32 for float */
     int group_size; /* 32/64/128 affine, 32 mx*, 16 nvfp4; 0 for float */
     enum moecl_dtype float_dtype; /* float weight dtype, or affine scales/biases dtype */
-    int n_experts;  /* 0 for a plain linear, else the expert count */
+    int n_experts;                /* 0 for a plain linear, else the expert count */
     int64_t rows, cols;
 
     const void *weight;
@@ -141,13 +147,13 @@ struct moecl_vec {
 };
 
 struct moecl_layer {
-    struct moecl_vec input_norm;      /* [hidden] */
-    struct moecl_qweight q, k, v, o;  /* q [n_heads*head_dim, hidden] ... o [hidden, n_heads*hd] */
-    struct moecl_vec sinks;           /* [n_heads] */
-    struct moecl_vec post_norm;       /* [hidden] */
-    struct moecl_qweight router;      /* [n_experts, hidden] with bias */
-    struct moecl_qweight gate, up;    /* n_experts x [intermediate, hidden] with bias */
-    struct moecl_qweight down;        /* n_experts x [hidden, intermediate] with bias */
+    struct moecl_vec input_norm;     /* [hidden] */
+    struct moecl_qweight q, k, v, o; /* q [n_heads*head_dim, hidden] ... o [hidden, n_heads*hd] */
+    struct moecl_vec sinks;          /* [n_heads] */
+    struct moecl_vec post_norm;      /* [hidden] */
+    struct moecl_qweight router;     /* [n_experts, hidden] with bias */
+    struct moecl_qweight gate, up;   /* n_experts x [intermediate, hidden] with bias */
+    struct moecl_qweight down;       /* n_experts x [hidden, intermediate] with bias */
 };
 
 /* The checkpoint's source layout, as detected. */

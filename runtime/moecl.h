@@ -147,6 +147,141 @@ MOECL_WUR enum moecl_status moecl_device_probe_bandwidth(int device_index, uint6
 MOECL_WUR enum moecl_status moecl_device_probe_fma(int device_index, int reps,
                                                    double *median_flops_out);
 
+/* ------------------------------------------------------------------ conversation (harmony) */
+
+struct moecl_tokenizer; /* the tokenizer section declares its API */
+
+enum moecl_reasoning_effort {
+    MOECL_REASONING_LOW,
+    MOECL_REASONING_MEDIUM, /* the chat template's default */
+    MOECL_REASONING_HIGH,
+};
+
+/* "low" / "medium" / "high" (case-sensitive, as the template writes them). */
+const char *moecl_reasoning_effort_str(enum moecl_reasoning_effort effort);
+MOECL_WUR enum moecl_status moecl_reasoning_effort_parse(const char *s,
+                                                         enum moecl_reasoning_effort *effort_out);
+
+/* A gpt-oss chat in the harmony format: the system message's settings, optional developer
+ * instructions, and the turns. Rendering follows the checkpoint's chat_template.jinja (what
+ * mlx-lm feeds the model; spec §4.4): every earlier assistant turn is its final answer only (its
+ * analysis is dropped), a tool-call turn keeps its analysis unless a later final answer exists.
+ * All strings are copied; the conversation owns them. */
+struct moecl_conversation;
+
+MOECL_WUR enum moecl_status moecl_conversation_create(struct moecl_conversation **conv_out);
+void moecl_conversation_release(struct moecl_conversation *conv);
+
+/* System message settings. identity NULL: "You are ChatGPT, a large language model trained by
+ * OpenAI."; date "YYYY-MM-DD", NULL: today (local time, like the template's strftime_now). */
+MOECL_WUR enum moecl_status moecl_conversation_set_identity(struct moecl_conversation *conv,
+                                                            const char *identity);
+MOECL_WUR enum moecl_status moecl_conversation_set_date(struct moecl_conversation *conv,
+                                                        const char *date);
+void moecl_conversation_set_reasoning(struct moecl_conversation *conv,
+                                      enum moecl_reasoning_effort effort);
+/* Developer instructions (what a leading "system" or "developer" message becomes); NULL or ""
+ * for none. */
+MOECL_WUR enum moecl_status moecl_conversation_set_instructions(struct moecl_conversation *conv,
+                                                                const char *instructions);
+
+MOECL_WUR enum moecl_status moecl_conversation_add_user(struct moecl_conversation *conv,
+                                                        const char *content);
+/* An assistant turn: its analysis (`thinking`, NULL for none) and final answer. Text that holds
+ * "<|channel|>analysis<|message|>" or "<|channel|>final<|message|>" is refused, as the template
+ * refuses it. */
+MOECL_WUR enum moecl_status moecl_conversation_add_assistant(struct moecl_conversation *conv,
+                                                             const char *thinking,
+                                                             const char *content);
+/* An assistant tool call to functions.<name>; args_json is the arguments' JSON text, rendered as
+ * is (pass it as json.dumps writes it to match the template's tojson). */
+MOECL_WUR enum moecl_status moecl_conversation_add_tool_call(struct moecl_conversation *conv,
+                                                             const char *thinking,
+                                                             const char *name,
+                                                             const char *args_json);
+/* The result of the latest tool call (rendered as a JSON string, as the template does). */
+MOECL_WUR enum moecl_status moecl_conversation_add_tool_result(struct moecl_conversation *conv,
+                                                               const char *content);
+/* Drops every turn; keeps the system settings and instructions. */
+void moecl_conversation_clear(struct moecl_conversation *conv);
+int moecl_conversation_n_turns(const struct moecl_conversation *conv);
+
+enum {
+    /* End with the generation prompt "<|start|>assistant". Without it a trailing assistant turn
+     * is rendered in training form (its analysis, then the final answer and <|return|>). */
+    MOECL_RENDER_GENERATION_PROMPT = 1,
+    /* Follow the openai-harmony package where it differs from the chat template: no "\n\n"
+     * after the developer instructions, tool results verbatim, and its analysis-dropping rule
+     * (only analysis before the first final answer, only if the last assistant message is a
+     * final answer). */
+    MOECL_RENDER_HARMONY_PACKAGE = 2,
+};
+
+/* The rendered text, special tokens written as their strings. *text_out is malloc'd and
+ * NUL-terminated; *len_out (may be NULL) excludes the NUL. */
+MOECL_WUR enum moecl_status moecl_conversation_render_text(const struct moecl_conversation *conv,
+                                                           int flags, char **text_out,
+                                                           size_t *len_out);
+/* The rendered token ids: special tokens by id, text by ordinary encoding. *ids_out malloc'd. */
+MOECL_WUR enum moecl_status moecl_conversation_render(const struct moecl_conversation *conv,
+                                                      const struct moecl_tokenizer *tok,
+                                                      int flags, int32_t **ids_out,
+                                                      size_t *n_out);
+
+/* ------------------------------------------------------------------ harmony parser */
+
+enum moecl_harmony_channel {
+    MOECL_CHANNEL_NONE, /* no channel in the header (or not in a message) */
+    MOECL_CHANNEL_ANALYSIS,
+    MOECL_CHANNEL_COMMENTARY,
+    MOECL_CHANNEL_FINAL,
+    MOECL_CHANNEL_OTHER,
+};
+
+/* What one token did. Pointers live until the next push or the parser's release. */
+struct moecl_harmony_event {
+    enum moecl_harmony_channel channel; /* of the message the token belongs to */
+    const char *text;    /* new content text, whole UTF-8 sequences only ("" if none) */
+    size_t text_len;
+    const char *recipient; /* the message's recipient ("functions.x"), NULL if none */
+    int message_start;   /* this token completed a header: a message's content begins */
+    int message_end;     /* this token ended a message (<|end|>, <|return|>, <|call|>) */
+    int stop;            /* a stop token: generation is over (see moecl_is_stop_token) */
+};
+
+/* A streaming parser of the model's output after the "<|start|>assistant" prompt: it starts in
+ * an assistant header and follows harmony's grammar. It borrows `tok` (for token bytes). */
+struct moecl_harmony_parser;
+
+MOECL_WUR enum moecl_status
+moecl_harmony_parser_create(const struct moecl_tokenizer *tok,
+                            struct moecl_harmony_parser **parser_out);
+void moecl_harmony_parser_release(struct moecl_harmony_parser *parser);
+/* Back to the start of a completion (a new "<|start|>assistant" prompt). */
+void moecl_harmony_parser_reset(struct moecl_harmony_parser *parser);
+MOECL_WUR enum moecl_status moecl_harmony_parser_push(struct moecl_harmony_parser *parser,
+                                                      int32_t token,
+                                                      struct moecl_harmony_event *event_out);
+/* Ends the completion: flushes a partial UTF-8 sequence (as U+FFFD) into event_out. */
+void moecl_harmony_parser_finish(struct moecl_harmony_parser *parser,
+                                 struct moecl_harmony_event *event_out);
+/* All content so far on a channel (analysis, commentary or final), NUL-terminated. */
+const char *moecl_harmony_parser_text(const struct moecl_harmony_parser *parser,
+                                      enum moecl_harmony_channel channel);
+/* The latest tool call (a commentary or analysis message with a recipient): NULL if none. */
+const char *moecl_harmony_parser_tool_name(const struct moecl_harmony_parser *parser);
+const char *moecl_harmony_parser_tool_args(const struct moecl_harmony_parser *parser);
+
+/* The default stop tokens (generation_config.json of gpt-oss): <|return|> 200002,
+ * <|endoftext|> 199999, <|call|> 200012. <|end|> 200007 is never a stop token. */
+int moecl_is_stop_token(int32_t token);
+
+/* The stop tokens for the checkpoint in `dir`: generation_config.json's eos_token_id (a number or
+ * a list; config.json's as a fallback) united with the defaults above, minus <|end|>. Writes at
+ * most `cap` ids; *n_out is the count written. A missing file gives just the defaults. */
+MOECL_WUR enum moecl_status moecl_stop_tokens_load(const char *dir, int32_t *ids, int cap,
+                                                   int *n_out);
+
 #ifdef __cplusplus
 }
 #endif
