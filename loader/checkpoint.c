@@ -243,6 +243,7 @@ static enum moecl_status list_shards(const char *dir, cJSON **index_out, char **
         }
         *index_out = index;
     } else if (st == MOECL_ERR_NOT_FOUND) {
+        st = MOECL_OK;
         DIR *d = opendir(dir);
         if (!d) {
             free(names);

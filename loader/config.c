@@ -294,7 +294,7 @@ enum moecl_status moecl_qspec_check(const struct moecl_qspec *s, const char *wha
     case MOECL_QMODE_MXFP4:
     case MOECL_QMODE_MXFP8:
     case MOECL_QMODE_NVFP4: {
-        int g, b;
+        int g = 0, b = 0;
         mode_defaults(s->mode, &g, &b);
         if (s->bits != b)
             return moecl_error_set(MOECL_ERR_UNSUPPORTED, "%s: %s bits %d not supported (only %d)",

@@ -200,14 +200,16 @@ static void write_text(const struct moecl_ckpt *c, const struct report *r, unsig
     if (g->rope_parameters_ignored)
         fprintf(out, "warning      config.json has only 'rope_parameters'; like mlx-lm, moecl "
                      "uses plain RoPE (no YaRN) for it\n");
-    fprintf(out, "\n%-20s %16s %12s  %s\n", "class", "parameters", "GB", "format");
+    fprintf(out, "\n%-20s %16s %16s  %s\n", "class", "parameters", "bytes", "format");
     for (int k = 0; k < MOECL_CLASS_COUNT; k++) {
         fmt_join(&r->class_fmt[k], buf, sizeof buf, 0);
-        fprintf(out, "%-20s %16llu %12.3f  %s\n", moecl_param_class_str((enum moecl_param_class)k),
-                (unsigned long long)r->s.class_params[k], gb(r->s.class_bytes[k]), buf);
+        fprintf(out, "%-20s %16llu %16llu  %s\n", moecl_param_class_str((enum moecl_param_class)k),
+                (unsigned long long)r->s.class_params[k], (unsigned long long)r->s.class_bytes[k],
+                buf);
     }
-    fprintf(out, "%-20s %16llu %12.3f  %.3f bits per weight\n", "total",
-            (unsigned long long)r->s.n_params, gb(r->s.n_bytes), r->s.bits_per_weight);
+    fprintf(out, "%-20s %16llu %16llu  %.3f bits per weight, %.2f GB\n", "total",
+            (unsigned long long)r->s.n_params, (unsigned long long)r->s.n_bytes,
+            r->s.bits_per_weight, gb(r->s.n_bytes));
     fmt_join(&r->qmap, buf, sizeof buf, 1);
     fprintf(out, "\nquantization %s\n", buf);
     if (c->converted_bytes)

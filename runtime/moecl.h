@@ -282,6 +282,90 @@ int moecl_is_stop_token(int32_t token);
 MOECL_WUR enum moecl_status moecl_stop_tokens_load(const char *dir, int32_t *ids, int cap,
                                                    int *n_out);
 
+/* ------------------------------------------------------------------ tokenizer */
+
+/* gpt-oss's o200k_harmony tokenizer: byte-level BPE by ranks with the o200k pre-tokenizer,
+ * giving the same ids as Hugging Face tokenizers (gpt-oss tokenizer.json) and tiktoken.
+ * Immutable once loaded: one tokenizer may be used from several threads at once.
+ *
+ * Text is UTF-8. Invalid UTF-8 input is not an error: each maximal invalid subsequence is
+ * replaced by U+FFFD first (the Unicode "maximal subpart" rule, as Python's
+ * bytes.decode("utf-8", "replace") does), so encode(bytes) == reference(bytes decoded with
+ * replacement). Pass MOECL_ENCODE_STRICT_UTF8 to get MOECL_ERR_INVALID_ARG instead. */
+struct moecl_tokenizer;
+
+/* Loads from `path`: a checkpoint directory (reads DIR/tokenizer.json), a tokenizer.json file,
+ * or a .tiktoken rank file (o200k_base; the o200k_harmony special tokens are added). Ids cover
+ * 0..vocab_size-1 (201088 for gpt-oss): 0..199997 BPE tokens, then the special tokens. */
+MOECL_WUR enum moecl_status moecl_tokenizer_load(const char *path,
+                                                 struct moecl_tokenizer **tokenizer_out);
+void moecl_tokenizer_release(struct moecl_tokenizer *tokenizer);
+
+enum moecl_encode_flags {
+    /* Recognise the added special tokens' text (e.g. "<|start|>") anywhere in the input, as HF
+     * tokenizers does by default; without it that text is encoded as ordinary text. */
+    MOECL_ENCODE_ALLOW_SPECIAL = 1u << 0,
+    /* Fail on invalid UTF-8 instead of replacing it with U+FFFD. */
+    MOECL_ENCODE_STRICT_UTF8 = 1u << 1,
+};
+
+/* Encodes n_bytes of text (no NUL needed; adds no BOS/EOS). *ids_out is malloc'd (free() it;
+ * NULL when *n_ids_out is 0). */
+MOECL_WUR enum moecl_status moecl_tokenizer_encode(const struct moecl_tokenizer *tokenizer,
+                                                   const char *text, size_t n_bytes, unsigned flags,
+                                                   int32_t **ids_out, size_t *n_ids_out);
+
+/* Concatenates the ids' bytes (special tokens as their text). The result may be invalid UTF-8
+ * when the ids split a character; use the stream decoder for display. *text_out is malloc'd
+ * (free() it) and NUL-terminated; *n_bytes_out excludes the NUL. Unknown ids:
+ * MOECL_ERR_INVALID_ARG. */
+MOECL_WUR enum moecl_status moecl_tokenizer_decode(const struct moecl_tokenizer *tokenizer,
+                                                   const int32_t *ids, size_t n_ids,
+                                                   char **text_out, size_t *n_bytes_out);
+
+/* The bytes of one id (NUL-terminated; *n_bytes_out gets the length, which matters because a
+ * token may contain a NUL byte). Borrowed: lives as long as the tokenizer. NULL for an id out
+ * of range. */
+const char *moecl_tokenizer_token_text(const struct moecl_tokenizer *tokenizer, int32_t id,
+                                       size_t *n_bytes_out);
+
+/* The id of a special token by its text ("<|return|>"), or -1. */
+int32_t moecl_tokenizer_special_id(const struct moecl_tokenizer *tokenizer, const char *name);
+
+/* 1 if id is a special token (id >= the BPE vocab), else 0. */
+int moecl_tokenizer_is_special(const struct moecl_tokenizer *tokenizer, int32_t id);
+
+/* Writes a gpt-oss tokenizer.json made from an o200k_base .tiktoken rank file plus the
+ * o200k_harmony special tokens (byte-identical to what transformers' converter + HF tokenizers
+ * save; see loader/tokenizer_json.h). Replaces out_path atomically. */
+MOECL_WUR enum moecl_status moecl_tokenizer_write_json(const char *tiktoken_path,
+                                                       const char *out_path);
+
+/* Number of ids (201088 for gpt-oss). */
+int32_t moecl_tokenizer_vocab_size(const struct moecl_tokenizer *tokenizer);
+
+/* Streaming decoder: push ids one at a time and get the text that is ready to print, always
+ * whole UTF-8 characters. Bytes of an incomplete character wait for the next id; invalid
+ * sequences come out as U+FFFD (as HF's decode does), so the concatenated output of a whole
+ * stream (with the final flush) equals HF tokenizers' decode of the ids. Borrows the tokenizer,
+ * which must outlive it. One stream per thread. */
+struct moecl_tokenizer_stream;
+
+MOECL_WUR enum moecl_status
+moecl_tokenizer_stream_create(const struct moecl_tokenizer *tokenizer,
+                              struct moecl_tokenizer_stream **stream_out);
+/* *text_out (NUL-terminated, *n_bytes_out bytes, possibly 0) is owned by the stream and valid
+ * until the next push/flush/release. Unknown id: MOECL_ERR_INVALID_ARG, stream unchanged. */
+MOECL_WUR enum moecl_status moecl_tokenizer_stream_push(struct moecl_tokenizer_stream *stream,
+                                                        int32_t id, const char **text_out,
+                                                        size_t *n_bytes_out);
+/* Ends the text: an incomplete character left over comes out as U+FFFD. The stream is then
+ * empty and may be reused. Same ownership as push. */
+MOECL_WUR enum moecl_status moecl_tokenizer_stream_flush(struct moecl_tokenizer_stream *stream,
+                                                         const char **text_out,
+                                                         size_t *n_bytes_out);
+void moecl_tokenizer_stream_release(struct moecl_tokenizer_stream *stream);
+
 #ifdef __cplusplus
 }
 #endif
