@@ -33,10 +33,12 @@ GEN_TOOLS := $(wildcard tools/gen_*.c)
 obj = $(patsubst %.c,$(1)/obj/%.o,$(2))
 
 LIB_OBJ      := $(call obj,$(BUILD),$(LIB_SRC)) $(BUILD)/obj/gen/cl_sources.o
+LIB_OBJ      += $(BUILD)/obj/gen/unicode_tables.o
 TOOL_OBJ     := $(call obj,$(BUILD),$(TOOL_SRC))
 MKMODEL_OBJ  := $(call obj,$(BUILD),$(MKMODEL_SRC))
 TEST_OBJ     := $(call obj,$(BUILD),$(TEST_SRC))
 ALIB_OBJ     := $(call obj,$(BUILD)/asan,$(LIB_SRC)) $(BUILD)/asan/obj/gen/cl_sources.o
+ALIB_OBJ     += $(BUILD)/asan/obj/gen/unicode_tables.o
 ATEST_OBJ    := $(call obj,$(BUILD)/asan,$(TEST_SRC))
 ATOOL_OBJ    := $(call obj,$(BUILD)/asan,$(TOOL_SRC))
 AMKMODEL_OBJ := $(call obj,$(BUILD)/asan,$(MKMODEL_SRC))
@@ -65,6 +67,28 @@ $(GEN_TESTS): $(TEST_SRC)
 $(GEN_CMDS): $(TOOL_SRC)
 	@mkdir -p $(@D)
 	@sed -n 's/^MOECL_COMMAND(\([a-z_]*\),.*/X(\1)/p' $(sort $(TOOL_SRC)) > $@.tmp && mv $@.tmp $@
+
+# Unicode class table for the tokenizer's pre-tokenizer, from Debian's unicode-data package.
+# The version is pinned: the generator refuses data of another version.
+UNICODE_DIR     ?= /usr/share/unicode
+UNICODE_VERSION := 15.0.0
+GEN_UNICODE     := $(BUILD)/gen/unicode_tables.c
+
+$(BUILD)/gen_unicode: tools/gen_unicode.c runtime/unicode_class.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O1 $(WARN) -Iruntime -o $@ $<
+
+$(GEN_UNICODE): $(BUILD)/gen_unicode
+	@mkdir -p $(@D)
+	$(BUILD)/gen_unicode $(UNICODE_DIR) $(UNICODE_VERSION) $@
+
+$(BUILD)/obj/gen/unicode_tables.o: $(GEN_UNICODE)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(INC) -c -o $@ $<
+
+$(BUILD)/asan/obj/gen/unicode_tables.o: $(GEN_UNICODE)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) $(INC) -c -o $@ $<
 
 # ---------------------------------------------------------------- normal build
 $(BUILD)/obj/%.o: %.c | $(GEN_TESTS) $(GEN_CMDS) $(GEN_CL)
