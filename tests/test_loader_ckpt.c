@@ -537,3 +537,70 @@ TEST(loader_fixtures_load) {
     if (n == 0)
         SKIP("no checkpoint folders in tests/fixtures");
 }
+
+/* Bytes of row r of expert e of module w (row_bytes long). */
+static const unsigned char *qrow(const struct moecl_qweight *w, int e, int64_t r) {
+    return (const unsigned char *)w->weight + (size_t)e * w->weight_expert_stride +
+           (size_t)r * w->weight_row_stride;
+}
+
+static int same_module(const struct moecl_qweight *a, const struct moecl_qweight *b,
+                       size_t row_bytes) {
+    if (a->mode != b->mode || a->rows != b->rows || a->cols != b->cols ||
+        a->n_experts != b->n_experts)
+        return 0;
+    int E = a->n_experts ? a->n_experts : 1;
+    for (int e = 0; e < E; e++)
+        for (int64_t r = 0; r < a->rows; r++)
+            if (memcmp(qrow(a, e, r), qrow(b, e, r), row_bytes) != 0)
+                return 0;
+    return 1;
+}
+
+TEST(loader_convert_hf) {
+    for (int mx = 0; mx < 2; mx++) {
+        struct tb_ckpt c;
+        tb_init(&c, 0);
+        struct tb_model m = tb_tiny;
+        m.inter = 32;
+        tb_build_hf(&c, &m, mx);
+        char *src = write_ckpt(
+            &c, &m, mx ? ", \"quantization_config\": {\"quant_method\": \"mxfp4\"}" : NULL, 1, 0);
+        REQUIRE(src);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/tokenizer.json", src);
+        REQUIRE(moecl_test_write_file(path, "{}", 2) == 0);
+        char *dst = moecl_test_tmpdir("loader_conv");
+        char cmd[8192], *out = NULL;
+        snprintf(cmd, sizeof cmd, "%s convert %s %s", moecl_test_bin(), src, dst);
+        CHECK_EQ(moecl_test_run(cmd, &out), 0);
+        free(out);
+        struct moecl_ckpt *a = NULL, *b = NULL;
+        REQUIRE(moecl_ckpt_open(src, &a) == MOECL_OK);
+        if (moecl_ckpt_open(dst, &b) != MOECL_OK) {
+            moecl_test_fail(__FILE__, __LINE__, "converted: %s", moecl_last_error());
+            moecl_ckpt_close(a);
+            return;
+        }
+        CHECK_EQ(b->layout, MOECL_LAYOUT_MLX);
+        CHECK_EQ(b->converted_bytes, 0);
+        size_t rb = mx ? 64 / 2 : 64 * 2, rbd = mx ? 32 / 2 : 32 * 2;
+        for (int l = 0; l < 2; l++) {
+            CHECK(same_module(&a->layers[l].gate, &b->layers[l].gate, rb));
+            CHECK(same_module(&a->layers[l].up, &b->layers[l].up, rb));
+            CHECK(same_module(&a->layers[l].down, &b->layers[l].down, rbd));
+            CHECK(memcmp(a->layers[l].up.bias, b->layers[l].up.bias, 4 * 32 * 2) == 0);
+            CHECK(same_module(&a->layers[l].q, &b->layers[l].q, 64 * 2));
+        }
+        if (mx)
+            CHECK(memcmp(a->layers[1].up.scales, b->layers[1].up.scales, 2) == 0);
+        snprintf(path, sizeof path, "%s/tokenizer.json", dst);
+        struct stat sb;
+        CHECK(stat(path, &sb) == 0);
+        moecl_ckpt_close(a);
+        moecl_ckpt_close(b);
+        done(src);
+        done(dst);
+        tb_free(&c);
+    }
+}
