@@ -43,7 +43,7 @@ ATEST_OBJ    := $(call obj,$(BUILD)/asan,$(TEST_SRC))
 ATOOL_OBJ    := $(call obj,$(BUILD)/asan,$(TOOL_SRC))
 AMKMODEL_OBJ := $(call obj,$(BUILD)/asan,$(MKMODEL_SRC))
 
-.PHONY: all deps test asan check format format-check lint clean fixtures conformance
+.PHONY: all deps test asan check format format-check lint clean fixtures conformance fuzz fuzz-smoke
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/libmoecl.a $(BUILD)/moecl $(BUILD)/mkmodel
@@ -135,6 +135,33 @@ $(BUILD)/asan/mkmodel: $(AMKMODEL_OBJ) $(BUILD)/asan/libmoecl.a
 
 $(BUILD)/asan/moecl_tests: $(ATEST_OBJ) $(BUILD)/asan/libmoecl.a
 	$(CC) $(CFLAGS) $(SAN) -o $@ $(ATEST_OBJ) $(BUILD)/asan/libmoecl.a $(LDLIBS)
+
+# ---------------------------------------------------------------- fuzzing (libFuzzer, clang)
+# Targets in tests/fuzz/ (not tests/*.c, so the runner ignores them), built with the loader
+# sources they exercise under ASan+UBSan. `make fuzz-smoke` runs each ~20 s from the seeds.
+FUZZ_CC      ?= clang
+FUZZ_FLAGS   := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                $(DEFS) $(INC)
+FUZZ_LIB_SRC := loader/safetensors.c loader/dtype.c loader/config.c runtime/status.c
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TIME    ?= 20
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) $(wildcard loader/*.h runtime/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lm
+
+fuzz: $(FUZZ_TARGETS)
+
+fuzz-smoke: $(FUZZ_TARGETS)
+	@for t in safetensors config; do \
+		mkdir -p $(BUILD)/fuzz/corpus_$$t && cp tests/fuzz/seeds/$$t/* $(BUILD)/fuzz/corpus_$$t/ || exit 1; \
+		if $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			-artifact_prefix=$(BUILD)/fuzz/crash_$$t- $(BUILD)/fuzz/corpus_$$t \
+			> $(BUILD)/fuzz/smoke_$$t.log 2>&1; then \
+			echo "fuzz_$$t: $$(grep -o 'number_of_executed_units: [0-9]*' $(BUILD)/fuzz/smoke_$$t.log | \
+				grep -o '[0-9]*$$') executions, no crash"; \
+		else tail -n 40 $(BUILD)/fuzz/smoke_$$t.log; exit 1; fi; \
+	done
 
 # ---------------------------------------------------------------- running
 # The suite runs on PoCL with two CPU devices so that multi-device tests have a second one.

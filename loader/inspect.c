@@ -214,9 +214,10 @@ static void write_text(const struct moecl_ckpt *c, const struct report *r, unsig
     fprintf(out, "\nquantization %s\n", buf);
     if (c->converted_bytes)
         fprintf(out,
-                "converted    %.3f GB built at load (Hugging Face %s layout; 'moecl convert' "
-                "makes a zero-copy MLX checkpoint)\n",
-                gb(c->converted_bytes), c->layout == MOECL_LAYOUT_HF_BF16 ? "bf16" : "MXFP4");
+                "converted    %llu bytes (%.3f GB) built at load (Hugging Face %s; 'moecl "
+                "convert' makes a zero-copy MLX checkpoint)\n",
+                (unsigned long long)c->converted_bytes, gb(c->converted_bytes),
+                c->layout == MOECL_LAYOUT_HF_BF16 ? "bf16 experts" : "MXFP4 expert biases");
     else
         fprintf(out, "converted    0 bytes (zero-copy)\n");
     if (flags & MOECL_INSPECT_TENSORS) {
