@@ -98,6 +98,11 @@ static int find_file(const char *env, const char *const *rel, size_t n_rel, char
         if (join(out, n, dir, "/", rel[i]) == 0 && access(out, R_OK) == 0)
             return 1;
     }
+    /* Last, the working directory (a source tree's root). */
+    for (size_t i = 0; i < n_rel; i++)
+        if (strncmp(rel[i], "../", 3) != 0 && join(out, n, ".", "/", rel[i]) == 0 &&
+            access(out, R_OK) == 0)
+            return 1;
     return 0;
 }
 

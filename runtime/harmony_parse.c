@@ -319,8 +319,22 @@ void moecl_harmony_parser_finish(struct moecl_harmony_parser *p, struct moecl_ha
     if (!p)
         return;
     sb_clear(&p->delta);
-    if (p->state == P_CONTENT)
+    if (p->state == P_HEADER && p->header.len) {
+        /* Cut off inside a header (max tokens): like the lenient end-token case, its text is
+         * content without a channel, so a caller can still show what was produced. */
+        char *h = strdup(p->header.p);
+        size_t hn = p->header.len;
+        parse_header(p);
+        p->channel = MOECL_CHANNEL_NONE;
+        if (h)
+            emit_text(p, h, hn, 1);
+        else
+            p->oom = 1;
+        free(h);
+        p->state = P_EXPECT_START;
+    } else if (p->state == P_CONTENT) {
         emit_text(p, "", 0, 1);
+    }
     ev->channel = p->channel;
     ev->text = p->delta.p ? p->delta.p : "";
     ev->text_len = p->delta.len;

@@ -383,6 +383,14 @@ TEST(harmony_parse_utf8_and_lenient) {
     feed(p, "Hello<|return|>", &o);
     CHECK_EQ(o.stops, 1);
     CHECK(strcmp(o.text[MOECL_CHANNEL_NONE], "Hello") == 0);
+    /* Cut off inside a header: finish turns the header text into content. */
+    moecl_harmony_parser_reset(p);
+    memset(&o, 0, sizeof o);
+    feed(p, "noise", &o);
+    CHECK(o.text[MOECL_CHANNEL_NONE][0] == 0);
+    moecl_harmony_parser_finish(p, &ev);
+    CHECK(ev.channel == MOECL_CHANNEL_NONE && strcmp(ev.text, "noise") == 0);
+    CHECK(strcmp(moecl_harmony_parser_text(p, MOECL_CHANNEL_NONE), "noise") == 0);
     /* <|endoftext|> stops too; an unknown token id is an error. */
     moecl_harmony_parser_reset(p);
     REQUIRE(moecl_harmony_parser_push(p, MOECL_TOK_ENDOFTEXT, &ev) == MOECL_OK);
