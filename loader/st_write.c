@@ -45,23 +45,6 @@ struct moecl_st_writer {
     size_t buf_used;
 };
 
-/* ------------------------------------------------------------------ dtypes */
-
-/* Local copy of the safetensors dtype spelling and element size, indexed by enum moecl_dtype. */
-static const struct {
-    const char *name;
-    size_t size;
-} st_dtypes[MOECL_DTYPE_COUNT] = {
-    [MOECL_DTYPE_F32] = {"F32", 4},         [MOECL_DTYPE_F16] = {"F16", 2},
-    [MOECL_DTYPE_BF16] = {"BF16", 2},       [MOECL_DTYPE_F64] = {"F64", 8},
-    [MOECL_DTYPE_F8_E4M3] = {"F8_E4M3", 1}, [MOECL_DTYPE_F8_E5M2] = {"F8_E5M2", 1},
-    [MOECL_DTYPE_BOOL] = {"BOOL", 1},       [MOECL_DTYPE_U8] = {"U8", 1},
-    [MOECL_DTYPE_I8] = {"I8", 1},           [MOECL_DTYPE_U16] = {"U16", 2},
-    [MOECL_DTYPE_I16] = {"I16", 2},         [MOECL_DTYPE_U32] = {"U32", 4},
-    [MOECL_DTYPE_I32] = {"I32", 4},         [MOECL_DTYPE_U64] = {"U64", 8},
-    [MOECL_DTYPE_I64] = {"I64", 8},
-};
-
 /* ------------------------------------------------------------------ growing string */
 
 struct st_str {
@@ -183,13 +166,13 @@ enum moecl_status moecl_st_writer_declare(struct moecl_st_writer *w, const char 
     if (!name || !*name || strcmp(name, "__metadata__") == 0)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "%s: invalid tensor name \"%s\"", w->path,
                                name ? name : "");
-    if ((int)dtype < 0 || dtype >= MOECL_DTYPE_COUNT || !st_dtypes[dtype].name)
+    if ((int)dtype < 0 || dtype >= MOECL_DTYPE_COUNT || moecl_dtype_size(dtype) == 0)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "%s: tensor %s: unknown dtype %d", w->path,
                                name, (int)dtype);
     if (n_dims < 0 || n_dims > MOECL_MAX_DIMS)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "%s: tensor %s: %d dims (max %d)", w->path,
                                name, n_dims, MOECL_MAX_DIMS);
-    uint64_t n = st_dtypes[dtype].size;
+    uint64_t n = moecl_dtype_size(dtype);
     for (int d = 0; d < n_dims; d++) {
         if (shape[d] < 0)
             return moecl_error_set(MOECL_ERR_INVALID_ARG, "%s: tensor %s: negative dim %d", w->path,
@@ -279,7 +262,7 @@ enum moecl_status moecl_st_writer_begin(struct moecl_st_writer *w) {
             str_printf(&h, ",");
         first = 0;
         str_json(&h, d->name);
-        str_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtypes[d->dtype].name);
+        str_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", moecl_dtype_name(d->dtype));
         for (int k = 0; k < d->n_dims; k++)
             str_printf(&h, "%s%" PRId64, k ? "," : "", d->shape[k]);
         str_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + d->n_bytes);

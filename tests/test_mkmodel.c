@@ -4,6 +4,7 @@
  * determinism, and the bits-per-weight arithmetic of the seed cards at full size. */
 #include "test.h"
 
+#include "checkpoint.h"
 #include "mkmodel_read.h"
 
 #include <cjson/cJSON.h>
@@ -13,7 +14,7 @@
 #include <unistd.h>
 
 /* tiny: hidden 192, intermediate 192, 4 q heads / 2 kv heads x 64, 8 experts, vocab 512 */
-#define TINY "--tiny --layers 2 --vocab 512 --quiet"
+#define TINY "--tiny --layers 2 --vocab 512 --quiet --no-tokenizer"
 
 static const char *mkmodel_bin(void) {
     const char *b = getenv("MOECL_MKMODEL");
@@ -635,4 +636,110 @@ TEST(mkmodel_bad_arguments) {
     CHECK(rc != 0);
     CHECK_STR_CONTAINS(out, "/nonexistent-moecl/a/b");
     free(out);
+}
+
+/* ------------------------------------------------------------------ through the loader */
+
+/* Every preset's output opens with loader/ (moecl_ckpt_open) with the modes mkmodel meant. */
+TEST(mkmodel_loader_opens_every_preset) {
+    static const struct {
+        const char *args;
+        enum moecl_ckpt_layout layout;
+        enum moecl_qmode expert_mode, q_mode, router_mode;
+        int expert_bits, q_bits;
+        enum moecl_dtype act;
+    } cases[] = {
+        {"--like mlx-4bit", MOECL_LAYOUT_MLX, MOECL_QMODE_AFFINE, MOECL_QMODE_AFFINE,
+         MOECL_QMODE_AFFINE, 4, 4, MOECL_DTYPE_BF16},
+        {"--like mlx-5bit-gs32", MOECL_LAYOUT_MLX, MOECL_QMODE_AFFINE, MOECL_QMODE_AFFINE,
+         MOECL_QMODE_NONE, 5, 5, MOECL_DTYPE_F16},
+        {"--like mlx-6bit", MOECL_LAYOUT_MLX, MOECL_QMODE_AFFINE, MOECL_QMODE_AFFINE,
+         MOECL_QMODE_AFFINE, 6, 6, MOECL_DTYPE_BF16},
+        {"--like optiq-4bit", MOECL_LAYOUT_MLX, MOECL_QMODE_AFFINE, MOECL_QMODE_AFFINE,
+         MOECL_QMODE_AFFINE, 8, 4, MOECL_DTYPE_BF16}, /* 2 layers: layer 0 has 8-bit experts
+                                                       * and is the one 4-bit q layer */
+        {"--like mxfp4", MOECL_LAYOUT_MLX, MOECL_QMODE_MXFP4, MOECL_QMODE_AFFINE,
+         MOECL_QMODE_AFFINE, 4, 8, MOECL_DTYPE_BF16},
+        {"--like hf-mxfp4", MOECL_LAYOUT_HF_MXFP4, MOECL_QMODE_MXFP4, MOECL_QMODE_NONE,
+         MOECL_QMODE_NONE, 4, 16, MOECL_DTYPE_BF16},
+        {"--like hf-bf16", MOECL_LAYOUT_HF_BF16, MOECL_QMODE_NONE, MOECL_QMODE_NONE,
+         MOECL_QMODE_NONE, 16, 16, MOECL_DTYPE_BF16},
+        {"--mode nvfp4", MOECL_LAYOUT_MLX, MOECL_QMODE_NVFP4, MOECL_QMODE_NVFP4, MOECL_QMODE_AFFINE,
+         4, 4, MOECL_DTYPE_BF16},
+        {"--mode mxfp8", MOECL_LAYOUT_MLX, MOECL_QMODE_MXFP8, MOECL_QMODE_MXFP8, MOECL_QMODE_AFFINE,
+         8, 8, MOECL_DTYPE_BF16},
+        {"--mode none --dtype f32", MOECL_LAYOUT_MLX, MOECL_QMODE_NONE, MOECL_QMODE_NONE,
+         MOECL_QMODE_NONE, 32, 32, MOECL_DTYPE_F32},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[256];
+        snprintf(args, sizeof args, TINY " %s", cases[i].args);
+        int rc;
+        char *dir = run_mkmodel(args, &rc, NULL);
+        REQUIRE(dir);
+        CHECK_EQ(rc, 0);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/m", dir);
+        struct moecl_ckpt *c = NULL;
+        enum moecl_status st = moecl_ckpt_open(path, &c);
+        if (st != MOECL_OK)
+            fprintf(stderr, "%s: %s\n", cases[i].args, moecl_last_error());
+        CHECK_EQ(st, MOECL_OK);
+        if (c) {
+            CHECK_EQ(c->layout, cases[i].layout);
+            CHECK_EQ(c->config.hidden_size, 192);
+            CHECK_EQ(c->config.n_layers, 2);
+            CHECK_EQ(c->config.n_experts, 8);
+            CHECK_EQ(c->config.vocab_size, 512);
+            CHECK_EQ(c->config.sliding_window, 8);
+            CHECK_EQ(c->act_dtype, cases[i].act);
+            const struct moecl_layer *l = &c->layers[0];
+            CHECK_EQ(l->gate.mode, cases[i].expert_mode);
+            CHECK_EQ(l->down.mode, cases[i].expert_mode);
+            CHECK_EQ(l->gate.bits, cases[i].expert_bits);
+            CHECK_EQ(l->q.mode, cases[i].q_mode);
+            CHECK_EQ(l->q.bits, cases[i].q_bits);
+            CHECK_EQ(l->router.mode, cases[i].router_mode);
+            CHECK_EQ(l->gate.n_experts, 8);
+            CHECK_EQ(l->gate.rows, 192);
+            CHECK_EQ(l->gate.cols, 192);
+            CHECK(l->gate.bias != NULL && l->q.bias != NULL && l->router.bias != NULL);
+            moecl_ckpt_close(c);
+        }
+        moecl_test_rmtree(dir);
+        free(dir);
+    }
+}
+
+/* tokenizer.json comes from the o200k rank file through loader/tokenizer_json.c. */
+TEST(mkmodel_writes_tokenizer) {
+    if (access("data/o200k_base.tiktoken", R_OK) != 0)
+        SKIP("data/o200k_base.tiktoken not found (run from the repository root)");
+    int rc;
+    char *dir = run_mkmodel("--tiny --layers 1 --vocab 256 --quiet", &rc, NULL);
+    REQUIRE(dir);
+    REQUIRE(rc == 0);
+    cJSON *t = load_json(dir, "tokenizer.json");
+    REQUIRE(t);
+    cJSON *model = cJSON_GetObjectItemCaseSensitive(t, "model");
+    CHECK(model && !strcmp(qstr(model, "type"), "BPE"));
+    CHECK_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(model, "vocab")), 199998);
+    CHECK_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(t, "added_tokens")), 21);
+    cJSON_Delete(t);
+    cJSON *tc = load_json(dir, "tokenizer_config.json");
+    REQUIRE(tc);
+    CHECK(!strcmp(qstr(tc, "eos_token"), "<|return|>"));
+    CHECK(!strcmp(qstr(tc, "tokenizer_class"), "PreTrainedTokenizerFast"));
+    cJSON_Delete(tc);
+    moecl_test_rmtree(dir);
+    free(dir);
+    /* an explicit rank file that does not exist is an error */
+    char *out = NULL;
+    dir = run_mkmodel("--tiny --layers 1 --vocab 256 --quiet --tiktoken /nonexistent.tiktoken", &rc,
+                      &out);
+    CHECK(rc != 0);
+    CHECK_STR_CONTAINS(out, "/nonexistent.tiktoken");
+    free(out);
+    moecl_test_rmtree(dir);
+    free(dir);
 }

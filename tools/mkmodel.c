@@ -8,6 +8,7 @@
 #include "mkmodel.h"
 #include "moecl_error.h"
 #include "st_write.h"
+#include "tokenizer_json.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -61,6 +62,9 @@ static const char usage[] =
     "  --out DIR            output folder (created; old model*.safetensors in it are removed)\n"
     "  --seed N             random seed (default 0)\n"
     "  --max-shard-bytes N  shard size limit (default 5 GiB, as mlx-lm)\n"
+    "  --tiktoken PATH      rank file for tokenizer.json (default data/o200k_base.tiktoken;\n"
+    "                       skipped with a note if the default is missing)\n"
+    "  --no-tokenizer       write no tokenizer.json / tokenizer_config.json\n"
     "  --quiet              no progress output\n"
     "  --dry-run            print the plan (tensors, bytes, bits/weight) and write nothing\n";
 
@@ -206,7 +210,9 @@ static int parse_args(int argc, char **argv, struct mk_opts *o) {
         } else if (!strcmp(a, "--out") && v) {
             o->out = v, i++;
         } else if (!strcmp(a, "--tiktoken") && v) {
-            o->tiktoken = v, i++;
+            o->tiktoken = v, o->tiktoken_explicit = 1, i++;
+        } else if (!strcmp(a, "--no-tokenizer")) {
+            o->tiktoken = NULL;
         } else if (!strcmp(a, "--like") && v) {
             like = v, i++;
         } else if (!strcmp(a, "--seed")) {
@@ -393,12 +399,14 @@ static cJSON *quantization_map(const struct mk_opts *o) {
     return q;
 }
 
+/* Float-valued fields are written with a decimal point ("7.0", not cJSON's "7"): transformers'
+ * config validation rejects an int where the gpt-oss config has a float. */
 static int write_config(const struct mk_opts *o) {
     cJSON *c = cJSON_CreateObject();
     const char *arch = "GptOssForCausalLM";
     cJSON_AddItemToObject(c, "architectures", cJSON_CreateStringArray(&arch, 1));
     cJSON_AddBoolToObject(c, "attention_bias", 1);
-    cJSON_AddNumberToObject(c, "attention_dropout", 0.0);
+    cJSON_AddRawToObject(c, "attention_dropout", "0.0");
     cJSON_AddNumberToObject(c, "eos_token_id", 200002);
     cJSON_AddNumberToObject(c, "experts_per_token", o->top_k);
     cJSON_AddNumberToObject(c, "head_dim", o->head_dim);
@@ -432,16 +440,16 @@ static int write_config(const struct mk_opts *o) {
     }
     cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-05);
     cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
-    cJSON_AddNumberToObject(rs, "beta_fast", 32.0);
-    cJSON_AddNumberToObject(rs, "beta_slow", 1.0);
-    cJSON_AddNumberToObject(rs, "factor", 32.0);
+    cJSON_AddRawToObject(rs, "beta_fast", "32.0");
+    cJSON_AddRawToObject(rs, "beta_slow", "1.0");
+    cJSON_AddRawToObject(rs, "factor", "32.0");
     cJSON_AddNumberToObject(rs, "original_max_position_embeddings", 4096);
     cJSON_AddStringToObject(rs, "rope_type", "yarn");
     cJSON_AddBoolToObject(rs, "truncate", 0);
     cJSON_AddNumberToObject(c, "rope_theta", 150000);
     cJSON_AddNumberToObject(c, "router_aux_loss_coef", 0.9);
     cJSON_AddNumberToObject(c, "sliding_window", o->window);
-    cJSON_AddNumberToObject(c, "swiglu_limit", 7.0);
+    cJSON_AddRawToObject(c, "swiglu_limit", "7.0");
     cJSON_AddBoolToObject(c, "tie_word_embeddings", 0);
     if (o->layout == MK_LAYOUT_HF_BF16)
         cJSON_AddStringToObject(c, "torch_dtype", "bfloat16");
@@ -463,6 +471,37 @@ static int write_generation_config(const struct mk_opts *o) {
     cJSON_AddStringToObject(g, "transformers_version", "4.55.0.dev0");
     int rc = write_json(o->out, "generation_config.json", g);
     cJSON_Delete(g);
+    return rc;
+}
+
+/* tokenizer.json (loader/tokenizer_json.c: what transformers' GptOssConverter builds from the
+ * o200k rank file) and the tokenizer_config.json of gpt-oss (spec tokenizer-harmony.md §5). */
+static int write_tokenizer(const struct mk_opts *o) {
+    if (!o->tiktoken)
+        return 0;
+    if (!o->tiktoken_explicit && access(o->tiktoken, R_OK) != 0) {
+        if (!o->quiet)
+            fprintf(stderr, "mkmodel: %s not found: no tokenizer.json written\n", o->tiktoken);
+        return 0;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", o->out);
+    if (moecl_tokenizer_json_write(o->tiktoken, path) != MOECL_OK) {
+        fprintf(stderr, "mkmodel: %s\n", moecl_last_error());
+        return -1;
+    }
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "bos_token", "<|startoftext|>");
+    cJSON_AddBoolToObject(t, "clean_up_tokenization_spaces", 0);
+    cJSON_AddStringToObject(t, "eos_token", "<|return|>");
+    cJSON_AddObjectToObject(t, "extra_special_tokens");
+    const char *names[2] = {"input_ids", "attention_mask"};
+    cJSON_AddItemToObject(t, "model_input_names", cJSON_CreateStringArray(names, 2));
+    cJSON_AddNumberToObject(t, "model_max_length", 1e30);
+    cJSON_AddStringToObject(t, "pad_token", "<|endoftext|>");
+    cJSON_AddStringToObject(t, "tokenizer_class", "PreTrainedTokenizerFast");
+    int rc = write_json(o->out, "tokenizer_config.json", t);
+    cJSON_Delete(t);
     return rc;
 }
 
@@ -607,8 +646,8 @@ int main(int argc, char **argv) {
         rc = write_config(&o);
     if (rc == 0)
         rc = write_generation_config(&o);
-    /* TODO(tokenizer): write tokenizer.json with moecl_tokenizer_json_write(o.tiktoken, path)
-     * once loader/ provides it. */
+    if (rc == 0)
+        rc = write_tokenizer(&o);
     mk_plan_free(&plan);
     return rc ? 1 : 0;
 }

@@ -64,7 +64,8 @@ struct mk_opts {
     struct mk_q others; /* --like mxfp4: recipe of the non-expert modules */
     uint64_t max_shard_bytes;
     int quiet, dry_run;
-    const char *tiktoken; /* for tokenizer.json */
+    const char *tiktoken; /* for tokenizer.json; NULL: none */
+    int tiktoken_explicit;
 };
 
 /* The storage decision for module `mod` of layer `layer` (-1 for embed / lm_head). */

@@ -31,12 +31,23 @@ mlxref.install_cpu_workarounds()
 import mlx.core as mx
 
 ckpt, tokens_file, vocab = sys.argv[1], sys.argv[2], int(sys.argv[3])
+flags = sys.argv[4:]
+if "tok" in flags:
+    # the whole mlx_lm.load path: config, weights, tokenizer.json, generation_config eos ids
+    from mlx_lm import load
+    _, tok = load(ckpt)
+    ids = tok.encode("Hello world")
+    if ids != [13225, 2375] or 200012 not in tok.eos_token_ids:
+        print("tokenizer mismatch:", ids, tok.eos_token_ids)
+        sys.exit(1)
+    print("mlx_lm.load: tokenizer.json encodes 'Hello world' as", ids)
 tokens = [int(t) for t in open(tokens_file).read().split()]
 evaluator = Path("tests/reference/mlx_eval.py")
 if evaluator.exists():
     out = os.path.join(ckpt, "..", "logits.safetensors")
-    r = subprocess.run([sys.executable, str(evaluator), ckpt, "--tokens-file", tokens_file,
-                        "--out", out], capture_output=True, text=True)
+    cmd = [sys.executable, str(evaluator), ckpt, "--tokens-file", tokens_file, "--out", out]
+    r = subprocess.run(cmd + (["--decode"] if "decode" in flags else []),
+                       capture_output=True, text=True)
     if r.returncode != 0:
         print("mlx_eval.py failed:", (r.stderr or r.stdout).strip().splitlines()[-1:])
         sys.exit(1)
@@ -49,8 +60,8 @@ if evaluator.exists():
 else:
     from mlx_lm.utils import load_model
     model, _ = load_model(Path(ckpt))
-    logits = [model(mx.array([tokens]))]
     how = "mlx_lm.utils.load_model"
+    logits = [model(mx.array([tokens]))]
 ok = True
 for l in logits:
     l = l.astype(mx.float32)
@@ -63,9 +74,9 @@ EOF
 
 fail=0
 vocab=512
-run() { # name expect(ok|fail) mkmodel-args...
-    local name=$1 expect=$2
-    shift 2
+run() { # name expect(ok|fail) check-flags mkmodel-args...
+    local name=$1 expect=$2 flags=$3
+    shift 3
     local dir="$work/$name/m"
     mkdir -p "$work/$name"
     if ! "$MKMODEL" --out "$dir" --tiny --vocab $vocab --quiet "$@" >"$work/$name.log" 2>&1; then
@@ -74,10 +85,10 @@ run() { # name expect(ok|fail) mkmodel-args...
         return
     fi
     local out
-    out=$("$PY" "$work/check.py" "$dir" "$work/tokens.txt" $vocab 2>&1)
+    out=$(set -o pipefail; "$PY" "$work/check.py" "$dir" "$work/tokens.txt" $vocab $flags 2>&1 | grep -v '^\[transformers\]')
     local rc=$?
     if [ "$expect" = ok ] && [ $rc -eq 0 ]; then
-        echo "ok   $name: $(echo "$out" | tail -1)"
+        echo "ok   $name: $(echo "$out" | tail -n +1 | paste -sd ';' | cut -c1-230)"
     elif [ "$expect" = fail ] && [ $rc -ne 0 ]; then
         echo "ok   $name: mlx-lm refuses it as expected: $(echo "$out" | tail -1 | cut -c1-120)"
     else
@@ -86,21 +97,21 @@ run() { # name expect(ok|fail) mkmodel-args...
     fi
 }
 
-run mlx-4bit ok --like mlx-4bit
-run mlx-4bit-24layers ok --like mlx-4bit --layers 24
-run mlx-5bit-gs32 ok --like mlx-5bit-gs32
-run mlx-6bit ok --like mlx-6bit
-run optiq-4bit ok --like optiq-4bit
-run mxfp4 ok --like mxfp4
-run hf-mxfp4 ok --like hf-mxfp4
-run bf16 ok --mode none
-run f32 ok --mode none --dtype f32
-run affine-3bit-g32 ok --mode affine --bits 3 --group 32
-run affine-2bit-g128 ok --mode affine --bits 2 --group 128 --hidden 256
-run affine-8bit-f16 ok --mode affine --bits 8 --dtype f16
-run mxfp8 ok --mode mxfp8
-run nvfp4 ok --mode nvfp4
-run hf-bf16 fail --like hf-bf16
+run mlx-4bit ok "tok decode" --like mlx-4bit
+run mlx-4bit-24layers ok "" --like mlx-4bit --layers 24
+run mlx-5bit-gs32 ok decode --like mlx-5bit-gs32
+run mlx-6bit ok "" --like mlx-6bit
+run optiq-4bit ok "" --like optiq-4bit
+run mxfp4 ok decode --like mxfp4
+run hf-mxfp4 ok decode --like hf-mxfp4
+run bf16 ok "" --mode none
+run f32 ok "" --mode none --dtype f32
+run affine-3bit-g32 ok "" --mode affine --bits 3 --group 32
+run affine-2bit-g128 ok "" --mode affine --bits 2 --group 128 --hidden 256
+run affine-8bit-f16 ok "" --mode affine --bits 8 --dtype f16
+run mxfp8 ok "" --mode mxfp8
+run nvfp4 ok "" --mode nvfp4
+run hf-bf16 fail "" --like hf-bf16
 
 [ $fail -eq 0 ] && echo "check_mkmodel: all as expected" || echo "check_mkmodel: FAILED"
 exit $fail
