@@ -95,13 +95,8 @@ void tb_remove(struct tb_ckpt *c, const char *name) {
 void tb_linear(struct tb_ckpt *c, const char *path, int E, int64_t rows, int64_t cols, int bits,
                int gs, const char *mode, int bias) {
     char n[200];
-    int64_t lead[4], *p = lead;
-    if (E)
-        *p++ = E;
-    int nd = (int)(p - lead) + 2;
-    int64_t s[4] = {0};
-    for (int i = 0; i < nd - 2; i++)
-        s[i] = lead[i];
+    int nd = E ? 3 : 2;
+    int64_t s[4] = {E, 0, 0, 0};
     s[nd - 2] = rows;
     snprintf(n, sizeof n, "%s.weight", path);
     if (!bits) {
