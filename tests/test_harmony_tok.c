@@ -125,3 +125,28 @@ TEST(harmony_tok_parse_vector) {
     moecl_harmony_parser_release(p);
     moecl_tokenizer_release(tok);
 }
+
+/* tests/reference/harmony_check.py (openai-harmony and a jinja2 rendering of the template) when
+ * the reference venv is there (tests/reference/setup_venv.sh makes it). */
+TEST(harmony_reference_check) {
+    const char *py = "build/venv/bin/python";
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s -c 'import openai_harmony, jinja2, tokenizers' 2>/dev/null", py);
+    if (moecl_test_run(cmd, &out) != 0) {
+        free(out);
+        SKIP("no reference venv with openai-harmony (bash tests/reference/setup_venv.sh)");
+    }
+    free(out);
+    char *dir = moecl_test_tmpdir("harmony-check");
+    REQUIRE(dir);
+    snprintf(cmd, sizeof cmd, "%s tests/reference/harmony_check.py --moecl '%s' --workdir '%s'", py,
+             moecl_test_bin(), dir);
+    int rc = moecl_test_run(cmd, &out);
+    CHECK_EQ(rc, 0);
+    CHECK_STR_CONTAINS(out, "0 comparisons failed");
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out ? out : "");
+    free(out);
+    moecl_test_rmtree(dir);
+    free(dir);
+}
