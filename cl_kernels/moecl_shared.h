@@ -15,4 +15,63 @@ typedef int32_t moecl_i32;
 typedef uint64_t moecl_u64;
 #endif
 
+/* ------------------------------------------------------------------ forward-pass kernels */
+
+/* Element types a kernel reads at run time (norm weights, biases, sinks): moecl_dt_load(). */
+#define MOECL_DT_F32 0
+#define MOECL_DT_F16 1
+#define MOECL_DT_BF16 2
+
+/* Weight formats of the qmatmul family (-DQMODE=...). */
+#define MOECL_QM_FLOAT 0
+#define MOECL_QM_AFFINE 1
+#define MOECL_QM_MXFP4 2
+#define MOECL_QM_MXFP8 3
+#define MOECL_QM_NVFP4 4
+
+/* Activation dtype (-DACT=...): activations are float32 buffers holding values rounded to it. */
+#define MOECL_ACT_F32 0
+#define MOECL_ACT_BF16 1
+#define MOECL_ACT_F16 2
+
+/* How the additive bias joins the product (mlx-lm: Linear uses a fused addmm, rounded once;
+ * quantized and expert layers round the product to the activation dtype, then add). */
+#define MOECL_BIAS_NONE 0
+#define MOECL_BIAS_FUSED 1
+#define MOECL_BIAS_AFTER 2
+
+/* qmatmul_* and qgather_*: y[p][r] = bias[e][r] + sum_c x[p / x_div][c] * W[e][r][c] for each
+ * output vector p in [0, n_vec), e = ids ? ids[p] : 0. Byte offsets and strides address the
+ * weight views inside their buffers (struct moecl_qweight semantics). */
+struct moecl_qmm_args {
+    moecl_u64 w_offset, w_row_stride, w_expert_stride;
+    moecl_u64 s_offset, s_row_stride, s_expert_stride;
+    moecl_u64 b_offset, b_row_stride, b_expert_stride;
+    moecl_u64 bias_offset, bias_expert_stride;
+    moecl_u32 rows, cols; /* output features, input features */
+    moecl_u32 n_vec;      /* output vectors */
+    moecl_u32 x_div;      /* input vector of output p is p / x_div */
+    moecl_u32 x_stride;   /* floats between input vectors */
+    moecl_u32 y_stride;   /* floats between output vectors */
+    moecl_u32 use_ids;    /* 1: expert e = ids[p] */
+    moecl_u32 bias_mode;  /* MOECL_BIAS_* */
+    moecl_u32 bias_dt;    /* MOECL_DT_* */
+    moecl_u32 tile;       /* output vectors per work-item (1 when use_ids) */
+    moecl_u32 x_offset;   /* floats before the first input vector */
+    moecl_u32 pad0;
+};
+
+/* attn_*: causal attention with sinks over a ring-buffer cache plus the chunk's fresh keys. */
+struct moecl_attn_args {
+    moecl_u64 sinks_offset;
+    moecl_u32 n_tokens; /* queries in this chunk */
+    moecl_u32 pos0;     /* absolute position of the chunk's first token */
+    moecl_u32 n_heads, n_kv_heads, head_dim;
+    moecl_u32 window;    /* keys j allowed iff p - window < j <= p; 0 = unbounded */
+    moecl_u32 cache_cap; /* ring slots; position j lives in slot j % cache_cap */
+    moecl_u32 sinks_dt;  /* MOECL_DT_* */
+    float scale;         /* 1/sqrt(head_dim) */
+    moecl_u32 pad0;
+};
+
 #endif

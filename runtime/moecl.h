@@ -376,6 +376,118 @@ void moecl_tokenizer_stream_release(struct moecl_tokenizer_stream *stream);
  * ~/.cache/moecl). *created_out (may be NULL) is 1 when this call made it. */
 MOECL_WUR enum moecl_status moecl_default_model_path(char *buf, size_t n, int *created_out);
 
+/* ------------------------------------------------------------------ models and contexts */
+
+/* A loaded gpt-oss checkpoint on one OpenCL device. It owns the checkpoint's mappings, the
+ * device's view of every weight (zero-copy buffers on a host-unified device such as PoCL's
+ * CPU device, one upload on a discrete GPU) and the compiled programs. Contexts borrow it. */
+struct moecl_model;
+
+/* An evaluation state (KV cache, activations) on a model. */
+struct moecl_context;
+
+struct moecl_model_options {
+    /* Device spec as moecl_device_resolve() accepts it ("cpu", "gpu", "pocl:1", "2"); NULL or
+     * "" picks the first GPU, else the first CPU device. */
+    const char *device;
+    /* 0 (default): in bf16/f16 models, quantized products reproduce the reference's rounding
+     * (mlx-lm on MLX's CPU backend rounds every product and partial sum to the activation
+     * dtype); 1: accumulate them in float32 (MLX's Metal kernels; more accurate). */
+    int fp32_accumulate;
+};
+
+/* Loads the checkpoint folder `dir` (every format the loader reads) onto a device. options
+ * may be NULL (defaults). Errors: the loader's (IO, FORMAT, SHAPE, UNSUPPORTED), NO_DEVICE /
+ * NOT_FOUND for the device, BUILD for a kernel build failure, DEVICE_MEMORY when a tensor
+ * exceeds the device's allocation limit, CL. The model is the caller's to release. */
+MOECL_WUR enum moecl_status moecl_model_load(const char *dir,
+                                             const struct moecl_model_options *options,
+                                             struct moecl_model **model_out);
+
+/* Releases the model. Every context created from it must be released first. NULL-safe. */
+void moecl_model_release(struct moecl_model *model);
+
+/* Vocabulary size (the length of a logits row). */
+int moecl_model_vocab_size(const struct moecl_model *model);
+
+/* The device the model runs on (a pointer into the model, valid until its release). */
+const struct moecl_device_info *moecl_model_device(const struct moecl_model *model);
+
+struct moecl_context_options {
+    int prefill_chunk; /* tokens per prefill step; <= 0: 512 */
+    /* > 0: full-attention layers keep only the last max_kv_size positions in a ring, like
+     * mlx-lm's RotatingKVCache (the context may then run past n_ctx); 0: they keep n_ctx. */
+    int max_kv_size;
+    /* 1: keep logits of every position of a step (needed by moecl_context_eval_all; costs
+     * prefill_chunk * vocab floats of device memory); 0: only the last position's. */
+    int all_logits;
+};
+
+/* An evaluation state on a model: the KV cache (full-attention layers hold n_ctx positions,
+ * sliding-window layers a ring of the window) and every activation buffer, all allocated
+ * here; evaluation allocates nothing. options may be NULL. The context borrows the model
+ * (which must outlive it) and is the caller's to release. One thread at a time per context;
+ * contexts of one model may run on different threads. */
+MOECL_WUR enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
+                                                 const struct moecl_context_options *options,
+                                                 struct moecl_context **ctx_out);
+
+/* Appends n tokens at the current position (prefill in chunks when n > 1) and computes the
+ * logits of the last one, read with moecl_context_logits(). INVALID_ARG for a token outside
+ * the vocabulary or a context that would pass n_ctx (without max_kv_size); the context is
+ * unchanged then. On a device error the context must be reset. */
+MOECL_WUR enum moecl_status moecl_context_eval(struct moecl_context *ctx, const int32_t *tokens,
+                                               int n);
+
+/* As moecl_context_eval, and writes the logits of every one of the n positions to
+ * logits_out[n][vocab] (caller-owned). Needs the all_logits option. */
+MOECL_WUR enum moecl_status moecl_context_eval_all(struct moecl_context *ctx, const int32_t *tokens,
+                                                   int n, float *logits_out);
+
+/* The last position's logits [vocab] after a successful eval; NULL before any. The array is
+ * the context's and is overwritten by the next eval; valid until the context's release. */
+const float *moecl_context_logits(const struct moecl_context *ctx);
+
+/* Tokens evaluated so far (the next token's position). */
+int moecl_context_n_past(const struct moecl_context *ctx);
+
+/* Forgets every token: the next eval starts at position 0. */
+void moecl_context_reset(struct moecl_context *ctx);
+
+/* The message of this context's last failure ("" if none); valid until its next call. */
+const char *moecl_context_last_error(const struct moecl_context *ctx);
+
+/* NULL-safe. */
+void moecl_context_release(struct moecl_context *ctx);
+
+/* ------------------------------------------------------------------ default model */
+
+/* The built-in default model's folder, written to buf (n bytes): a small gpt-oss checkpoint
+ * (2 layers, hidden 192, 8 experts, MLX 4-bit) with the real o200k_harmony tokenizer and random
+ * weights, so its output is noise. Made on first use by the checkpoint writer (the `mkmodel`
+ * program next to the running executable, or $MOECL_MKMODEL; o200k_base.tiktoken from the
+ * source tree's data/ or $MOECL_TIKTOKEN) and cached under $XDG_CACHE_HOME/moecl (default
+ * ~/.cache/moecl). *created_out (may be NULL) is 1 when this call made it. */
+MOECL_WUR enum moecl_status moecl_default_model_path(char *buf, size_t n, int *created_out);
+
+/* ------------------------------------------------------------------ memory statistics */
+
+struct moecl_memory_stats {
+    uint64_t host_peak_rss_bytes; /* the process's peak resident set (getrusage) */
+    uint64_t device_bytes;        /* weight_bytes + kv_bytes + act_bytes */
+    uint64_t weight_bytes;        /* bytes of weight buffers on the device (views or copies) */
+    uint64_t weight_copied_bytes; /* of which copied to device memory (0 when zero copy) */
+    int weight_zero_copy;         /* 1: the weights are views of the host mapping */
+    uint64_t kv_bytes, act_bytes; /* the context's KV cache and activation buffers */
+};
+
+/* The process's peak resident set in bytes (0 if unknown). */
+uint64_t moecl_host_peak_rss_bytes(void);
+
+/* Memory held for a context and its model on their device, and the host peak. */
+MOECL_WUR enum moecl_status moecl_context_memory(const struct moecl_context *ctx,
+                                                 struct moecl_memory_stats *stats_out);
+
 #ifdef __cplusplus
 }
 #endif

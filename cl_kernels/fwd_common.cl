@@ -1,0 +1,111 @@
+/* Helpers shared by the forward-pass kernels: activation rounding, run-time dtype loads and the
+ * element decoders of the quantized formats.
+ *
+ * Activations live in float32 buffers but hold values rounded to the model's activation dtype
+ * (-DACT=MOECL_ACT_*), wherever mlx-lm materialises an array of that dtype; round_act() is that
+ * rounding. Every kernel accumulates in float32. */
+#ifndef ACT
+#define ACT MOECL_ACT_F32
+#endif
+
+#define MOECL_CAT_(a, b) a##b
+#define MOECL_CAT(a, b) MOECL_CAT_(a, b)
+
+/* bf16 bits -> float: exact. */
+inline float bf16_to_f32(uint bits) {
+    return as_float(bits << 16);
+}
+
+/* float -> activation dtype -> float. bf16: round to nearest even on the float bits, as MLX's
+ * bfloat16 conversion does; f16: the correctly rounded vstore_half_rte. */
+inline float round_act(float x) {
+#if ACT == MOECL_ACT_BF16
+    uint u = as_uint(x);
+    if ((u & 0x7f800000u) == 0x7f800000u)
+        return x;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return as_float(u & 0xffff0000u);
+#elif ACT == MOECL_ACT_F16
+    ushort h;
+    vstore_half_rte(x, 0, (__private half *)&h);
+    return vload_half(0, (__private const half *)&h);
+#else
+    return x;
+#endif
+}
+
+/* Element i of a float vector of run-time dtype `dt` (MOECL_DT_*) at byte `offset` of `base`. */
+inline float load_dt(__global const uchar *base, ulong offset, uint i, uint dt) {
+    __global const uchar *p = base + offset;
+    if (dt == MOECL_DT_BF16)
+        return bf16_to_f32(((__global const ushort *)p)[i]);
+    if (dt == MOECL_DT_F16)
+        return vload_half(i, (__global const half *)p);
+    return ((__global const float *)p)[i];
+}
+
+/* E8M0 scale (mx formats): 2^(e - 127); e = 0 is 2^-127 (a float32 subnormal), 255 is +inf
+ * (MLX decodes it so). */
+inline float e8m0_to_f32(uint e) {
+    return e == 0 ? as_float(0x00400000u) : as_float(e << 23);
+}
+
+/* E4M3 (fn: bias 7, subnormals, no infinities, S.1111.111 is NaN). */
+inline float e4m3_to_f32(uint b) {
+    uint e = (b >> 3) & 15u, m = b & 7u;
+    float v;
+    if (e == 0)
+        v = (float)m * 0.001953125f; /* m/8 * 2^-6 */
+    else if (e == 15 && m == 7)
+        v = as_float(0x7fc00000u);
+    else
+        v = as_float(((e + 120u) << 23) | (m << 20));
+    return (b & 0x80u) ? -v : v;
+}
+
+/* E2M1 code -> value (bit 3 sign, bits 0-2 magnitude). */
+inline float e2m1_to_f32(uint code) {
+    uint mag = code & 7u;
+    /* 0, 0.5, 1, 1.5, 2, 3, 4, 6 */
+    float v = mag < 4u ? (float)mag * 0.5f : (float)(1u << ((mag >> 1) - 1u)) * (1.0f + 0.5f * (float)(mag & 1u));
+    return (code & 8u) ? -v : v;
+}
+
+/* exp as MLX's CPU backend computes it (a Cephes polynomial for 2^frac and the exponent
+ * written into the bits), so softmax and sigmoid round to the same activation values as the
+ * reference. Within a few ulp of exp(). -DMLX_CPU=0 uses the library exp instead. */
+#ifndef MLX_CPU
+#define MLX_CPU 1
+#endif
+
+inline float ref_exp(float xin) {
+#if MLX_CPU
+    if (isnan(xin))
+        return xin;
+    if (xin > 88.0f)
+        return INFINITY;
+    if (xin < -88.0f)
+        return 0.0f;
+    float x = xin * 1.442695f;
+    float ip = floor(x + 0.5f);
+    float fp = x - ip;
+    float y = 1.535336188319500e-4f;
+    y = fma(y, fp, 1.339887440266574e-3f);
+    y = fma(y, fp, 9.618437357674640e-3f);
+    y = fma(y, fp, 5.550332471162809e-2f);
+    y = fma(y, fp, 2.402264791363012e-1f);
+    y = fma(y, fp, 6.931472028550421e-1f);
+    y = fma(y, fp, 1.0f);
+    return as_float(((int)ip + 127) << 23) * y;
+#else
+    return exp(xin);
+#endif
+}
+
+/* sigmoid of an activation-dtype value, as the reference computes it: e = exp(|x|) rounded to
+ * the activation dtype, y = 1 / (1 + e), result round(x < 0 ? y : 1 - y). */
+inline float ref_sigmoid(float x) {
+    float e = round_act(ref_exp(fabs(x)));
+    float y = 1.0f / (1.0f + e);
+    return round_act(x < 0.0f ? y : 1.0f - y);
+}

@@ -1,0 +1,53 @@
+/* RMSNorm, YaRN rotary embedding and the residual add (built with -DACT=MOECL_ACT_*). */
+
+/* y[t] = w * round(x[t] * rsqrt(mean(x[t]^2) + eps)): mx.fast.rms_norm rounds the normalized
+ * value to the activation dtype before the weight multiply. One work-item per row. */
+__kernel void rmsnorm_f32(__global const float *x, __global float *y, __global const uchar *w,
+                          ulong w_offset, uint w_dt, uint n_rows, uint n, float eps) {
+    uint t = get_global_id(0);
+    if (t >= n_rows)
+        return;
+    __global const float *xr = x + (ulong)t * n;
+    __global float *yr = y + (ulong)t * n;
+    float ss = 0.0f;
+    for (uint i = 0; i < n; i++)
+        ss += xr[i] * xr[i];
+    float inv = 1.0f / sqrt(ss / (float)n + eps);
+    for (uint i = 0; i < n; i++)
+        yr[i] = round_act(round_act(xr[i] * inv) * load_dt(w, w_offset, i, w_dt));
+}
+
+/* YaRN RoPE as mlx-lm applies it, in place on x [n_tokens][n_heads][head_dim] (row stride
+ * `stride` floats): x = round(mscale * x) over all dims, then the half-split rotation of pair
+ * (i, i + head_dim/2) by theta = position * inv_freq[i], position = pos0 + t. The rotation
+ * follows MLX's rope arithmetic: cos and sin rounded to the activation dtype, each product
+ * rounded, then the sum (exact in float32 models). One work-item per (head, token). */
+__kernel void rope_f32(__global float *x, __global const float *inv_freq, uint n_tokens,
+                       uint n_heads, uint head_dim, uint stride, uint pos0, float mscale) {
+    uint h = get_global_id(0), t = get_global_id(1);
+    if (h >= n_heads || t >= n_tokens)
+        return;
+    __global float *v = x + (ulong)t * stride + h * head_dim;
+    uint half_dim = head_dim / 2;
+    float ms = round_act(mscale);
+    float pos = (float)(pos0 + t);
+    for (uint i = 0; i < half_dim; i++) {
+        float x1 = v[i], x2 = v[i + half_dim];
+        if (mscale != 1.0f) {
+            x1 = round_act(x1 * ms);
+            x2 = round_act(x2 * ms);
+        }
+        float theta = pos * inv_freq[i];
+        float c = round_act(cos(theta)), s = round_act(sin(theta));
+        v[i] = round_act(round_act(x1 * c) - round_act(x2 * s));
+        v[i + half_dim] = round_act(round_act(x1 * s) + round_act(x2 * c));
+    }
+}
+
+/* x[i] = round(x[i] + y[i]) for i < n; each work-item a contiguous run of 64. */
+__kernel void add_f32(__global float *x, __global const float *y, uint n) {
+    uint i0 = get_global_id(0) * 64;
+    uint i1 = min(i0 + 64, n);
+    for (uint i = i0; i < i1; i++)
+        x[i] = round_act(x[i] + y[i]);
+}

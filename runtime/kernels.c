@@ -1,0 +1,470 @@
+/* Programs, kernel objects and typed launchers of the forward pass (kernels.h).
+ *
+ * Local sizes: PoCL runs one work-group per thread and finds its parallelism in the number of
+ * work-groups, so row-parallel kernels use a small fixed local size (8) and many groups; a
+ * fixed size per kernel also avoids PoCL's per-local-size re-specialisation. Global sizes are
+ * rounded up to a multiple and the kernels guard the excess. */
+#include "kernels.h"
+
+#include "cl_program.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int moecl_act_of_dtype(enum moecl_dtype dt) {
+    return dt == MOECL_DTYPE_BF16  ? MOECL_ACT_BF16
+           : dt == MOECL_DTYPE_F16 ? MOECL_ACT_F16
+                                   : MOECL_ACT_F32;
+}
+
+int moecl_dt_code(enum moecl_dtype dt) {
+    switch (dt) {
+    case MOECL_DTYPE_F32:
+        return MOECL_DT_F32;
+    case MOECL_DTYPE_F16:
+        return MOECL_DT_F16;
+    case MOECL_DTYPE_BF16:
+        return MOECL_DT_BF16;
+    default:
+        return -1;
+    }
+}
+
+static const char *dt_label(enum moecl_dtype dt) {
+    return dt == MOECL_DTYPE_BF16 ? "bf16" : dt == MOECL_DTYPE_F16 ? "f16" : "f32";
+}
+
+/* ------------------------------------------------------------------ formats */
+
+enum moecl_status moecl_qformat_of(const struct moecl_qweight *w, struct moecl_qformat *f) {
+    memset(f, 0, sizeof *f);
+    f->mode = w->mode;
+    switch (w->mode) {
+    case MOECL_QMODE_NONE:
+        if (moecl_dt_code(w->float_dtype) < 0)
+            return moecl_error_set(MOECL_ERR_UNSUPPORTED, "%s: float weights of dtype %s", w->name,
+                                   moecl_dtype_name(w->float_dtype));
+        f->wdt = w->float_dtype;
+        f->bits = (int)moecl_dtype_size(w->float_dtype) * 8;
+        return MOECL_OK;
+    case MOECL_QMODE_AFFINE:
+        if (!(w->bits >= 2 && w->bits <= 8 && w->bits != 7) ||
+            !(w->group_size == 32 || w->group_size == 64 || w->group_size == 128) ||
+            moecl_dt_code(w->float_dtype) < 0)
+            return moecl_error_set(MOECL_ERR_UNSUPPORTED, "%s: affine %d bits, group %d, scales %s",
+                                   w->name, w->bits, w->group_size,
+                                   moecl_dtype_name(w->float_dtype));
+        f->bits = w->bits;
+        f->group_size = w->group_size;
+        f->wdt = w->float_dtype;
+        return MOECL_OK;
+    case MOECL_QMODE_MXFP4:
+    case MOECL_QMODE_MXFP8:
+    case MOECL_QMODE_NVFP4: {
+        int bits = w->mode == MOECL_QMODE_MXFP8 ? 8 : 4;
+        int group = w->mode == MOECL_QMODE_NVFP4 ? 16 : 32;
+        if (w->bits != bits || w->group_size != group)
+            return moecl_error_set(MOECL_ERR_UNSUPPORTED, "%s: %s with %d bits, group %d", w->name,
+                                   moecl_qmode_name(w->mode), w->bits, w->group_size);
+        f->bits = bits;
+        f->group_size = group;
+        f->wdt = MOECL_DTYPE_F32;
+        return MOECL_OK;
+    }
+    }
+    return moecl_error_set(MOECL_ERR_UNSUPPORTED, "%s: unknown quantization mode", w->name);
+}
+
+int moecl_qformat_equal(const struct moecl_qformat *a, const struct moecl_qformat *b) {
+    return a->mode == b->mode && a->bits == b->bits && a->group_size == b->group_size &&
+           a->wdt == b->wdt;
+}
+
+void moecl_qformat_suffix(const struct moecl_qformat *f, char *buf, size_t n) {
+    switch (f->mode) {
+    case MOECL_QMODE_NONE:
+        snprintf(buf, n, "%s", dt_label(f->wdt));
+        break;
+    case MOECL_QMODE_AFFINE:
+        snprintf(buf, n, "q%dg%d_%s", f->bits, f->group_size, dt_label(f->wdt));
+        break;
+    default:
+        snprintf(buf, n, "%s", moecl_qmode_name(f->mode));
+        break;
+    }
+}
+
+static int qm_code(enum moecl_qmode m) {
+    switch (m) {
+    case MOECL_QMODE_AFFINE:
+        return MOECL_QM_AFFINE;
+    case MOECL_QMODE_MXFP4:
+        return MOECL_QM_MXFP4;
+    case MOECL_QMODE_MXFP8:
+        return MOECL_QM_MXFP8;
+    case MOECL_QMODE_NVFP4:
+        return MOECL_QM_NVFP4;
+    default:
+        return MOECL_QM_FLOAT;
+    }
+}
+
+/* ------------------------------------------------------------------ programs */
+
+enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act, int seq_accum,
+                                       const struct moecl_qformat *formats, int n_formats,
+                                       struct moecl_programs *p) {
+    enum moecl_status status = MOECL_OK;
+    memset(p, 0, sizeof *p);
+    if (n_formats > (int)(sizeof p->formats / sizeof p->formats[0]))
+        return moecl_error_set(MOECL_ERR_UNSUPPORTED, "%d weight formats in one model (max 32)",
+                               n_formats);
+    char opts[512];
+    static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
+                                             "moe.cl"};
+    static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl"};
+    snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=%d", act, seq_accum ? 1 : 0);
+    MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files, 4, opts, &p->core, NULL));
+    for (int i = 0; i < n_formats; i++) {
+        const struct moecl_qformat *f = &formats[i];
+        char suffix[64];
+        moecl_qformat_suffix(f, suffix, sizeof suffix);
+        snprintf(opts, sizeof opts,
+                 "-DACT=%d -DMLX_CPU=%d -DSEQ_ACCUM=%d -DQMODE=%d -DBITS=%d -DGROUP=%d -DWDT=%d "
+                 "-DWNAME=%s",
+                 act, seq_accum ? 1 : 0, seq_accum && act != MOECL_ACT_F32 ? 1 : 0,
+                 qm_code(f->mode), f->bits, f->group_size ? f->group_size : 32,
+                 moecl_dt_code(f->wdt), suffix);
+        p->formats[i] = *f;
+        MOECL_TRY(
+            moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL));
+        p->n_formats = i + 1;
+    }
+cleanup:
+    if (status != MOECL_OK)
+        moecl_programs_free(p);
+    return status;
+}
+
+void moecl_programs_free(struct moecl_programs *p) {
+    if (p->core)
+        clReleaseProgram(p->core);
+    for (int i = 0; i < p->n_formats; i++)
+        if (p->format_programs[i])
+            clReleaseProgram(p->format_programs[i]);
+    memset(p, 0, sizeof *p);
+}
+
+/* ------------------------------------------------------------------ kernel objects */
+
+static enum moecl_status make_kernel(cl_program prog, const char *name, cl_kernel *out) {
+    enum moecl_status status = MOECL_OK;
+    cl_int err;
+    *out = clCreateKernel(prog, name, &err);
+    if (err != CL_SUCCESS) {
+        *out = NULL;
+        status = moecl_error_set(MOECL_ERR_CL, "clCreateKernel(%s) failed: %s", name,
+                                 moecl_cl_err_name(err));
+    }
+    return status;
+}
+
+enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct moecl_kernels *k) {
+    enum moecl_status status = MOECL_OK;
+    memset(k, 0, sizeof *k);
+    k->local_rows = 8;
+#define X(name) MOECL_TRY(make_kernel(p->core, #name, &k->name));
+    MOECL_CORE_KERNELS(X)
+#undef X
+    for (int i = 0; i < p->n_formats; i++) {
+        char suffix[64], name[128];
+        moecl_qformat_suffix(&p->formats[i], suffix, sizeof suffix);
+        k->n_formats = i + 1;
+#define X(field, prefix)                                                                           \
+    snprintf(name, sizeof name, "%s%s", prefix, suffix);                                           \
+    MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].field));
+        MOECL_FORMAT_KERNELS(X)
+#undef X
+    }
+cleanup:
+    if (status != MOECL_OK)
+        moecl_kernels_free(k);
+    return status;
+}
+
+void moecl_kernels_free(struct moecl_kernels *k) {
+#define X(name)                                                                                    \
+    if (k->name)                                                                                   \
+        clReleaseKernel(k->name);
+    MOECL_CORE_KERNELS(X)
+#undef X
+    for (int i = 0; i < k->n_formats; i++) {
+#define X(field, prefix)                                                                           \
+    if (k->formats[i].field)                                                                       \
+        clReleaseKernel(k->formats[i].field);
+        MOECL_FORMAT_KERNELS(X)
+#undef X
+    }
+    memset(k, 0, sizeof *k);
+}
+
+/* ------------------------------------------------------------------ launch helpers */
+
+static size_t round_up(size_t n, size_t m) {
+    return (n + m - 1) / m * m;
+}
+
+#define ARG(kern, i, v) MOECL_CL_CALL(clSetKernelArg((kern), (i), sizeof(v), &(v)))
+
+static enum moecl_status enqueue(cl_command_queue q, cl_kernel kern, const char *name, int dims,
+                                 size_t g0, size_t g1, size_t l0) {
+    enum moecl_status status = MOECL_OK;
+    size_t global[2] = {round_up(g0 ? g0 : 1, l0), g1 ? g1 : 1};
+    size_t local[2] = {l0, 1};
+    cl_int err = clEnqueueNDRangeKernel(q, kern, (cl_uint)dims, NULL, global, local, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        status = moecl_error_set(MOECL_ERR_CL, "enqueue %s (global %zu x %zu) failed: %s", name,
+                                 global[0], global[1], moecl_cl_err_name(err));
+    return status;
+}
+
+static enum moecl_status bad_shape(const char *what) {
+    return moecl_error_set(MOECL_ERR_INVALID_ARG, "kernel launch: %s", what);
+}
+
+/* ------------------------------------------------------------------ launchers */
+
+enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_kernels *k,
+                                      const struct moecl_dev_qweight *dw, cl_mem x,
+                                      uint32_t x_offset, uint32_t x_stride, uint32_t x_div,
+                                      cl_mem ids, cl_mem y, uint32_t y_stride, uint32_t n_vec,
+                                      int bias_mode) {
+    enum moecl_status status = MOECL_OK;
+    const struct moecl_qweight *w = dw->w;
+    if (dw->format < 0 || dw->format >= k->n_formats)
+        return bad_shape("matmul: format index out of range");
+    if (!n_vec || !x_div || x_stride < w->cols || y_stride < w->rows)
+        return bad_shape("matmul: empty, or strides smaller than the module's shape");
+    if (ids && w->n_experts <= 0)
+        return bad_shape("matmul: expert ids given for a dense module");
+    if (bias_mode != MOECL_BIAS_NONE && !w->bias)
+        bias_mode = MOECL_BIAS_NONE;
+    cl_kernel kern = k->formats[dw->format].matmul;
+    struct moecl_qmm_args a;
+    memset(&a, 0, sizeof a);
+    a.w_offset = dw->w_offset;
+    a.w_row_stride = w->weight_row_stride;
+    a.w_expert_stride = w->weight_expert_stride;
+    a.s_offset = dw->s_offset;
+    a.s_row_stride = w->scales_row_stride;
+    a.s_expert_stride = w->scales_expert_stride;
+    a.b_offset = dw->b_offset;
+    a.b_row_stride = w->biases_row_stride;
+    a.b_expert_stride = w->biases_expert_stride;
+    a.bias_offset = dw->bias_offset;
+    a.bias_expert_stride = w->bias_expert_stride;
+    a.rows = (uint32_t)w->rows;
+    a.cols = (uint32_t)w->cols;
+    a.n_vec = n_vec;
+    a.x_div = x_div;
+    a.x_stride = x_stride;
+    a.y_stride = y_stride;
+    a.use_ids = ids ? 1u : 0u;
+    a.bias_mode = (uint32_t)bias_mode;
+    a.bias_dt = w->bias ? (uint32_t)moecl_dt_code(w->bias_dtype) : 0u;
+    a.tile = ids ? 1u : 4u;
+    a.x_offset = x_offset;
+    cl_mem idm = ids ? ids : x;
+    ARG(kern, 0, dw->wmem);
+    ARG(kern, 1, dw->smem);
+    ARG(kern, 2, dw->bmem);
+    ARG(kern, 3, dw->biasmem);
+    ARG(kern, 4, x);
+    ARG(kern, 5, y);
+    ARG(kern, 6, idm);
+    ARG(kern, 7, a);
+    status = enqueue(q, kern, "matmul", 2, (size_t)w->rows, (n_vec + a.tile - 1) / a.tile,
+                     k->local_rows);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kernels *k,
+                                     const struct moecl_dev_qweight *dw, cl_mem tokens,
+                                     uint32_t n_tokens, cl_mem y) {
+    enum moecl_status status = MOECL_OK;
+    const struct moecl_qweight *w = dw->w;
+    if (dw->format < 0 || dw->format >= k->n_formats || !n_tokens || w->n_experts > 0)
+        return bad_shape("embed: bad format, no tokens, or an expert stack");
+    cl_kernel kern = k->formats[dw->format].embed;
+    struct moecl_qmm_args a;
+    memset(&a, 0, sizeof a);
+    a.w_offset = dw->w_offset;
+    a.w_row_stride = w->weight_row_stride;
+    a.s_offset = dw->s_offset;
+    a.s_row_stride = w->scales_row_stride;
+    a.b_offset = dw->b_offset;
+    a.b_row_stride = w->biases_row_stride;
+    a.rows = (uint32_t)w->rows;
+    a.cols = (uint32_t)w->cols;
+    a.n_vec = n_tokens;
+    a.y_stride = (uint32_t)w->cols;
+    uint32_t group = w->group_size ? (uint32_t)w->group_size : 32u;
+    ARG(kern, 0, dw->wmem);
+    ARG(kern, 1, dw->smem);
+    ARG(kern, 2, dw->bmem);
+    ARG(kern, 3, tokens);
+    ARG(kern, 4, y);
+    ARG(kern, 5, a);
+    status = enqueue(q, kern, "embed", 2, (a.cols + group - 1) / group, n_tokens, k->local_rows);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_rmsnorm(cl_command_queue q, const struct moecl_kernels *k, cl_mem x,
+                                       cl_mem y, cl_mem w, size_t w_offset, int w_dt,
+                                       uint32_t n_rows, uint32_t n, float eps) {
+    enum moecl_status status = MOECL_OK;
+    if (!n_rows || !n || w_dt < 0)
+        return bad_shape("rmsnorm: empty or bad weight dtype");
+    cl_ulong off = w_offset;
+    cl_uint dt = (cl_uint)w_dt;
+    ARG(k->rmsnorm_f32, 0, x);
+    ARG(k->rmsnorm_f32, 1, y);
+    ARG(k->rmsnorm_f32, 2, w);
+    ARG(k->rmsnorm_f32, 3, off);
+    ARG(k->rmsnorm_f32, 4, dt);
+    ARG(k->rmsnorm_f32, 5, n_rows);
+    ARG(k->rmsnorm_f32, 6, n);
+    ARG(k->rmsnorm_f32, 7, eps);
+    status = enqueue(q, k->rmsnorm_f32, "rmsnorm_f32", 1, n_rows, 1, 1);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_rope(cl_command_queue q, const struct moecl_kernels *k, cl_mem x,
+                                    cl_mem inv_freq, uint32_t n_tokens, uint32_t n_heads,
+                                    uint32_t head_dim, uint32_t stride, uint32_t pos0,
+                                    float mscale) {
+    enum moecl_status status = MOECL_OK;
+    if (!n_tokens || !n_heads || !head_dim || head_dim % 2 || stride < n_heads * head_dim)
+        return bad_shape("rope: empty, odd head_dim, or stride below heads*head_dim");
+    ARG(k->rope_f32, 0, x);
+    ARG(k->rope_f32, 1, inv_freq);
+    ARG(k->rope_f32, 2, n_tokens);
+    ARG(k->rope_f32, 3, n_heads);
+    ARG(k->rope_f32, 4, head_dim);
+    ARG(k->rope_f32, 5, stride);
+    ARG(k->rope_f32, 6, pos0);
+    ARG(k->rope_f32, 7, mscale);
+    status = enqueue(q, k->rope_f32, "rope_f32", 2, n_heads, n_tokens, 1);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_add(cl_command_queue q, const struct moecl_kernels *k, cl_mem x,
+                                   cl_mem y, uint32_t n) {
+    enum moecl_status status = MOECL_OK;
+    if (!n)
+        return bad_shape("add: empty");
+    ARG(k->add_f32, 0, x);
+    ARG(k->add_f32, 1, y);
+    ARG(k->add_f32, 2, n);
+    status = enqueue(q, k->add_f32, "add_f32", 1, (n + 63) / 64, 1, k->local_rows);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kernels *k, cl_mem qbuf,
+                                    cl_mem k_new, cl_mem v_new, cl_mem k_ring, cl_mem v_ring,
+                                    cl_mem sinks, const struct moecl_attn_args *a, cl_mem out) {
+    enum moecl_status status = MOECL_OK;
+    if (!a->n_tokens || !a->n_kv_heads || a->n_heads % a->n_kv_heads || !a->head_dim ||
+        a->head_dim > 256 || !a->cache_cap || (a->window && a->window > a->cache_cap) ||
+        (!a->window && a->pos0 > a->cache_cap))
+        return bad_shape("attn: heads not a multiple of kv heads, head_dim over 256, or a "
+                         "window/context the cache cannot hold");
+    cl_kernel kern = k->attn_sinks_f32;
+    ARG(kern, 0, qbuf);
+    ARG(kern, 1, k_new);
+    ARG(kern, 2, v_new);
+    ARG(kern, 3, k_ring);
+    ARG(kern, 4, v_ring);
+    ARG(kern, 5, sinks);
+    ARG(kern, 6, out);
+    MOECL_CL_CALL(clSetKernelArg(kern, 7, sizeof *a, a));
+    status = enqueue(q, kern, "attn_sinks_f32", 2, a->n_heads, a->n_tokens, 1);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_kv_append(cl_command_queue q, const struct moecl_kernels *k,
+                                         cl_mem k_new, cl_mem v_new, cl_mem k_ring, cl_mem v_ring,
+                                         uint32_t n_tokens, uint32_t pos0, uint32_t cap,
+                                         uint32_t kv_width) {
+    enum moecl_status status = MOECL_OK;
+    if (!n_tokens || !cap || !kv_width)
+        return bad_shape("kv_append: empty");
+    ARG(k->kv_append_f32, 0, k_new);
+    ARG(k->kv_append_f32, 1, v_new);
+    ARG(k->kv_append_f32, 2, k_ring);
+    ARG(k->kv_append_f32, 3, v_ring);
+    ARG(k->kv_append_f32, 4, n_tokens);
+    ARG(k->kv_append_f32, 5, pos0);
+    ARG(k->kv_append_f32, 6, cap);
+    ARG(k->kv_append_f32, 7, kv_width);
+    status = enqueue(q, k->kv_append_f32, "kv_append_f32", 1, n_tokens, 1, 1);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_router_topk(cl_command_queue q, const struct moecl_kernels *k,
+                                           cl_mem logits, cl_mem ids, cl_mem weights,
+                                           uint32_t n_tokens, uint32_t n_experts, uint32_t top_k) {
+    enum moecl_status status = MOECL_OK;
+    if (!n_tokens || !top_k || top_k > n_experts || top_k > 32)
+        return bad_shape("router_topk: k must be in 1..min(experts, 32)");
+    ARG(k->router_topk_f32, 0, logits);
+    ARG(k->router_topk_f32, 1, ids);
+    ARG(k->router_topk_f32, 2, weights);
+    ARG(k->router_topk_f32, 3, n_tokens);
+    ARG(k->router_topk_f32, 4, n_experts);
+    ARG(k->router_topk_f32, 5, top_k);
+    status = enqueue(q, k->router_topk_f32, "router_topk_f32", 1, n_tokens, 1, 1);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_swiglu(cl_command_queue q, const struct moecl_kernels *k,
+                                      cl_mem gate, cl_mem up, uint32_t n, float alpha,
+                                      float limit) {
+    enum moecl_status status = MOECL_OK;
+    if (!n)
+        return bad_shape("swiglu: empty");
+    ARG(k->swiglu_f32, 0, gate);
+    ARG(k->swiglu_f32, 1, up);
+    ARG(k->swiglu_f32, 2, n);
+    ARG(k->swiglu_f32, 3, alpha);
+    ARG(k->swiglu_f32, 4, limit);
+    status = enqueue(q, k->swiglu_f32, "swiglu_f32", 1, (n + 63) / 64, 1, k->local_rows);
+cleanup:
+    return status;
+}
+
+enum moecl_status moecl_launch_moe_combine(cl_command_queue q, const struct moecl_kernels *k,
+                                           cl_mem x, cl_mem y, cl_mem weights, uint32_t n_tokens,
+                                           uint32_t n, uint32_t top_k) {
+    enum moecl_status status = MOECL_OK;
+    if (!n_tokens || !n || !top_k)
+        return bad_shape("moe_combine: empty");
+    ARG(k->moe_combine_f32, 0, x);
+    ARG(k->moe_combine_f32, 1, y);
+    ARG(k->moe_combine_f32, 2, weights);
+    ARG(k->moe_combine_f32, 3, n_tokens);
+    ARG(k->moe_combine_f32, 4, n);
+    ARG(k->moe_combine_f32, 5, top_k);
+    status = enqueue(q, k->moe_combine_f32, "moe_combine_f32", 2, (n + 63) / 64, n_tokens,
+                     k->local_rows);
+cleanup:
+    return status;
+}

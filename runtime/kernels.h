@@ -1,0 +1,158 @@
+/* The forward pass's kernels: programs, kernel objects and one typed launcher per kernel.
+ *
+ * Two kinds of program:
+ * - the core program (fwd_common.cl, norm_rope.cl, attention.cl, moe.cl), one per model, built
+ *   with -DACT for the model's activation dtype;
+ * - one format program per distinct weight format (fwd_common.cl, qmatmul.cl) built from the
+ *   same source with -DQMODE/-DBITS/-DGROUP/-DWDT; its kernels are named after the format
+ *   (matmul_f32_q4g64_bf16, embed_f32_mxfp4).
+ *
+ * Kernels are listed once below; kernel objects are created per forward context (cl_kernel
+ * argument state is not shareable between threads), programs are shared through the model.
+ *
+ * Every launcher checks its shapes, sets the arguments and enqueues without waiting. */
+#ifndef MOECL_KERNELS_H
+#define MOECL_KERNELS_H
+
+#include "checkpoint.h"
+#include "cl_util.h"
+#include "moecl_shared.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Core kernels: X(name). */
+#define MOECL_CORE_KERNELS(X)                                                                      \
+    X(rmsnorm_f32)                                                                                 \
+    X(rope_f32)                                                                                    \
+    X(add_f32)                                                                                     \
+    X(attn_sinks_f32)                                                                              \
+    X(kv_append_f32)                                                                               \
+    X(router_topk_f32)                                                                             \
+    X(swiglu_f32)                                                                                  \
+    X(moe_combine_f32)
+
+/* Per-format kernels: X(field, name prefix); the kernel is <prefix><format suffix>. */
+#define MOECL_FORMAT_KERNELS(X)                                                                    \
+    X(matmul, "matmul_f32_")                                                                       \
+    X(embed, "embed_f32_")
+
+/* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
+int moecl_act_of_dtype(enum moecl_dtype dt);
+/* MOECL_DT_* for a float dtype; -1 if not F32/F16/BF16. */
+int moecl_dt_code(enum moecl_dtype dt);
+
+/* ------------------------------------------------------------------ programs */
+
+/* A weight format as the kernels see it. */
+struct moecl_qformat {
+    enum moecl_qmode mode;
+    int bits, group_size;
+    enum moecl_dtype wdt; /* float weight dtype, or affine scales dtype; F32 for fp formats */
+};
+
+/* The format of a module; MOECL_ERR_UNSUPPORTED for one the kernels cannot run. */
+MOECL_WUR enum moecl_status moecl_qformat_of(const struct moecl_qweight *w,
+                                             struct moecl_qformat *fmt_out);
+int moecl_qformat_equal(const struct moecl_qformat *a, const struct moecl_qformat *b);
+/* "q4g64_bf16", "mxfp4", "bf16", ... into buf. */
+void moecl_qformat_suffix(const struct moecl_qformat *f, char *buf, size_t n);
+
+struct moecl_programs {
+    cl_program core;
+    int n_formats;
+    struct moecl_qformat formats[32];
+    cl_program format_programs[32];
+};
+
+/* Builds the core program and one program per format in `formats`; seq_accum selects the
+ * reference's per-element rounding in quantized products (-DSEQ_ACCUM). */
+MOECL_WUR enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act,
+                                                 int seq_accum, const struct moecl_qformat *formats,
+                                                 int n_formats, struct moecl_programs *p_out);
+void moecl_programs_free(struct moecl_programs *p);
+
+/* ------------------------------------------------------------------ kernel objects */
+
+struct moecl_format_kernels {
+#define X(field, prefix) cl_kernel field;
+    MOECL_FORMAT_KERNELS(X)
+#undef X
+};
+
+struct moecl_kernels {
+#define X(name) cl_kernel name;
+    MOECL_CORE_KERNELS(X)
+#undef X
+    int n_formats;
+    struct moecl_format_kernels formats[32];
+    size_t local_rows; /* local size of row-parallel kernels */
+};
+
+MOECL_WUR enum moecl_status moecl_kernels_create(const struct moecl_programs *p,
+                                                 struct moecl_kernels *k_out);
+void moecl_kernels_free(struct moecl_kernels *k);
+
+/* ------------------------------------------------------------------ launchers */
+
+/* A module resolved to device buffers. Absent parts (scales of a float weight, the bias) point
+ * at the weight buffer so every kernel argument is a valid cl_mem. */
+struct moecl_dev_qweight {
+    const struct moecl_qweight *w;
+    int format; /* index into moecl_programs.formats */
+    cl_mem wmem, smem, bmem, biasmem;
+    size_t w_offset, s_offset, b_offset, bias_offset;
+};
+
+/* y[p][r] (r < rows) = x[p / x_div] . W[e][r] (+ bias) for p < n_vec; x rows start x_offset
+ * floats into x and are x_stride apart; ids (n_vec ints, expert of each output vector) or
+ * NULL for a dense module. */
+MOECL_WUR enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_kernels *k,
+                                                const struct moecl_dev_qweight *w, cl_mem x,
+                                                uint32_t x_offset, uint32_t x_stride,
+                                                uint32_t x_div, cl_mem ids, cl_mem y,
+                                                uint32_t y_stride, uint32_t n_vec, int bias_mode);
+
+/* y[t] = embedding row tokens[t], dequantized, for t < n_tokens. */
+MOECL_WUR enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kernels *k,
+                                               const struct moecl_dev_qweight *w, cl_mem tokens,
+                                               uint32_t n_tokens, cl_mem y);
+
+MOECL_WUR enum moecl_status moecl_launch_rmsnorm(cl_command_queue q, const struct moecl_kernels *k,
+                                                 cl_mem x, cl_mem y, cl_mem w, size_t w_offset,
+                                                 int w_dt, uint32_t n_rows, uint32_t n, float eps);
+
+MOECL_WUR enum moecl_status moecl_launch_rope(cl_command_queue q, const struct moecl_kernels *k,
+                                              cl_mem x, cl_mem inv_freq, uint32_t n_tokens,
+                                              uint32_t n_heads, uint32_t head_dim, uint32_t stride,
+                                              uint32_t pos0, float mscale);
+
+MOECL_WUR enum moecl_status moecl_launch_add(cl_command_queue q, const struct moecl_kernels *k,
+                                             cl_mem x, cl_mem y, uint32_t n);
+
+MOECL_WUR enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kernels *k,
+                                              cl_mem qbuf, cl_mem k_new, cl_mem v_new,
+                                              cl_mem k_ring, cl_mem v_ring, cl_mem sinks,
+                                              const struct moecl_attn_args *a, cl_mem out);
+
+MOECL_WUR enum moecl_status moecl_launch_kv_append(cl_command_queue q,
+                                                   const struct moecl_kernels *k, cl_mem k_new,
+                                                   cl_mem v_new, cl_mem k_ring, cl_mem v_ring,
+                                                   uint32_t n_tokens, uint32_t pos0, uint32_t cap,
+                                                   uint32_t kv_width);
+
+MOECL_WUR enum moecl_status moecl_launch_router_topk(cl_command_queue q,
+                                                     const struct moecl_kernels *k, cl_mem logits,
+                                                     cl_mem ids, cl_mem weights, uint32_t n_tokens,
+                                                     uint32_t n_experts, uint32_t top_k);
+
+MOECL_WUR enum moecl_status moecl_launch_swiglu(cl_command_queue q, const struct moecl_kernels *k,
+                                                cl_mem gate, cl_mem up, uint32_t n, float alpha,
+                                                float limit);
+
+MOECL_WUR enum moecl_status moecl_launch_moe_combine(cl_command_queue q,
+                                                     const struct moecl_kernels *k, cl_mem x,
+                                                     cl_mem y, cl_mem weights, uint32_t n_tokens,
+                                                     uint32_t n, uint32_t top_k);
+
+#endif

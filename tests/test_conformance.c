@@ -1,0 +1,382 @@
+/* Conformance against the mlx-lm reference fixtures (tests/fixtures, or $MOECL_FIXTURES_DIR):
+ * for every fixture in manifest.json, prefill logits at every position, step-by-step decode
+ * logits, chunked prefill (several chunk sizes, some not dividing the window) against the
+ * unchunked run, the greedy 32-token continuation, and the logits past position 4096.
+ *
+ * Tolerances (the manifest's class per fixture):
+ *   float32: max |logit - ref| <= 1e-3 * max |ref logit| over the array;
+ *   bf16:    mean KL(softmax(ref) || softmax(moecl)) <= 1e-3 nats and top-1 agreement >= 99%.
+ * Greedy: identical tokens, except that a divergence where the reference's top-2 gap was below
+ * 1e-3 is accepted (printed). $MOECL_CONFORMANCE_ONLY=name[,name] restricts the fixtures. */
+#include "test.h"
+
+#include "moecl.h"
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ fixtures */
+
+struct fixture {
+    char name[128];
+    char dir[4096];
+    int bf16; /* tolerance class */
+    struct moecl_st_file *ref;
+};
+
+static const char *fixtures_dir(void) {
+    const char *d = getenv("MOECL_FIXTURES_DIR");
+    return d && *d ? d : "tests/fixtures";
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf)
+        buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static int wanted(const char *name) {
+    const char *only = getenv("MOECL_CONFORMANCE_ONLY");
+    if (!only || !*only)
+        return 1;
+    size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+            return 1;
+    return 0;
+}
+
+/* Reads the manifest; returns the fixture count (-1 on a missing/corrupt manifest). */
+static int load_manifest(struct fixture **out) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/manifest.json", fixtures_dir());
+    *out = NULL;
+    char *text = slurp(path);
+    if (!text)
+        return -1;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *list = root ? cJSON_GetObjectItemCaseSensitive(root, "fixtures") : NULL;
+    if (!cJSON_IsArray(list)) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    int n = 0;
+    struct fixture *fx = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *fx);
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+        const cJSON *tol = cJSON_GetObjectItemCaseSensitive(e, "tolerance");
+        if (!cJSON_IsString(name) || !cJSON_IsString(tol) || !wanted(name->valuestring))
+            continue;
+        snprintf(fx[n].name, sizeof fx[n].name, "%s", name->valuestring);
+        snprintf(fx[n].dir, sizeof fx[n].dir, "%s/%s", fixtures_dir(), name->valuestring);
+        fx[n].bf16 = strcmp(tol->valuestring, "float32") != 0;
+        n++;
+    }
+    cJSON_Delete(root);
+    *out = fx;
+    return n;
+}
+
+static const struct moecl_tensor *ref_tensor(struct fixture *f, const char *name) {
+    if (!f->ref) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/reference.safetensors", f->dir);
+        if (moecl_st_open(path, 0, &f->ref) != MOECL_OK)
+            return NULL;
+    }
+    return moecl_st_find(f->ref, name);
+}
+
+/* ------------------------------------------------------------------ metrics */
+
+struct metrics {
+    double max_abs, max_ref, kl_sum;
+    long rows, top1_agree;
+};
+
+static void metrics_add(struct metrics *m, const float *ref, const float *got, int V) {
+    int a_ref = 0, a_got = 0;
+    double mr = ref[0], mg = got[0];
+    for (int i = 0; i < V; i++) {
+        double d = fabs((double)ref[i] - (double)got[i]);
+        if (d > m->max_abs || d != d)
+            m->max_abs = d != d ? INFINITY : d;
+        if (fabs(ref[i]) > m->max_ref)
+            m->max_ref = fabs(ref[i]);
+        if (ref[i] > ref[a_ref])
+            a_ref = i;
+        if (got[i] > got[a_got])
+            a_got = i;
+        if (ref[i] > mr)
+            mr = ref[i];
+        if (got[i] > mg)
+            mg = got[i];
+    }
+    double zr = 0, zg = 0;
+    for (int i = 0; i < V; i++) {
+        zr += exp((double)ref[i] - mr);
+        zg += exp((double)got[i] - mg);
+    }
+    double kl = 0;
+    for (int i = 0; i < V; i++) {
+        double lp = (double)ref[i] - mr - log(zr), lq = (double)got[i] - mg - log(zg);
+        kl += exp(lp) * (lp - lq);
+    }
+    m->kl_sum += kl;
+    m->rows++;
+    m->top1_agree += a_ref == a_got;
+}
+
+/* Checks the tolerance class; returns 1 when within it. */
+static int metrics_ok(const struct metrics *m, int bf16) {
+    if (!m->rows)
+        return 0;
+    if (!bf16)
+        return m->max_abs <= 1e-3 * m->max_ref;
+    return m->kl_sum / (double)m->rows <= 1e-3 && (double)m->top1_agree >= 0.99 * (double)m->rows;
+}
+
+static void metrics_print(const char *fixture, const char *what, const struct metrics *m) {
+    printf("  %-16s %-10s rows %4ld  max|d| %.3g (%.2g of max|ref| %.3g)  KL %.3g  top-1 %.1f%%\n",
+           fixture, what, m->rows, m->max_abs, m->max_ref > 0 ? m->max_abs / m->max_ref : 0.0,
+           m->max_ref, m->rows ? m->kl_sum / (double)m->rows : 0.0,
+           m->rows ? 100.0 * (double)m->top1_agree / (double)m->rows : 0.0);
+}
+
+/* ------------------------------------------------------------------ runs */
+
+static struct moecl_context *make_ctx(struct moecl_model *model, int n_ctx, int chunk, int all) {
+    struct moecl_context_options o = {chunk, 0, all};
+    struct moecl_context *c = NULL;
+    if (moecl_context_create(model, n_ctx, &o, &c) != MOECL_OK) {
+        printf("  context: %s\n", moecl_last_error());
+        return NULL;
+    }
+    return c;
+}
+
+/* Logits of every position of tokens[0..n) with the given prefill chunk; malloc'd. */
+static float *run_all(struct moecl_model *model, const int32_t *tokens, int n, int chunk) {
+    int V = moecl_model_vocab_size(model);
+    struct moecl_context *c = make_ctx(model, n, chunk, 1);
+    float *out = malloc((size_t)n * (size_t)V * sizeof(float));
+    if (c && out && moecl_context_eval_all(c, tokens, n, out) != MOECL_OK) {
+        printf("  eval_all: %s\n", moecl_last_error());
+        free(out);
+        out = NULL;
+    }
+    moecl_context_release(c);
+    return c ? out : (free(out), NULL);
+}
+
+static int shape2(const struct moecl_tensor *t, int64_t rows, int64_t cols) {
+    return t && t->dtype == MOECL_DTYPE_F32 && t->n_dims == 2 && t->shape[0] == rows &&
+           t->shape[1] == cols;
+}
+
+static void check_fixture(struct fixture *f) {
+    struct moecl_model *model = NULL;
+    struct moecl_model_options mo = {NULL, getenv("MOECL_TEST_FP32_ACCUM") != NULL};
+    if (moecl_model_load(f->dir, &mo, &model) != MOECL_OK) {
+        moecl_test_fail(__FILE__, __LINE__, "%s: load: %s", f->name, moecl_last_error());
+        return;
+    }
+    int V = moecl_model_vocab_size(model);
+    const struct moecl_tensor *tt = ref_tensor(f, "tokens");
+    const struct moecl_tensor *pre = ref_tensor(f, "prefill_logits");
+    const struct moecl_tensor *dec = ref_tensor(f, "decode_logits");
+    const struct moecl_tensor *gp = ref_tensor(f, "greedy_prompt");
+    const struct moecl_tensor *gt = ref_tensor(f, "greedy_tokens");
+    const struct moecl_tensor *gg = ref_tensor(f, "greedy_gap");
+    if (!tt || tt->dtype != MOECL_DTYPE_I32 || !gp || !gt || !gg) {
+        moecl_test_fail(__FILE__, __LINE__, "%s: reference.safetensors lacks tokens/greedy_*",
+                        f->name);
+        moecl_model_release(model);
+        return;
+    }
+    int T = (int)tt->shape[0];
+    const int32_t *tokens = tt->data;
+    if (!shape2(pre, T, V) || !shape2(dec, T, V)) {
+        moecl_test_fail(__FILE__, __LINE__, "%s: prefill/decode logits are not F32 [%d, %d]",
+                        f->name, T, V);
+        moecl_model_release(model);
+        return;
+    }
+    const float *pref = pre->data, *decf = dec->data;
+    char line[512];
+    int len = snprintf(line, sizeof line, "%-16s", f->name);
+
+    /* 1. prefill, every position */
+    struct metrics mp = {0};
+    float *full = run_all(model, tokens, T, 512);
+    CHECK(full != NULL);
+    if (full) {
+        for (int t = 0; t < T; t++)
+            metrics_add(&mp, pref + (size_t)t * V, full + (size_t)t * V, V);
+        metrics_print(f->name, "prefill", &mp);
+        if (!metrics_ok(&mp, f->bf16))
+            moecl_test_fail(__FILE__, __LINE__, "%s: prefill logits out of tolerance", f->name);
+    }
+
+    /* 2. decode, one token per eval */
+    struct metrics md = {0};
+    struct moecl_context *c = make_ctx(model, T, 0, 0);
+    CHECK(c != NULL);
+    for (int t = 0; c && t < T; t++) {
+        if (moecl_context_eval(c, tokens + t, 1) != MOECL_OK) {
+            moecl_test_fail(__FILE__, __LINE__, "%s: decode: %s", f->name,
+                            moecl_context_last_error(c));
+            break;
+        }
+        metrics_add(&md, decf + (size_t)t * V, moecl_context_logits(c), V);
+    }
+    metrics_print(f->name, "decode", &md);
+    if (!metrics_ok(&md, f->bf16))
+        moecl_test_fail(__FILE__, __LINE__, "%s: decode logits out of tolerance", f->name);
+
+    /* 3. chunked prefill equals unchunked (3 and 5 do not divide the window) */
+    static const int chunks[] = {1, 3, 5, 16};
+    double chunk_max = 0;
+    for (size_t i = 0; full && i < sizeof chunks / sizeof chunks[0]; i++) {
+        float *ch = run_all(model, tokens, T, chunks[i]);
+        CHECK(ch != NULL);
+        if (!ch)
+            continue;
+        struct metrics mc = {0};
+        for (int t = 0; t < T; t++)
+            metrics_add(&mc, full + (size_t)t * V, ch + (size_t)t * V, V);
+        if (mc.max_abs > chunk_max)
+            chunk_max = mc.max_abs;
+        if (!(mc.max_abs <= 1e-5 * (mc.max_ref + 1)))
+            moecl_test_fail(__FILE__, __LINE__, "%s: chunk %d differs from unchunked: %.3g",
+                            f->name, chunks[i], mc.max_abs);
+        free(ch);
+    }
+
+    /* 4. greedy continuation */
+    int n_greedy = (int)gt->shape[0], diverged = -1;
+    const int32_t *gtok = gt->data;
+    const float *gap = gg->data;
+    moecl_context_reset(c);
+    if (c && moecl_context_eval(c, gp->data, (int)gp->shape[0]) == MOECL_OK) {
+        for (int s = 0; s < n_greedy; s++) {
+            const float *l = moecl_context_logits(c);
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                if (l[v] > l[best])
+                    best = v;
+            if (best != gtok[s]) {
+                diverged = s;
+                printf("  %-16s greedy diverges at step %d (got %d, ref %d), ref top-2 gap %.3g\n",
+                       f->name, s, best, gtok[s], (double)gap[s]);
+                if (!(gap[s] < 1e-3f))
+                    moecl_test_fail(__FILE__, __LINE__,
+                                    "%s: greedy token %d differs where the reference's top-2 "
+                                    "gap is %.3g",
+                                    f->name, s, (double)gap[s]);
+                break;
+            }
+            if (moecl_context_eval(c, &gtok[s], 1) != MOECL_OK)
+                break;
+        }
+    } else {
+        moecl_test_fail(__FILE__, __LINE__, "%s: greedy prompt eval failed", f->name);
+    }
+    moecl_context_release(c);
+
+    len += snprintf(line + len, sizeof line - (size_t)len,
+                    " prefill max|d| %.3g KL %.2e top1 %5.1f%% | decode max|d| %.3g KL %.2e "
+                    "top1 %5.1f%% | chunked max|d| %.2g | greedy %s",
+                    mp.max_abs, mp.rows ? mp.kl_sum / (double)mp.rows : 0.0,
+                    mp.rows ? 100.0 * (double)mp.top1_agree / (double)mp.rows : 0.0, md.max_abs,
+                    md.rows ? md.kl_sum / (double)md.rows : 0.0,
+                    md.rows ? 100.0 * (double)md.top1_agree / (double)md.rows : 0.0, chunk_max,
+                    diverged < 0 ? "32/32" : "diverged");
+    printf("SUMMARY %s\n", line);
+    free(full);
+    moecl_model_release(model);
+}
+
+static void check_long(struct fixture *f) {
+    const struct moecl_tensor *lt = ref_tensor(f, "long_tokens");
+    const struct moecl_tensor *ll = ref_tensor(f, "long_logits");
+    if (!lt)
+        return;
+    struct moecl_model *model = NULL;
+    struct moecl_model_options mo = {NULL, getenv("MOECL_TEST_FP32_ACCUM") != NULL};
+    if (moecl_model_load(f->dir, &mo, &model) != MOECL_OK) {
+        moecl_test_fail(__FILE__, __LINE__, "%s: load: %s", f->name, moecl_last_error());
+        return;
+    }
+    int V = moecl_model_vocab_size(model);
+    int n = (int)lt->shape[0], tail = ll ? (int)ll->shape[0] : 0;
+    REQUIRE(ll && shape2(ll, tail, V) && tail < n);
+    const int32_t *tok = lt->data;
+    struct moecl_context_options o = {tail, 0, 1};
+    struct moecl_context *c = NULL;
+    float *out = malloc((size_t)tail * (size_t)V * sizeof(float));
+    struct metrics m = {0};
+    if (moecl_context_create(model, n, &o, &c) == MOECL_OK && out) {
+        o.prefill_chunk = 0;
+        /* head through eval (chunks of `tail`), then the tail with every position's logits */
+        CHECK(moecl_context_eval(c, tok, n - tail) == MOECL_OK);
+        CHECK(moecl_context_eval_all(c, tok + n - tail, tail, out) == MOECL_OK);
+        for (int t = 0; t < tail; t++)
+            metrics_add(&m, (const float *)ll->data + (size_t)t * V, out + (size_t)t * V, V);
+        metrics_print(f->name, "long", &m);
+        printf("SUMMARY %-16s long (positions %d..%d) max|d| %.3g KL %.2e top1 %.1f%%\n", f->name,
+               n - tail, n - 1, m.max_abs, m.kl_sum / (double)(m.rows ? m.rows : 1),
+               100.0 * (double)m.top1_agree / (double)(m.rows ? m.rows : 1));
+        if (!metrics_ok(&m, f->bf16))
+            moecl_test_fail(__FILE__, __LINE__, "%s: long logits out of tolerance", f->name);
+    } else {
+        moecl_test_fail(__FILE__, __LINE__, "%s: long context: %s", f->name, moecl_last_error());
+    }
+    free(out);
+    moecl_context_release(c);
+    moecl_model_release(model);
+}
+
+static void free_fixtures(struct fixture *fx, int n) {
+    for (int i = 0; i < n; i++)
+        moecl_st_close(fx[i].ref);
+    free(fx);
+}
+
+TEST(conformance_logits) {
+    struct fixture *fx = NULL;
+    int n = load_manifest(&fx);
+    if (n < 0)
+        moecl_test_fail(__FILE__, __LINE__, "no fixtures: %s/manifest.json is missing or invalid",
+                        fixtures_dir());
+    for (int i = 0; i < n; i++)
+        check_fixture(&fx[i]);
+    free_fixtures(fx, n > 0 ? n : 0);
+}
+
+TEST(conformance_long_context) {
+    struct fixture *fx = NULL;
+    int n = load_manifest(&fx);
+    if (n < 0)
+        moecl_test_fail(__FILE__, __LINE__, "no fixtures: %s/manifest.json is missing or invalid",
+                        fixtures_dir());
+    for (int i = 0; i < n; i++)
+        check_long(&fx[i]);
+    free_fixtures(fx, n > 0 ? n : 0);
+}
