@@ -474,7 +474,7 @@ static enum moecl_status conv_messages(const struct moecl_conversation *c, int f
         if (last_is_final && first_final >= 0) {
             int w = 0;
             for (int i = 0; i < n; i++) {
-                if (m[i].is_analysis && i < first_final)
+                if (i < first_final && m[i].is_analysis)
                     continue; /* analysis messages own nothing */
                 m[w++] = m[i];
             }

@@ -194,7 +194,7 @@ static void parse_header(struct moecl_harmony_parser *p) {
         memmove(c, name + n, strlen(name + n) + 1); /* remove "<|channel|>name" */
     }
     /* Whitespace-separated words; a <|constrain|> starts a word of its own. */
-    char *words[16];
+    char *words[16] = {NULL};
     int nw = 0;
     char *s = h;
     while (*s && nw < 16) {

@@ -150,7 +150,10 @@ static int cmp_desc_hi_first(const void *a, const void *b) {
 
 /* "a ranks below b" for top_k: smaller logit, or equal logit and higher id. */
 static int ranks_below(const float *logits, int32_t a, int32_t b) {
-    return logits[a] < logits[b] || (logits[a] == logits[b] && a > b);
+    float x = logits[a], y = logits[b];
+    if (x != y)
+        return x < y;
+    return a > b;
 }
 
 static void heap_sift_down(int32_t *h, int n, int i, const float *logits) {

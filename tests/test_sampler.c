@@ -26,11 +26,13 @@
 
 /* "a beats b" in mlx-lm's top_p order: larger logit, or equal and higher id. */
 static int beats_top_p(const float *l, int a, int b) {
-    return l[a] > l[b] || (l[a] == l[b] && a > b);
+    float x = l[a], y = l[b];
+    return x != y ? x > y : a > b;
 }
 /* "a beats b" in our top_k order: larger logit, or equal and lower id. */
 static int beats_top_k(const float *l, int a, int b) {
-    return l[a] > l[b] || (l[a] == l[b] && a < b);
+    float x = l[a], y = l[b];
+    return x != y ? x > y : a < b;
 }
 
 /* The filtered, tempered distribution by definition. */
