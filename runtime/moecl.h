@@ -366,16 +366,6 @@ MOECL_WUR enum moecl_status moecl_tokenizer_stream_flush(struct moecl_tokenizer_
                                                          size_t *n_bytes_out);
 void moecl_tokenizer_stream_release(struct moecl_tokenizer_stream *stream);
 
-/* ------------------------------------------------------------------ default model */
-
-/* The built-in default model's folder, written to buf (n bytes): a small gpt-oss checkpoint
- * (2 layers, hidden 192, 8 experts, MLX 4-bit) with the real o200k_harmony tokenizer and random
- * weights, so its output is noise. Made on first use by the checkpoint writer (the `mkmodel`
- * program next to the running executable, or $MOECL_MKMODEL; o200k_base.tiktoken from the
- * source tree's data/ or $MOECL_TIKTOKEN) and cached under $XDG_CACHE_HOME/moecl (default
- * ~/.cache/moecl). *created_out (may be NULL) is 1 when this call made it. */
-MOECL_WUR enum moecl_status moecl_default_model_path(char *buf, size_t n, int *created_out);
-
 /* ------------------------------------------------------------------ models and contexts */
 
 /* A loaded gpt-oss checkpoint on one OpenCL device. It owns the checkpoint's mappings, the
