@@ -14,6 +14,7 @@
 #define MOECL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -147,6 +148,49 @@ MOECL_WUR enum moecl_status moecl_device_probe_bandwidth(int device_index, uint6
 MOECL_WUR enum moecl_status moecl_device_probe_fma(int device_index, int reps,
                                                    double *median_flops_out);
 
+/* ------------------------------------------------------------------ checkpoint inspection */
+
+/* Parameter classes as `moecl inspect` reports them. Biases of every linear module, norm
+ * weights and attention sinks form one class. */
+enum moecl_param_class {
+    MOECL_CLASS_EMBEDDING,
+    MOECL_CLASS_ATTENTION,
+    MOECL_CLASS_ROUTER,
+    MOECL_CLASS_EXPERTS,
+    MOECL_CLASS_NORMS_BIASES, /* norm weights, additive biases, attention sinks */
+    MOECL_CLASS_LM_HEAD,
+    MOECL_CLASS_COUNT
+};
+
+/* "embedding", "attention", "router", "experts", "norms+biases+sinks", "lm_head". */
+const char *moecl_param_class_str(enum moecl_param_class cls);
+
+/* What a checkpoint holds, as counted by model cards: parameters are logical (a packed 4-bit
+ * weight of [out, in] counts out*in), bytes are the stored bytes of every tensor, and
+ * bits_per_weight = 8 * stored bytes / parameters. */
+struct moecl_ckpt_summary {
+    uint64_t n_params, n_bytes;
+    double bits_per_weight;
+    uint64_t class_params[MOECL_CLASS_COUNT], class_bytes[MOECL_CLASS_COUNT];
+    uint64_t converted_bytes; /* bytes the loader builds at load (HF bf16 experts), else 0 */
+    int n_tensors, n_files, n_modules;
+};
+
+#define MOECL_INSPECT_TENSORS 1u /* add the per-tensor table */
+#define MOECL_INSPECT_JSON 2u    /* write JSON instead of text */
+
+/* Loads the checkpoint folder `dir` (validating everything the loader validates), writes the
+ * `moecl inspect` report to `out` unless it is NULL, and fills *summary_out unless NULL. */
+MOECL_WUR enum moecl_status moecl_inspect(const char *dir, unsigned flags, FILE *out,
+                                          struct moecl_ckpt_summary *summary_out);
+
+/* Converts the checkpoint in src_dir (any layout the loader reads) to an MLX-layout
+ * checkpoint in dst_dir (created if needed): config.json, model.safetensors (or shards of at
+ * most 5 GiB with model.safetensors.index.json), and the tokenizer files copied. Hugging Face
+ * bf16 experts are written output-major as separate gate/up/down projections, so loading the
+ * result copies nothing. */
+MOECL_WUR enum moecl_status moecl_convert_to_mlx(const char *src_dir, const char *dst_dir);
+
 /* ------------------------------------------------------------------ conversation (harmony) */
 
 struct moecl_tokenizer; /* the tokenizer section declares its API */
@@ -196,8 +240,7 @@ MOECL_WUR enum moecl_status moecl_conversation_add_assistant(struct moecl_conver
 /* An assistant tool call to functions.<name>; args_json is the arguments' JSON text, rendered as
  * is (pass it as json.dumps writes it to match the template's tojson). */
 MOECL_WUR enum moecl_status moecl_conversation_add_tool_call(struct moecl_conversation *conv,
-                                                             const char *thinking,
-                                                             const char *name,
+                                                             const char *thinking, const char *name,
                                                              const char *args_json);
 /* The result of the latest tool call (rendered as a JSON string, as the template does). */
 MOECL_WUR enum moecl_status moecl_conversation_add_tool_result(struct moecl_conversation *conv,
@@ -224,9 +267,8 @@ MOECL_WUR enum moecl_status moecl_conversation_render_text(const struct moecl_co
                                                            size_t *len_out);
 /* The rendered token ids: special tokens by id, text by ordinary encoding. *ids_out malloc'd. */
 MOECL_WUR enum moecl_status moecl_conversation_render(const struct moecl_conversation *conv,
-                                                      const struct moecl_tokenizer *tok,
-                                                      int flags, int32_t **ids_out,
-                                                      size_t *n_out);
+                                                      const struct moecl_tokenizer *tok, int flags,
+                                                      int32_t **ids_out, size_t *n_out);
 
 /* ------------------------------------------------------------------ harmony parser */
 
@@ -241,21 +283,20 @@ enum moecl_harmony_channel {
 /* What one token did. Pointers live until the next push or the parser's release. */
 struct moecl_harmony_event {
     enum moecl_harmony_channel channel; /* of the message the token belongs to */
-    const char *text;    /* new content text, whole UTF-8 sequences only ("" if none) */
+    const char *text; /* new content text, whole UTF-8 sequences only ("" if none) */
     size_t text_len;
     const char *recipient; /* the message's recipient ("functions.x"), NULL if none */
-    int message_start;   /* this token completed a header: a message's content begins */
-    int message_end;     /* this token ended a message (<|end|>, <|return|>, <|call|>) */
-    int stop;            /* a stop token: generation is over (see moecl_is_stop_token) */
+    int message_start;     /* this token completed a header: a message's content begins */
+    int message_end;       /* this token ended a message (<|end|>, <|return|>, <|call|>) */
+    int stop;              /* a stop token: generation is over (see moecl_is_stop_token) */
 };
 
 /* A streaming parser of the model's output after the "<|start|>assistant" prompt: it starts in
  * an assistant header and follows harmony's grammar. It borrows `tok` (for token bytes). */
 struct moecl_harmony_parser;
 
-MOECL_WUR enum moecl_status
-moecl_harmony_parser_create(const struct moecl_tokenizer *tok,
-                            struct moecl_harmony_parser **parser_out);
+MOECL_WUR enum moecl_status moecl_harmony_parser_create(const struct moecl_tokenizer *tok,
+                                                        struct moecl_harmony_parser **parser_out);
 void moecl_harmony_parser_release(struct moecl_harmony_parser *parser);
 /* Back to the start of a completion (a new "<|start|>assistant" prompt). */
 void moecl_harmony_parser_reset(struct moecl_harmony_parser *parser);
@@ -314,6 +355,13 @@ enum moecl_encode_flags {
 MOECL_WUR enum moecl_status moecl_tokenizer_encode(const struct moecl_tokenizer *tokenizer,
                                                    const char *text, size_t n_bytes, unsigned flags,
                                                    int32_t **ids_out, size_t *n_ids_out);
+
+/* The o200k pre-tokenizer alone (no special tokens, no BPE): splits n_bytes of UTF-8 text into
+ * the pieces the regex would match and returns each piece's end offset in bytes.
+ * *ends_out is malloc'd (free() it). Invalid UTF-8: MOECL_ERR_INVALID_ARG. For debugging and
+ * the exactness checks. */
+MOECL_WUR enum moecl_status moecl_tokenizer_pretokenize(const char *text, size_t n_bytes,
+                                                        size_t **ends_out, size_t *n_pieces_out);
 
 /* Concatenates the ids' bytes (special tokens as their text). The result may be invalid UTF-8
  * when the ids split a character; use the stream decoder for display. *text_out is malloc'd

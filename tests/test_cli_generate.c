@@ -1,0 +1,192 @@
+/* End-to-end tests of `moecl generate`, `moecl chat` and `moecl harmony` with the built-in
+ * default model (random weights, real tokenizer). The default model is cached in one folder
+ * under $TMPDIR shared by these tests (and by later runs), except in cli_generate_default_model,
+ * which makes it in a fresh folder. */
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The shared cache folder ($TMPDIR/moecl-cli-cache-UID). */
+static const char *cache_dir(void) {
+    static char dir[1024];
+    if (!dir[0]) {
+        const char *t = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/moecl-cli-cache-%ld", t && *t ? t : "/tmp", (long)getuid());
+    }
+    return dir;
+}
+
+/* Runs `moecl ARGS` with the cache folder; stdout (and stderr unless stderr_too is 0). */
+static int moecl(const char *args, int stderr_too, char **out) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' %s%s", cache_dir(), moecl_test_bin(), args,
+             stderr_too ? "" : " 2>/dev/null");
+    return moecl_test_run(cmd, out);
+}
+
+/* The number after `key` in s (e.g. "prompt: " -> 75), or -1. */
+static long number_after(const char *s, const char *key) {
+    const char *p = s ? strstr(s, key) : NULL;
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
+}
+
+TEST(cli_generate_default_model) {
+    char *dir = moecl_test_tmpdir("cli-default");
+    REQUIRE(dir);
+    char cmd[8192], *out = NULL;
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' generate -p Hello --max-tokens 6", dir,
+             moecl_test_bin());
+    int rc = moecl_test_run(cmd, &out);
+    CHECK_EQ(rc, 0);
+    /* One line says it was made, where, and that its output is noise. */
+    CHECK_STR_CONTAINS(out, "made the built-in default model");
+    CHECK_STR_CONTAINS(out, "default-model");
+    CHECK_STR_CONTAINS(out, "output is noise");
+    /* The stats line: "Hello" is one token (13225); six generated. */
+    CHECK_STR_CONTAINS(out, "prompt: 1 tokens, ");
+    CHECK_STR_CONTAINS(out, "generation: 6 tokens, ");
+    CHECK_STR_CONTAINS(out, "tokens/s");
+    CHECK_STR_CONTAINS(out, "peak memory: host RSS ");
+    CHECK_STR_CONTAINS(out, " buffers ");
+    free(out);
+    /* The second run finds it. */
+    rc = moecl_test_run(cmd, &out);
+    CHECK_EQ(rc, 0);
+    CHECK_STR_CONTAINS(out, "using the built-in default model");
+    free(out);
+    moecl_test_rmtree(dir);
+    free(dir);
+}
+
+TEST(cli_generate_greedy_repeatable) {
+    char *a = NULL, *b = NULL;
+    CHECK_EQ(moecl("generate -p 'The capital of France is' --temp 0 --max-tokens 8", 0, &a), 0);
+    CHECK_EQ(moecl("generate -p 'The capital of France is' --temp 0 --max-tokens 8", 0, &b), 0);
+    REQUIRE(a && b);
+    CHECK(strlen(a) > 1);
+    CHECK(strcmp(a, b) == 0);
+    free(a);
+    free(b);
+}
+
+TEST(cli_generate_seed) {
+    char *a = NULL, *b = NULL, *c = NULL;
+    const char *base = "generate -p 'Once upon a time' --temp 1 --top-p 0.95 --max-tokens 10";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --seed 7", base);
+    CHECK_EQ(moecl(cmd, 0, &a), 0);
+    CHECK_EQ(moecl(cmd, 0, &b), 0);
+    snprintf(cmd, sizeof cmd, "%s --seed 8", base);
+    CHECK_EQ(moecl(cmd, 0, &c), 0);
+    REQUIRE(a && b && c);
+    CHECK(strcmp(a, b) == 0);
+    /* 10 tokens from a near-uniform 201088-way distribution: equal by chance ~never. */
+    CHECK(strcmp(a, c) != 0);
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* `moecl harmony` of a JSON conversation: the ids as printed. */
+static int harmony_ids(const char *json, char **out) {
+    *out = NULL;
+    char *dir = moecl_test_tmpdir("cli-harmony");
+    if (!dir)
+        return -1;
+    char path[4096], args[4200];
+    snprintf(path, sizeof path, "%s/conv.json", dir);
+    int rc = -1;
+    if (moecl_test_write_file(path, json, strlen(json)) == 0) {
+        snprintf(args, sizeof args, "harmony '%s'", path);
+        rc = moecl(args, 0, out);
+    }
+    moecl_test_rmtree(dir);
+    free(dir);
+    return rc;
+}
+
+/* --chat's prompt is the harmony rendering: its token count equals `moecl harmony`'s. */
+TEST(cli_generate_chat_prompt) {
+    char *gen = NULL, *ids = NULL;
+    CHECK_EQ(moecl("generate --chat -p 'What is 2 + 2?' --max-tokens 2 --reasoning-effort high "
+                   "--system 'Answer briefly.'",
+                   1, &gen),
+             0);
+    CHECK_EQ(harmony_ids("{\"reasoning_effort\": \"high\", \"messages\": [{\"role\": "
+                         "\"system\", \"content\": \"Answer briefly.\"}, {\"role\": \"user\", "
+                         "\"content\": \"What is 2 + 2?\"}]}",
+                         &ids),
+             0);
+    REQUIRE(gen && ids);
+    long n = 0;
+    for (const char *p = ids; *p; p++)
+        n += *p == ',';
+    n += 1;
+    CHECK(n > 80);
+    CHECK_EQ(number_after(gen, "prompt: "), n);
+    CHECK_STR_CONTAINS(gen, "generation: 2 tokens");
+    free(gen);
+    free(ids);
+    /* The spec's vector: 75 tokens for the plain question with a pinned date. */
+    CHECK_EQ(harmony_ids("{\"date\": \"2025-06-28\", \"messages\": [{\"role\": \"user\", "
+                         "\"content\": \"What is 2 + 2?\"}]}",
+                         &ids),
+             0);
+    CHECK_STR_CONTAINS(ids, "[200006, 17360, 200008, 3575,");
+    CHECK_STR_CONTAINS(ids, "200007, 200006, 173781]");
+    free(ids);
+}
+
+TEST(cli_generate_usage_errors) {
+    static const struct {
+        const char *args, *msg;
+    } cases[] = {
+        {"generate", "needs a prompt"},
+        {"generate -p x --temp abc", "--temp"},
+        {"generate -p x --temp -1", "--temp"},
+        {"generate -p x --top-p 1.5", "--top-p"},
+        {"generate -p x --min-p 2", "--min-p"},
+        {"generate -p x --top-k -1", "--top-k"},
+        {"generate -p x --max-tokens many", "--max-tokens"},
+        {"generate -p x --reasoning-effort extreme", "low, medium or high"},
+        {"generate -p x --bogus", "unknown option"},
+        {"generate -p", "needs a value"},
+        {"chat --ctx 5", "--ctx"},
+        {"chat --wat", "unknown option"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL;
+        int rc = moecl(cases[i].args, 1, &out);
+        if (rc != 2)
+            moecl_test_fail(__FILE__, __LINE__, "'%s': exit %d, want 2", cases[i].args, rc);
+        CHECK_STR_CONTAINS(out, cases[i].msg);
+        free(out);
+    }
+    /* A folder that is no checkpoint: a plain error (1) naming it. */
+    char *out = NULL;
+    CHECK_EQ(moecl("generate -m /nonexistent/model -p x", 1, &out), 1);
+    CHECK_STR_CONTAINS(out, "/nonexistent/model");
+    free(out);
+    CHECK_EQ(moecl("generate --help", 1, &out), 0);
+    CHECK_STR_CONTAINS(out, "--show-reasoning");
+    free(out);
+}
+
+TEST(cli_chat_tmux) {
+    char *out = NULL;
+    if (system("command -v tmux >/dev/null 2>&1") != 0)
+        SKIP("tmux is not installed (make deps installs it)");
+    if (access("tests/cli/chat_tmux.sh", X_OK) != 0)
+        SKIP("run from the source tree root");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' tests/cli/chat_tmux.sh '%s'", cache_dir(),
+             moecl_test_bin());
+    int rc = moecl_test_run(cmd, &out);
+    CHECK_EQ(rc, 0);
+    CHECK_STR_CONTAINS(out, "chat_tmux: ok");
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out ? out : "");
+    free(out);
+}
