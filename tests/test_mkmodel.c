@@ -339,6 +339,47 @@ TEST(mkmodel_optiq_layout) {
     free(dir);
 }
 
+/* mlx-lm's mixed_4_6 (spec §4.2): 6 bits for v_proj and down_proj of layers
+ * {0,1,2,5,8,11,14,17,20,21,22,23} of 24 and for lm_head, 4 bits elsewhere, all with entries. */
+TEST(mkmodel_mixed_layout) {
+    int rc;
+    char *dir = run_mkmodel("--tiny --layers 24 --hidden 64 --intermediate 64 --heads 2 "
+                            "--kv-heads 1 --experts 4 --vocab 256 --quiet --no-tokenizer "
+                            "--like mixed-4-6",
+                            &rc, NULL);
+    REQUIRE(dir);
+    REQUIRE(rc == 0);
+    cJSON *c = load_json(dir, "config.json");
+    REQUIRE(c);
+    cJSON *q = cJSON_GetObjectItemCaseSensitive(c, "quantization");
+    REQUIRE(q);
+    CHECK_EQ(cJSON_GetArraySize(q), 3 + 2 + 24 * 8);
+    static const int more[24] = {1, 1, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1,
+                                 0, 0, 1, 0, 0, 1, 0, 0, 1, 1, 1, 1};
+    for (int l = 0; l < 24; l++) {
+        char k[96];
+        snprintf(k, sizeof k, "model.layers.%d.self_attn.v_proj", l);
+        CHECK_EQ(qint(cJSON_GetObjectItemCaseSensitive(q, k), "bits"), more[l] ? 6 : 4);
+        snprintf(k, sizeof k, "model.layers.%d.mlp.experts.down_proj", l);
+        CHECK_EQ(qint(cJSON_GetObjectItemCaseSensitive(q, k), "bits"), more[l] ? 6 : 4);
+        snprintf(k, sizeof k, "model.layers.%d.mlp.experts.up_proj", l);
+        CHECK_EQ(qint(cJSON_GetObjectItemCaseSensitive(q, k), "bits"), 4);
+        snprintf(k, sizeof k, "model.layers.%d.mlp.router", l);
+        cJSON *r = cJSON_GetObjectItemCaseSensitive(q, k);
+        CHECK(r && qint(r, "bits") == 4 && qstr(r, "mode") && !strcmp(qstr(r, "mode"), "affine"));
+    }
+    CHECK_EQ(qint(cJSON_GetObjectItemCaseSensitive(q, "lm_head"), "bits"), 6);
+    CHECK_EQ(qint(cJSON_GetObjectItemCaseSensitive(q, "model.embed_tokens"), "bits"), 4);
+    cJSON_Delete(c);
+    struct tst_file f;
+    REQUIRE(read_single(dir, &f) == 0);
+    expect(&f, "model.layers.5.mlp.experts.down_proj.weight", "U32", 4, 64, 12, -1);
+    expect(&f, "model.layers.6.mlp.experts.down_proj.weight", "U32", 4, 64, 8, -1);
+    tst_st_free(&f);
+    moecl_test_rmtree(dir);
+    free(dir);
+}
+
 TEST(mkmodel_mxfp4_layout) {
     int rc;
     char *dir = run_mkmodel(TINY " --like mxfp4", &rc, NULL);
@@ -620,6 +661,12 @@ TEST(mkmodel_bad_arguments) {
     dir = run_mkmodel("--mode affine --bits 7", &rc, &out);
     CHECK(rc != 0);
     CHECK_STR_CONTAINS(out, "7 bits");
+    free(out);
+    moecl_test_rmtree(dir);
+    free(dir);
+    dir = run_mkmodel("--like mixed-5-6", &rc, &out);
+    CHECK(rc != 0);
+    CHECK_STR_CONTAINS(out, "mixed-5-6");
     free(out);
     moecl_test_rmtree(dir);
     free(dir);

@@ -54,6 +54,9 @@ static const char usage[] =
     "  --like hf-bf16       Hugging Face bf16 fine-tune layout: input-major gate_up_proj\n"
     "                       [E, hidden, 2*inter] interleaved on the last axis, down_proj\n"
     "                       [E, inter, hidden]\n"
+    "  --like mixed-L-H     mlx-lm's mixed_L_H recipe (2-6, 3-4, 3-6, 4-6): H bits for v_proj\n"
+    "                       and down_proj in the layers it favours and lm_head, L bits\n"
+    "                       elsewhere, group --group (default 64), an entry per module\n"
     "  --mode affine|mxfp4|mxfp8|nvfp4|none  --bits B  --group G  uniform recipe (routers\n"
     "                       8-bit g64 as mlx-lm's gpt_oss predicate); none = unquantized\n"
     "  --dtype bf16|f16|f32 float tensors and affine scales/biases (default bf16)\n"
@@ -267,11 +270,22 @@ static int parse_args(int argc, char **argv, struct mk_opts *o) {
         for (k = 0; k < sizeof presets / sizeof presets[0]; k++)
             if (!strcmp(like, presets[k].name))
                 break;
-        if (k == sizeof presets / sizeof presets[0]) {
+        int lo, hi;
+        char tail;
+        if (k == sizeof presets / sizeof presets[0] &&
+            (sscanf(like, "mixed-%d-%d%c", &lo, &hi, &tail) == 2 ||
+             sscanf(like, "mixed_%d_%d%c", &lo, &hi, &tail) == 2) &&
+            ((lo == 2 && hi == 6) || (lo == 3 && hi == 4) || (lo == 3 && hi == 6) ||
+             (lo == 4 && hi == 6))) {
+            o->mixed_low = lo;
+            o->mixed_high = hi;
+            o->preset = MK_PRESET_MIXED;
+        } else if (k == sizeof presets / sizeof presets[0]) {
             fprintf(stderr, "mkmodel: --like: unknown preset \"%s\"\n", like);
             return -1;
+        } else {
+            o->preset = presets[k].preset;
         }
-        o->preset = presets[k].preset;
     } else if (!have_mode) {
         o->preset = MK_PRESET_MLX_4BIT;
     }
@@ -281,6 +295,7 @@ static int parse_args(int argc, char **argv, struct mk_opts *o) {
     switch (o->preset) {
     case MK_PRESET_MLX_4BIT:
     case MK_PRESET_OPTIQ_4BIT:
+    case MK_PRESET_MIXED:
         o->base = (struct mk_q){MOECL_QMODE_AFFINE, 4, 64};
         break;
     case MK_PRESET_MLX_5BIT_GS32:

@@ -48,6 +48,7 @@ enum mk_preset {
     MK_PRESET_MXFP4,
     MK_PRESET_HF_MXFP4,
     MK_PRESET_HF_BF16,
+    MK_PRESET_MIXED, /* mlx-lm's mixed_<low>_<high> predicates */
 };
 
 struct mk_opts {
@@ -58,10 +59,11 @@ struct mk_opts {
     enum moecl_dtype fdtype; /* float tensors, affine scales/biases */
     enum mk_preset preset;
     enum mk_layout layout;
-    struct mk_q base;   /* top-level recipe (mode NONE: unquantized) */
-    int router_pred;    /* apply the gpt_oss router predicate (8-bit g64, no mode key) */
-    int base_has_mode;  /* write "mode" in the top-level quantization record */
-    struct mk_q others; /* --like mxfp4: recipe of the non-expert modules */
+    struct mk_q base;          /* top-level recipe (mode NONE: unquantized) */
+    int router_pred;           /* apply the gpt_oss router predicate (8-bit g64, no mode key) */
+    int base_has_mode;         /* write "mode" in the top-level quantization record */
+    struct mk_q others;        /* --like mxfp4: recipe of the non-expert modules */
+    int mixed_low, mixed_high; /* --like mixed-L-H */
     uint64_t max_shard_bytes;
     int quiet, dry_run;
     const char *tiktoken; /* for tokenizer.json; NULL: none */

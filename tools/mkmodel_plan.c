@@ -94,6 +94,19 @@ static struct mk_q optiq_q(const struct mk_opts *o, enum mk_module mod, int laye
     }
 }
 
+/* mlx-lm's mixed_<low>_<high> predicate (spec §4.2): high bits for v_proj and down_proj of the
+ * "more bits" layers and for lm_head, low bits for everything else (embedding and routers
+ * included: the recipe replaces the gpt_oss router predicate). Paths without a layer index
+ * (embedding, lm_head) count as layer 0. */
+static struct mk_q mixed_q(const struct mk_opts *o, enum mk_module mod, int layer) {
+    int L = o->n_layers, n = layer < 0 ? 0 : layer;
+    int more = n < L / 8 || n >= 7 * L / 8 || (n - L / 8) % 3 == 2;
+    int gs = o->base.group_size;
+    if (mod == MK_MOD_LM_HEAD || (more && (mod == MK_MOD_V || mod == MK_MOD_DOWN)))
+        return q_affine(o->mixed_high, gs);
+    return q_affine(o->mixed_low, gs);
+}
+
 struct mk_q mk_module_q(const struct mk_opts *o, enum mk_module mod, int layer,
                         enum mk_entry *entry_out) {
     int64_t rows, cols;
@@ -114,6 +127,10 @@ struct mk_q mk_module_q(const struct mk_opts *o, enum mk_module mod, int layer,
     switch (o->preset) {
     case MK_PRESET_OPTIQ_4BIT:
         q = optiq_q(o, mod, layer);
+        entry = MK_ENTRY_WITHMODE;
+        break;
+    case MK_PRESET_MIXED:
+        q = mixed_q(o, mod, layer);
         entry = MK_ENTRY_WITHMODE;
         break;
     case MK_PRESET_MXFP4:

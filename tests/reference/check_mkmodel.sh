@@ -102,6 +102,7 @@ run mlx-4bit-24layers ok "" --like mlx-4bit --layers 24
 run mlx-5bit-gs32 ok decode --like mlx-5bit-gs32
 run mlx-6bit ok "" --like mlx-6bit
 run optiq-4bit ok "" --like optiq-4bit
+run mixed-4-6 ok "" --like mixed-4-6 --layers 8
 run mxfp4 ok decode --like mxfp4
 run hf-mxfp4 ok decode --like hf-mxfp4
 run bf16 ok "" --mode none
