@@ -43,7 +43,7 @@ ATEST_OBJ    := $(call obj,$(BUILD)/asan,$(TEST_SRC))
 ATOOL_OBJ    := $(call obj,$(BUILD)/asan,$(TOOL_SRC))
 AMKMODEL_OBJ := $(call obj,$(BUILD)/asan,$(MKMODEL_SRC))
 
-.PHONY: all deps test asan check format format-check lint clean fixtures conformance fuzz fuzz-smoke
+.PHONY: all deps test asan check format format-check lint clean fixtures conformance tokcheck tokbench fuzz fuzz-smoke
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/libmoecl.a $(BUILD)/moecl $(BUILD)/mkmodel
@@ -198,6 +198,16 @@ fixtures:
 
 conformance: $(BUILD)/moecl_tests
 	bash tests/reference/conformance.sh
+
+# Tokenizer exactness against HF tokenizers and tiktoken on a > 10 MB corpus (Python venv).
+tokcheck: $(BUILD)/moecl
+	py="$$(bash tests/reference/setup_venv.sh | tail -n 1)" && \
+		"$$py" tests/reference/tokenizer_check.py --moecl $(BUILD)/moecl
+
+# Tokenizer encode throughput beside tiktoken, single thread, same corpus.
+tokbench: $(BUILD)/moecl
+	py="$$(bash tests/reference/setup_venv.sh | tail -n 1)" && \
+		"$$py" tests/reference/tokenizer_bench.py --moecl $(BUILD)/moecl
 
 clean:
 	rm -rf $(BUILD)

@@ -25,6 +25,10 @@
 struct moecl_tokenizer {
     struct moecl_vocab vocab; /* BPE tokens (id == rank) and the added special tokens */
     struct moecl_vocab_index index;
+    int32_t *pair_rank; /* [65536] rank of each 2-byte string (NO_RANK if none): the
+                           merge's hottest lookups, without hashing */
+    int32_t byte_rank[256];
+    size_t max_token_bytes;     /* longer strings are never tokens: skip the hash */
     int32_t n_vocab;            /* all ids: BPE tokens, then specials */
     char *text;                 /* every id's bytes, each followed by a NUL */
     uint32_t *text_offset;      /* [n_vocab + 1] */
@@ -323,6 +327,12 @@ static int scratch_reserve(struct bpe_scratch *sc, size_t n) {
 }
 
 static inline int32_t rank_of(const struct moecl_tokenizer *t, const uint8_t *p, size_t n) {
+    if (n == 2)
+        return t->pair_rank[(size_t)p[0] << 8 | p[1]];
+    if (n == 1)
+        return t->byte_rank[p[0]];
+    if (n > t->max_token_bytes)
+        return NO_RANK;
     int32_t id = moecl_vocab_index_find(&t->index, p, n);
     return id < 0 ? NO_RANK : id;
 }
@@ -580,6 +590,38 @@ enum moecl_status moecl_tokenizer_encode(const struct moecl_tokenizer *tokenizer
     return MOECL_OK;
 }
 
+enum moecl_status moecl_tokenizer_pretokenize(const char *text, size_t n_bytes, size_t **ends_out,
+                                              size_t *n_pieces_out) {
+    if (ends_out)
+        *ends_out = NULL;
+    if (n_pieces_out)
+        *n_pieces_out = 0;
+    if ((!text && n_bytes) || !ends_out || !n_pieces_out)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "tokenizer_pretokenize: NULL argument");
+    const uint8_t *s = (const uint8_t *)text;
+    size_t bad_at = utf8_first_invalid(s, n_bytes);
+    if (bad_at < n_bytes)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG,
+                               "tokenizer_pretokenize: invalid UTF-8 at byte %zu", bad_at);
+    size_t n = 0, cap = 0, *ends = NULL;
+    for (size_t i = 0; i < n_bytes;) {
+        i = moecl_pretokenize_next(s, n_bytes, i);
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            size_t *grown = realloc(ends, cap * sizeof *ends);
+            if (!grown) {
+                free(ends);
+                return moecl_error_set(MOECL_ERR_NO_MEMORY, "tokenizer_pretokenize: out of memory");
+            }
+            ends = grown;
+        }
+        ends[n++] = i;
+    }
+    *ends_out = ends;
+    *n_pieces_out = n;
+    return MOECL_OK;
+}
+
 /* ================================================================== decode */
 
 const char *moecl_tokenizer_token_text(const struct moecl_tokenizer *tokenizer, int32_t id,
@@ -764,6 +806,7 @@ void moecl_tokenizer_release(struct moecl_tokenizer *tokenizer) {
     moecl_vocab_free(&tokenizer->vocab);
     free(tokenizer->text);
     free(tokenizer->text_offset);
+    free(tokenizer->pair_rank);
     free(tokenizer);
 }
 
@@ -823,6 +866,29 @@ static enum moecl_status tokenizer_from_vocab(struct moecl_vocab *vocab, const c
         }
     }
     st = moecl_vocab_index_build(v, path, &t->index);
+    if (st != MOECL_OK)
+        goto cleanup;
+    t->pair_rank = malloc(65536 * sizeof *t->pair_rank);
+    if (!t->pair_rank) {
+        st = moecl_error_set(MOECL_ERR_NO_MEMORY, "%s: out of memory", path);
+        goto cleanup;
+    }
+    for (size_t pair = 0; pair < 65536; pair++) {
+        uint8_t b[2] = {(uint8_t)(pair >> 8), (uint8_t)pair};
+        int32_t id = moecl_vocab_index_find(&t->index, b, 2);
+        t->pair_rank[pair] = id < 0 ? NO_RANK : id;
+    }
+    for (int32_t id = 0; id < v->n_tokens; id++)
+        if (v->offset[id + 1] - v->offset[id] > t->max_token_bytes)
+            t->max_token_bytes = v->offset[id + 1] - v->offset[id];
+    for (int b = 0; b < 256; b++) {
+        uint8_t byte = (uint8_t)b;
+        t->byte_rank[b] = moecl_vocab_index_find(&t->index, &byte, 1);
+        if (t->byte_rank[b] < 0) {
+            st = moecl_error_set(MOECL_ERR_UNSUPPORTED, "%s: byte 0x%02x is not a token", path, b);
+            goto cleanup;
+        }
+    }
 cleanup:
     if (st != MOECL_OK) {
         moecl_tokenizer_release(t);

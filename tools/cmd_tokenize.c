@@ -11,7 +11,7 @@
 static void usage(FILE *f) {
     fprintf(
         f,
-        "usage: moecl tokenize (-m DIR | --tiktoken FILE | --tokenizer FILE) [options]\n"
+        "usage: moecl tokenize (-m DIR | --tiktoken FILE | --tokenizer FILE | --pieces) [options]\n"
         "\n"
         "Encodes text (default) or decodes ids (--decode). Input: --text STR, --file F, or\n"
         "standard input.\n"
@@ -83,7 +83,7 @@ static long unhex(char *s, size_t n) {
 }
 
 struct opts {
-    int json, hex, decode;
+    int json, hex, decode, pieces;
     unsigned flags;
 };
 
@@ -96,6 +96,17 @@ static int encode_record(const struct moecl_tokenizer *tok, const struct opts *o
             return 1;
         }
         n = (size_t)k;
+    }
+    if (o->pieces) {
+        size_t *ends = NULL, n_pieces = 0;
+        enum moecl_status st = moecl_tokenizer_pretokenize(text, n, &ends, &n_pieces);
+        if (st != MOECL_OK)
+            return moecl_cli_fail("pretokenize", st);
+        for (size_t i = 0; i < n_pieces; i++)
+            fprintf(out, i ? " %zu" : "%zu", ends[i] - (i ? ends[i - 1] : 0));
+        fputc('\n', out);
+        free(ends);
+        return 0;
     }
     int32_t *ids = NULL;
     size_t n_ids = 0;
@@ -219,7 +230,7 @@ MOECL_COMMAND(tokenize, "encode text to token ids or decode ids (exactness check
     const char *model = NULL, *tiktoken = NULL, *tokenizer = NULL, *text_arg = NULL;
     const char *file = NULL, *write_json = NULL;
     int lines = 0, runs = 0;
-    struct opts o = {0, 0, 0, MOECL_ENCODE_ALLOW_SPECIAL};
+    struct opts o = {0, 0, 0, 0, MOECL_ENCODE_ALLOW_SPECIAL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
@@ -243,6 +254,8 @@ MOECL_COMMAND(tokenize, "encode text to token ids or decode ids (exactness check
             o.hex = 1;
         else if (!strcmp(a, "--json"))
             o.json = 1;
+        else if (!strcmp(a, "--pieces"))
+            o.pieces = 1;
         else if (!strcmp(a, "--decode"))
             o.decode = 1;
         else if (!strcmp(a, "--no-special"))
@@ -258,7 +271,7 @@ MOECL_COMMAND(tokenize, "encode text to token ids or decode ids (exactness check
             return 2;
         }
     }
-    if (!!model + !!tiktoken + !!tokenizer != 1) {
+    if (!!model + !!tiktoken + !!tokenizer != 1 && !o.pieces) {
         fprintf(stderr, "moecl tokenize: give exactly one of -m DIR, --tiktoken FILE, "
                         "--tokenizer FILE\n");
         usage(stderr);
@@ -273,12 +286,12 @@ MOECL_COMMAND(tokenize, "encode text to token ids or decode ids (exactness check
         return st == MOECL_OK ? 0 : moecl_cli_fail("writing tokenizer.json", st);
     }
     struct moecl_tokenizer *tok = NULL;
-    enum moecl_status st = moecl_tokenizer_load(model      ? model
-                                                : tiktoken ? tiktoken
-                                                           : tokenizer,
-                                                &tok);
-    if (st != MOECL_OK)
-        return moecl_cli_fail("loading the tokenizer", st);
+    if (!o.pieces) {
+        const char *source = model ? model : tiktoken ? tiktoken : tokenizer;
+        enum moecl_status st = moecl_tokenizer_load(source, &tok);
+        if (st != MOECL_OK)
+            return moecl_cli_fail("loading the tokenizer", st);
+    }
     char *input = NULL;
     size_t n_input = 0;
     int rc = 0;
