@@ -38,6 +38,7 @@ from mlx_lm.utils import load_model, quantize_model, save_config, save_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mlxref import install_cpu_workarounds  # noqa: E402
+import spec_forward  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Architecture. hidden 64 = 64*odd: groups 32 and 64 divide every input width (64, 256), group
@@ -428,6 +429,15 @@ def compute_reference(folder, tokens, prompt, long_tokens):
         tail = model(mx.array(long_tokens[head:])[None], cache=cache)
         ref["long_tokens"] = long_tokens.copy()
         ref["long_logits"] = f32(tail[0])
+    if any(v.dtype != mx.float32 for _, v in tree_flatten(model.parameters())
+           if mx.issubdtype(v.dtype, mx.floating)):
+        # Same loaded checkpoint, every floating parameter upcast to float32 (exact: quantized
+        # weights dequantize to the same values), float32 activations: an exact-arithmetic
+        # reference for the quantized kernels, free of bf16 rounding noise.
+        model.update(tree_map_with_path(
+            lambda _, v: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v,
+            model.parameters()))
+        ref["prefill_logits_f32act"] = f32(model(mx.array(tokens)[None])[0])
     ref = {k: np.ascontiguousarray(v) for k, v in ref.items()}
     for k in ("tokens", "greedy_prompt", "greedy_tokens", "long_tokens"):
         if k in ref:
@@ -456,6 +466,23 @@ def peak_stats(ref):
         "top1_prob_median": round(float(np.median(probs.max(axis=1))), 4),
         "greedy_gap_min": round(float(ref["greedy_gap"].min()), 4),
     }
+
+
+def spec_check(folder, tolerance):
+    """Runs tests/reference/spec_forward.py's independent float64 forward (numpy, the spec's
+    formulas and bit layouts) on the folder and compares with mlx-lm's reference. It must agree
+    to 1e-4 of max|logit| with every float32 reference (float32 fixtures, and the
+    prefill_logits_f32act of bf16 fixtures), else the generator or the spec is wrong and
+    generation stops; for the bf16 references the numbers show the distance between mlx-lm's
+    bf16 arithmetic and exact arithmetic on this model (what a non-bit-faithful engine sees)."""
+    res = spec_forward.check_folder(folder, tolerance)
+    rounded = {part: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in st.items()}
+               for part, st in res.items()}
+    for part, st in res.items():
+        if tolerance == "float32" or part == "prefill_f32act":
+            if st["max_abs_diff_rel"] > 1e-4:
+                raise SystemExit(f"{folder}: spec forward differs from mlx-lm ({part}): {st}")
+    return rounded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,6 +665,7 @@ def main():
                                          "from the bf16 fixture's (layout mapping is wrong)")
                 entry["reference_equals"] = "bf16"
             entry["peakedness"] = peak_stats(ref)
+            entry["float64_spec_forward"] = spec_check(out / name, entry["tolerance"])
             entry["files"] = sorted(p.name for p in (out / name).iterdir())
             fixtures.append(entry)
             print(f"{name:16s} {time.time() - t0:6.1f}s  gap median "
@@ -666,6 +694,26 @@ def main():
             "long": "long_tokens fed with the cache in chunks of 2048 up to position 4096, then "
                     "positions 4096..4159 as one chunk whose logits are long_logits",
         },
+        "reference_numerics": (
+            "mlx on its CPU backend with tests/reference/mlxref.py: for bf16/fp16 inputs "
+            "mx.gather_mm (unsupported for bf16 on CPU), mx.quantized_matmul and mx.gather_qmm "
+            "(which do not accumulate in float32 on CPU) run on exactly upcast float32 operands "
+            "with one rounding of the output to bf16, as mlx's GPU kernels do (float32 "
+            "accumulation). Everything else is mlx's own CPU code."),
+        "extra_tensors": {
+            "prefill_logits_f32act": (
+                "bf16 fixtures only: prefill logits of the same loaded checkpoint with every "
+                "floating parameter upcast to float32 (exact, so quantized weights dequantize to "
+                "the same values) and float32 activations: checks dequantization and the forward "
+                "pass at float32 tolerance, free of bf16 rounding noise"),
+        },
+        "float64_spec_forward": (
+            "per fixture: tests/reference/spec_forward.py (numpy float64, the spec's formulas "
+            "and bit layouts, no mlx) against each reference: max|d| (abs, relative to max|ref|), "
+            "KL(ref||spec) mean/median/max and top-1 agreement on rows with ref gap >= 0.5. "
+            "float32 references agree to ~1e-6 relative; the bf16 rows measure how far mlx-lm's "
+            "bf16 arithmetic is from exact on this model (MoE routing flips make a few rows "
+            "diverge)"),
         "tolerances": {
             "float32": "max |logit - ref| <= 1e-3 * max |ref logit| (per array)",
             "bf16": "mean KL(softmax(ref) || softmax(moecl)) <= 1e-3 and top-1 agreement >= 99%",
