@@ -45,9 +45,31 @@ static int file_exists(const char *dir, const char *name) {
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int model_complete(const char *dir) {
-    return file_exists(dir, ".moecl-complete") && file_exists(dir, "config.json") &&
-           file_exists(dir, "tokenizer.json");
+/* The writer that made a cached model, as "writer SIZE MTIME": a rebuilt mkmodel (whose
+ * format may have changed with the loader's) makes the cache stale. */
+static void writer_stamp(const char *mkmodel, char *out, size_t n) {
+    struct stat st;
+    if (stat(mkmodel, &st) != 0)
+        snprintf(out, n, "writer unknown");
+    else
+        snprintf(out, n, "writer %lld %lld.%09ld", (long long)st.st_size,
+                 (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+}
+
+/* Whether dir holds a finished model; with a stamp, one made by that writer. */
+static int model_complete(const char *dir, const char *stamp) {
+    if (!file_exists(dir, "config.json") || !file_exists(dir, "tokenizer.json"))
+        return 0;
+    char p[PATH_MAX], line[256] = "";
+    if (join(p, sizeof p, dir, "/", ".moecl-complete"))
+        return 0;
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return 0;
+    int ok = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    line[strcspn(line, "\n")] = 0;
+    return ok && (!stamp || strcmp(line, stamp) == 0);
 }
 
 static enum moecl_status mkdir_p(char *path) {
@@ -154,17 +176,20 @@ enum moecl_status moecl_default_model_path(char *buf, size_t n, int *created_out
     char dir[PATH_MAX];
     if (join(dir, sizeof dir, base, "/", DEFAULT_MODEL_NAME) || strlen(dir) >= n)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "default model: path longer than %zu", n);
-    if (model_complete(dir)) {
-        snprintf(buf, n, "%s", dir);
-        return MOECL_OK;
-    }
-
     static const char *const mk_rel[] = {"mkmodel"};
     static const char *const tik_rel[] = {
         "../data/o200k_base.tiktoken", "../../data/o200k_base.tiktoken", "data/o200k_base.tiktoken",
         "../share/moecl/o200k_base.tiktoken"};
     char mkmodel[PATH_MAX], tiktoken[PATH_MAX];
-    if (!find_file("MOECL_MKMODEL", mk_rel, 1, mkmodel, sizeof mkmodel))
+    char stamp[128];
+    int have_writer = find_file("MOECL_MKMODEL", mk_rel, 1, mkmodel, sizeof mkmodel);
+    if (have_writer)
+        writer_stamp(mkmodel, stamp, sizeof stamp);
+    if (model_complete(dir, have_writer ? stamp : NULL)) {
+        snprintf(buf, n, "%s", dir);
+        return MOECL_OK;
+    }
+    if (!have_writer)
         return moecl_error_set(MOECL_ERR_NOT_FOUND,
                                "default model: the checkpoint writer 'mkmodel' is not next to "
                                "this program (build it with make, or set MOECL_MKMODEL)");
@@ -194,21 +219,25 @@ enum moecl_status moecl_default_model_path(char *buf, size_t n, int *created_out
     }
     if (st == MOECL_OK) {
         FILE *f = join(path, sizeof path, tmp, "/", ".moecl-complete") ? NULL : fopen(path, "w");
-        if (!f || fputs("made by moecl: random weights, real o200k_harmony tokenizer\n", f) < 0)
+        if (!f || fprintf(f, "%s\nmade by moecl: random weights, real o200k_harmony tokenizer\n",
+                          stamp) < 0)
             st = moecl_error_set(MOECL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
         if (f && fclose(f) != 0 && st == MOECL_OK)
             st = moecl_error_set(MOECL_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     }
-    if (st == MOECL_OK && rename(tmp, dir) != 0) {
-        /* Someone else finished first (dir exists, not empty), or an old partial folder. */
-        if (!model_complete(dir)) {
+    if (st == MOECL_OK) {
+        int renamed = rename(tmp, dir) == 0;
+        if (!renamed && !model_complete(dir, stamp)) {
+            /* A stale model (another writer) or a partial folder: replace it. Another
+             * process that finished first with the same writer is left alone. */
             nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-            if (rename(tmp, dir) != 0)
+            renamed = rename(tmp, dir) == 0;
+            if (!renamed)
                 st = moecl_error_set(MOECL_ERR_IO, "%s: cannot rename to %s: %s", tmp, dir,
                                      strerror(errno));
         }
-    } else if (st == MOECL_OK && created_out) {
-        *created_out = 1;
+        if (renamed && created_out)
+            *created_out = 1;
     }
     nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     if (st != MOECL_OK)

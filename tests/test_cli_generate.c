@@ -1,19 +1,26 @@
 /* End-to-end tests of `moecl generate`, `moecl chat` and `moecl harmony` with the built-in
- * default model (random weights, real tokenizer). The default model is cached in one folder
- * under $TMPDIR shared by these tests (and by later runs), except in cli_generate_default_model,
- * which makes it in a fresh folder. */
+ * default model (random weights, real tokenizer). The default model is cached in test-cache next
+ * to the binary (`make clean` removes it; it is remade when mkmodel is rebuilt), shared by these
+ * tests and later runs, except in cli_generate_default_model, which makes it in a fresh folder. */
 #include "test.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* The shared cache folder ($TMPDIR/moecl-cli-cache-UID). */
+/* The shared cache folder: test-cache next to the moecl binary (so `make clean` removes it; the
+ * default model is remade when mkmodel is rebuilt). */
 static const char *cache_dir(void) {
-    static char dir[1024];
+    static char dir[3072];
     if (!dir[0]) {
-        const char *t = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/moecl-cli-cache-%ld", t && *t ? t : "/tmp", (long)getuid());
+        const char *bin = moecl_test_bin();
+        const char *slash = strrchr(bin, '/');
+        int n = slash ? (int)(slash - bin) : 1;
+        char cwd[2048] = ".";
+        if (bin[0] != '/' && !getcwd(cwd, sizeof cwd))
+            snprintf(cwd, sizeof cwd, ".");
+        snprintf(dir, sizeof dir, "%s%s%.*s/test-cache", bin[0] == '/' ? "" : cwd,
+                 bin[0] == '/' ? "" : "/", n, slash ? bin : ".");
     }
     return dir;
 }
@@ -180,7 +187,7 @@ TEST(cli_chat_tmux) {
         SKIP("tmux is not installed (make deps installs it)");
     if (access("tests/cli/chat_tmux.sh", X_OK) != 0)
         SKIP("run from the source tree root");
-    char cmd[4096];
+    char cmd[8192];
     snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' tests/cli/chat_tmux.sh '%s'", cache_dir(),
              moecl_test_bin());
     int rc = moecl_test_run(cmd, &out);
