@@ -238,12 +238,32 @@ static enum moecl_status prepare(struct moecl_sampler *s, const float *logits, i
     }
 
     if (p->top_p > 0.0f && p->top_p < 1.0f) {
+        /* Only tokens above a weight threshold t whose mass already reaches the limit can be
+         * kept: every token below t has at least that mass ranked above it. Lowering t by 16x
+         * until the mass suffices keeps the sort to the head of a peaked distribution. */
+        double limit = (double)p->top_p * total, t = 1.0;
+        for (int pass = 0; pass < 80; pass++) {
+            t /= 16.0;
+            double mass = 0;
+            for (int32_t i = 0; i < n; i++)
+                if (s->weight[i] >= t)
+                    mass += s->weight[i];
+            if (mass >= limit)
+                break;
+        }
+        if (!(t > 0))
+            t = 0;
         int m = 0;
-        for (int32_t i = 0; i < n; i++)
-            if (s->keep[i])
+        for (int32_t i = 0; i < n; i++) {
+            if (!s->keep[i])
+                continue;
+            if (s->weight[i] >= t && (t > 0 || s->weight[i] > 0))
                 s->sorted[m++] = (struct moecl_sampler_entry){logits[i], i};
+            else
+                s->keep[i] = 0;
+        }
         qsort(s->sorted, (size_t)m, sizeof *s->sorted, cmp_desc_hi_first);
-        double before = 0, limit = (double)p->top_p * total;
+        double before = 0;
         int j = 0;
         while (j < m && before < limit)
             before += s->weight[s->sorted[j++].id];
@@ -265,7 +285,7 @@ static enum moecl_status prepare(struct moecl_sampler *s, const float *logits, i
     for (int32_t i = 0; i < n; i++) {
         double w = 0;
         if (s->keep[i])
-            w = exp(((double)logits[i] - mx) * inv_t);
+            w = inv_t == 1.0 ? s->weight[i] : exp(((double)logits[i] - mx) * inv_t);
         s->weight[i] = w;
         total += w;
     }
