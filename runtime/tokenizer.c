@@ -360,8 +360,8 @@ static int bpe_scan(const struct moecl_tokenizer *t, const uint8_t *p, size_t n,
             break;
         /* remove boundary at+1 */
         memmove(b + at + 1, b + at + 2, (m - at - 1) * sizeof *b);
-        if (at + 2 < m)
-            memmove(r + at + 1, r + at + 2, (m - at - 2) * sizeof *r);
+        if (at + 3 <= m) /* r[at+2 .. m-2] move down by one */
+            memmove(r + at + 1, r + at + 2, (m - at - 3) * sizeof *r);
         m--;
         if (at + 1 < m)
             r[at] = rank_of(t, p + b[at], b[at + 2] - b[at]);

@@ -95,6 +95,16 @@ TEST(tokenizer_spec_vectors) {
     CHECK_IDS("developer", SP, 77944);
     CHECK_IDS("commentary", SP, 12606, 815);
     CHECK_IDS("json", SP, 4108);
+    /* merges that reach the longest tokens (128 spaces, 96 '='), from tiktoken */
+    char run[303]; /* "x" + 300 spaces + "x" */
+    memset(run, ' ', sizeof run);
+    run[0] = 'x';
+    run[301] = 'x';
+    run[302] = 0;
+    CHECK_IDS(run, SP, 87, 72056, 72056, 6322, 1215);
+    memset(run, '=', 300);
+    run[300] = 0;
+    CHECK_IDS(run, SP, 17686, 17686, 17686, 193856, 21985);
     CHECK_IDS("<|start|>developer<|message|># Instructions\n\nAnswer briefly.\n\n<|end|>", SP,
               200006, 77944, 200008, 2, 68406, 279, 17045, 51088, 364, 200007);
     CHECK_IDS("<|start|>developer<|message|># Instructions\n\nAnswer briefly.<|end|>", SP, 200006,
