@@ -579,8 +579,14 @@ static enum moecl_status build(struct moecl_ckpt_builder *b) {
 }
 
 enum moecl_status moecl_ckpt_open(const char *dir, struct moecl_ckpt **ckpt_out) {
+    return moecl_ckpt_open_ex(dir, 0, ckpt_out);
+}
+
+enum moecl_status moecl_ckpt_open_ex(const char *dir, unsigned flags,
+                                     struct moecl_ckpt **ckpt_out) {
     *ckpt_out = NULL;
     struct moecl_ckpt_builder b = {0};
+    b.flags = flags;
     struct moecl_ckpt *c = calloc(1, sizeof *c);
     if (!c || !(c->owned = calloc(1, sizeof(struct owned))) || !(c->dir = strdup(dir))) {
         moecl_ckpt_close(c);

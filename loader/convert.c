@@ -35,6 +35,11 @@ struct out_tensor {
     size_t row_bytes, row_stride, expert_stride;
     uint64_t n_bytes;
     int shard;
+    /* Unconverted Hugging Face bf16 experts (lazy open): base is the input-major source
+     * [E, n_cols][k * n_rows]; row r of expert e gathers column k*r + parity. */
+    int transpose, k, parity;
+    int64_t n_cols;
+    size_t elem_bytes;
 };
 
 struct out_list {
@@ -99,7 +104,18 @@ static enum moecl_status add_part(struct out_list *l, const struct moecl_qweight
 
 static enum moecl_status add_module(struct out_list *l, const struct moecl_qweight *w) {
     enum moecl_status st;
-    if (w->mode == MOECL_QMODE_NONE) {
+    if (w->mode == MOECL_QMODE_NONE && !w->weight && w->src_weight) {
+        const struct moecl_tensor *src = w->src_weight;
+        st = add_part(l, w, "weight", w->float_dtype, w->cols, src->data, 0, 0);
+        if (st == MOECL_OK) {
+            struct out_tensor *t = &l->t[l->n - 1];
+            t->transpose = 1;
+            t->k = (int)(src->shape[src->n_dims - 1] / w->rows);
+            t->parity = strstr(w->name, ".up_proj") != NULL;
+            t->n_cols = w->cols;
+            t->elem_bytes = moecl_dtype_size(w->float_dtype);
+        }
+    } else if (w->mode == MOECL_QMODE_NONE) {
         st = add_part(l, w, "weight", w->float_dtype, w->cols, w->weight, w->weight_row_stride,
                       w->weight_expert_stride);
     } else {
@@ -155,6 +171,34 @@ static enum moecl_status collect(const struct moecl_ckpt *c, struct out_list *l)
     return MOECL_OK;
 }
 
+/* Streams an unconverted Hugging Face bf16 expert stack output-major: blocks of ROWS output
+ * rows are gathered from the input-major source (each source row contributes a contiguous run
+ * of k*ROWS elements), so memory stays one block and the source is read near-sequentially. */
+static enum moecl_status write_transposed(struct moecl_st_writer *w, const struct out_tensor *t) {
+    enum { ROWS = 64 };
+    size_t es = t->elem_bytes, in = (size_t)t->n_cols, out = (size_t)t->n_rows;
+    size_t k = (size_t)t->k, par = (size_t)t->parity;
+    unsigned char *buf = malloc((size_t)ROWS * in * es);
+    if (!buf)
+        return moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory converting '%s'", t->name);
+    enum moecl_status st = MOECL_OK;
+    for (size_t e = 0; e < (size_t)t->n_experts && st == MOECL_OK; e++) {
+        const unsigned char *src = t->base + e * in * k * out * es;
+        for (size_t o0 = 0; o0 < out && st == MOECL_OK; o0 += ROWS) {
+            size_t nb = out - o0 < ROWS ? out - o0 : ROWS;
+            for (size_t i = 0; i < in; i++) {
+                const unsigned char *row = src + (i * k * out + k * o0 + par) * es;
+                for (size_t o = 0; o < nb; o++)
+                    memcpy(buf + (o * in + i) * es, row + k * o * es, es);
+            }
+            st = moecl_st_writer_write(w, buf, nb * in * es);
+        }
+        moecl_st_release(src, in * k * out * es); /* read once per expert */
+    }
+    free(buf);
+    return st;
+}
+
 static enum moecl_status write_shard(const char *path, struct out_list *l, int shard) {
     struct moecl_st_writer *w = NULL;
     enum moecl_status st = moecl_st_writer_create(path, &w);
@@ -171,13 +215,21 @@ static enum moecl_status write_shard(const char *path, struct out_list *l, int s
         if (t->shard != shard)
             continue;
         st = moecl_st_writer_tensor_begin(w, t->name);
-        for (int64_t e = 0; e < t->n_experts && st == MOECL_OK; e++)
+        if (st == MOECL_OK && t->transpose)
+            st = write_transposed(w, t);
+        for (int64_t e = 0; e < t->n_experts && st == MOECL_OK && !t->transpose; e++)
             for (int64_t r = 0; r < t->n_rows && st == MOECL_OK; r++)
                 st = moecl_st_writer_write(
                     w, t->base + (size_t)e * t->expert_stride + (size_t)r * t->row_stride,
                     t->row_bytes);
         if (st == MOECL_OK)
             st = moecl_st_writer_tensor_end(w);
+        /* the source bytes were read once: keep them out of resident memory */
+        if (t->transpose)
+            moecl_st_release(t->base, (size_t)t->n_bytes * (size_t)t->k);
+        else if (t->n_experts && t->n_rows)
+            moecl_st_release(t->base, (size_t)(t->n_experts - 1) * t->expert_stride +
+                                          (size_t)(t->n_rows - 1) * t->row_stride + t->row_bytes);
     }
     if (st == MOECL_OK)
         st = moecl_st_writer_finish(w);
@@ -302,7 +354,7 @@ enum moecl_status moecl_convert_to_mlx(const char *src_dir, const char *dst_dir)
         return moecl_error_set(MOECL_ERR_INVALID_ARG,
                                "%s: source and destination are the same folder", dst_dir);
     struct moecl_ckpt *c = NULL;
-    enum moecl_status st = moecl_ckpt_open(src_dir, &c);
+    enum moecl_status st = moecl_ckpt_open_ex(src_dir, MOECL_CKPT_LAZY_HF_BF16, &c);
     if (st != MOECL_OK)
         return st;
     struct out_list l = {0};

@@ -12,6 +12,7 @@
  * transposed once at load into owned buffers (counted in converted_bytes). `moecl convert`
  * writes the result as an MLX checkpoint so later loads are zero-copy. */
 #include "loader_internal.h"
+#include "safetensors.h"
 #include "moecl_error.h"
 
 #include <stdio.h>
@@ -233,6 +234,7 @@ enum moecl_status moecl_hf_bf16_experts(struct moecl_ckpt_builder *b, int layer)
     enum moecl_status st;
     const struct moecl_tensor *gu, *gu_bias, *dn, *dn_bias;
     static const char *const names[3] = {"gate_proj", "up_proj", "down_proj"};
+    int lazy = (b->flags & MOECL_CKPT_LAZY_HF_BF16) != 0;
     for (int m = 0; m < 3; m++) {
         snprintf(path, sizeof path, "%s%s", prefix, names[m]);
         if ((st = check_float(b, path)))
@@ -256,10 +258,13 @@ enum moecl_status moecl_hf_bf16_experts(struct moecl_ckpt_builder *b, int layer)
         snprintf(path, sizeof path, "%s%s", prefix, names[parity]);
         if ((st = init_module(b, path, E, I, H, w)))
             return st;
-        void *data = alloc_or_fail(c, (size_t)E * (size_t)I * (size_t)H * es, "gate_up_proj", &st);
-        if (!data)
-            return st;
-        transpose_experts(gu->data, data, E, H, I, 2, parity, es);
+        void *data = NULL;
+        if (!lazy) {
+            data = alloc_or_fail(c, (size_t)E * (size_t)I * (size_t)H * es, "gate_up_proj", &st);
+            if (!data)
+                return st;
+            transpose_experts(gu->data, data, E, H, I, 2, parity, es);
+        }
         set_float(w, data, gu->dtype, gu);
         void *bias = alloc_or_fail(c, (size_t)E * (size_t)I * bes, "gate_up_proj_bias", &st);
         if (!bias)
@@ -273,12 +278,19 @@ enum moecl_status moecl_hf_bf16_experts(struct moecl_ckpt_builder *b, int layer)
     snprintf(path, sizeof path, "%sdown_proj", prefix);
     if ((st = init_module(b, path, E, H, I, &L->down)))
         return st;
-    void *data = alloc_or_fail(c, (size_t)E * (size_t)I * (size_t)H * moecl_dtype_size(dn->dtype),
-                               "down_proj", &st);
-    if (!data)
-        return st;
-    transpose_experts(dn->data, data, E, I, H, 1, 0, moecl_dtype_size(dn->dtype));
+    void *data = NULL;
+    if (!lazy) {
+        data = alloc_or_fail(c, (size_t)E * (size_t)I * (size_t)H * moecl_dtype_size(dn->dtype),
+                             "down_proj", &st);
+        if (!data)
+            return st;
+        transpose_experts(dn->data, data, E, I, H, 1, 0, moecl_dtype_size(dn->dtype));
+    }
     set_float(&L->down, data, dn->dtype, dn);
+    if (!lazy) { /* the input-major sources were read once; their pages can go */
+        moecl_st_release(gu->data, gu->n_bytes);
+        moecl_st_release(dn->data, dn->n_bytes);
+    }
     L->down.bias = dn_bias->data;
     L->down.bias_dtype = dn_bias->dtype;
     L->down.bias_expert_stride = (size_t)H * moecl_dtype_size(dn_bias->dtype);

@@ -24,8 +24,18 @@ const char *moecl_shape_str(const int64_t *shape, int n_dims, char *buf, size_t 
 struct moecl_ckpt_builder {
     struct moecl_ckpt *ckpt;
     struct moecl_qconfig qconfig;
-    uint8_t *used; /* [n_tensors]: 1 once a module consumed the tensor */
+    uint8_t *used;  /* [n_tensors]: 1 once a module consumed the tensor */
+    unsigned flags; /* MOECL_CKPT_* open flags */
 };
+
+/* Open flag for moecl_ckpt_open_ex: leave Hugging Face bf16 experts unconverted. Their
+ * gate/up/down get weight == NULL and src_weight = the input-major source tensor
+ * (gate_up_proj interleaved, or down_proj); only `moecl convert` uses this, to stream the
+ * transpose instead of holding the whole converted model in memory. */
+#define MOECL_CKPT_LAZY_HF_BF16 1u
+
+MOECL_WUR enum moecl_status moecl_ckpt_open_ex(const char *dir, unsigned flags,
+                                               struct moecl_ckpt **ckpt_out);
 
 /* Records a heap block owned by the checkpoint (freed at close); returns p, or NULL (and frees
  * p) if the bookkeeping itself fails. */

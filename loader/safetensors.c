@@ -368,6 +368,17 @@ const struct moecl_tensor *moecl_st_find(const struct moecl_st_file *file, const
     return NULL;
 }
 
+void moecl_st_release(const void *p, size_t n) {
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0 || !p || n == 0)
+        return;
+    uintptr_t a = (uintptr_t)p, b = a + n, ps = (uintptr_t)page;
+    a = (a + ps - 1) / ps * ps;
+    b = b / ps * ps;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 const char *moecl_st_metadata(const struct moecl_st_file *file, const char *key) {
     for (int i = 0; i < file->n_metadata; i++)
         if (strcmp(file->metadata_keys[i], key) == 0)

@@ -51,6 +51,11 @@ void moecl_st_close(struct moecl_st_file *file);
 /* A tensor of this file by name (linear search), or NULL. */
 const struct moecl_tensor *moecl_st_find(const struct moecl_st_file *file, const char *name);
 
+/* Drops the resident pages wholly inside [p, p + n) of a read-only mapping (madvise
+ * DONTNEED): for bytes read once (conversion), so resident memory does not grow with the
+ * source. The bytes stay valid and are read back from the page cache if touched again. */
+void moecl_st_release(const void *p, size_t n);
+
 /* A metadata value ("format" -> "mlx"), or NULL. */
 const char *moecl_st_metadata(const struct moecl_st_file *file, const char *key);
 

@@ -562,7 +562,8 @@ TEST(loader_convert_hf) {
         struct tb_ckpt c;
         tb_init(&c, 0);
         struct tb_model m = tb_tiny;
-        m.inter = 32;
+        m.inter = 160; /* 2.5 blocks of the streaming transpose */
+        m.hidden = 128;
         tb_build_hf(&c, &m, mx);
         char *src = write_ckpt(
             &c, &m, mx ? ", \"quantization_config\": {\"quant_method\": \"mxfp4\"}" : NULL, 1, 0);
@@ -584,13 +585,13 @@ TEST(loader_convert_hf) {
         }
         CHECK_EQ(b->layout, MOECL_LAYOUT_MLX);
         CHECK_EQ(b->converted_bytes, 0);
-        size_t rb = mx ? 64 / 2 : 64 * 2, rbd = mx ? 32 / 2 : 32 * 2;
+        size_t rb = mx ? 128 / 2 : 128 * 2, rbd = mx ? 160 / 2 : 160 * 2;
         for (int l = 0; l < 2; l++) {
             CHECK(same_module(&a->layers[l].gate, &b->layers[l].gate, rb));
             CHECK(same_module(&a->layers[l].up, &b->layers[l].up, rb));
             CHECK(same_module(&a->layers[l].down, &b->layers[l].down, rbd));
-            CHECK(memcmp(a->layers[l].up.bias, b->layers[l].up.bias, 4 * 32 * 2) == 0);
-            CHECK(same_module(&a->layers[l].q, &b->layers[l].q, 64 * 2));
+            CHECK(memcmp(a->layers[l].up.bias, b->layers[l].up.bias, 4 * 160 * 2) == 0);
+            CHECK(same_module(&a->layers[l].q, &b->layers[l].q, 128 * 2));
         }
         if (mx)
             CHECK(memcmp(a->layers[1].up.scales, b->layers[1].up.scales, 2) == 0);
