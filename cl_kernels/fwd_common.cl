@@ -109,3 +109,41 @@ inline float ref_sigmoid(float x) {
     float y = 1.0f / (1.0f + e);
     return round_act(x < 0.0f ? y : 1.0f - y);
 }
+
+/* sin (sine = 1) or cos as MLX's CPU backend computes them (Cephes: reduction by pi/4 in three
+ * float parts, then one of two polynomials); the library functions otherwise. */
+inline float ref_sincos(float in, int sine) {
+#if MLX_CPU
+    int sign_sin = in < 0.0f;
+    float x = fabs(in);
+    float y = x * 1.27323954473516f;
+    uint emm2 = (uint)y;
+    emm2 = (emm2 + 1u) & ~1u;
+    y = (float)emm2;
+    int poly = (emm2 & 2u) != 0;
+    x = fma(y, -0.78515625f, x);
+    x = fma(y, -2.4187564849853515625e-4f, x);
+    x = fma(y, -3.77489497744594108e-8f, x);
+    sign_sin ^= (emm2 & 4u) != 0;
+    int sign_cos = ((emm2 - 2u) & 4u) != 0;
+    float z = x * x;
+    float y1 = fma(z, 2.443315711809948e-5f, -1.388731625493765e-3f);
+    float y2 = fma(z, -1.9515295891e-4f, 8.3321608736e-3f);
+    y1 = fma(y1, z, 4.166664568298827e-2f);
+    y2 = fma(y2, z, -1.6666654611e-1f);
+    y1 = y1 * z;
+    y2 = y2 * z;
+    y1 = y1 * z;
+    y2 = fma(x, y2, x);
+    y1 = fma(z, -0.5f, y1);
+    y1 = y1 + 1.0f;
+    if (sine) {
+        float ys = poly ? y1 : y2;
+        return sign_sin ? -ys : ys;
+    }
+    float yc = poly ? y2 : y1;
+    return sign_cos ? yc : -yc;
+#else
+    return sine ? sin(in) : cos(in);
+#endif
+}

@@ -4,8 +4,8 @@
 
 #define TOPK_MAX 32
 
-/* logits [n_tokens][n_experts] -> ids [n_tokens][k] (largest first; ties to the lower expert
- * index) and weights [n_tokens][k] = softmax over the k selected logits (float32 accumulation,
+/* logits [n_tokens][n_experts] -> ids [n_tokens][k] (largest first; among equal logits the
+ * higher expert index wins, as MLX's argpartition orders (value, index) pairs) and weights [n_tokens][k] = softmax over the k selected logits (float32 accumulation,
  * rounded to the activation dtype). One work-item per token. */
 __kernel void router_topk_f32(__global const float *logits, __global int *ids,
                               __global float *weights, uint n_tokens, uint n_experts, uint k) {
@@ -24,7 +24,7 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
                 taken |= sel[u] == (int)e;
             if (taken)
                 continue;
-            if (best < 0 || l[e] > bv) {
+            if (best < 0 || l[e] >= bv) {
                 best = (int)e;
                 bv = l[e];
             }

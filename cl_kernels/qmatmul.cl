@@ -16,9 +16,22 @@
 
 #define TILE_MAX 4
 
+/* SEQ_ACCUM: the reference's element order (MLX's CPU quantized matmul walks each row element
+ * by element: sum += x * (scale * q + bias)); SEQ_ROUND additionally rounds every one of those
+ * operations to the activation dtype, as MLX's CPU kernel does when it runs in bf16/f16.
+ * Contraction into fma is off so that each product rounds as the reference's does. */
 #ifndef SEQ_ACCUM
 #define SEQ_ACCUM 0
 #endif
+#ifndef SEQ_ROUND
+#define SEQ_ROUND 0
+#endif
+#if SEQ_ROUND
+#define RS(v) round_act(v)
+#else
+#define RS(v) (v)
+#endif
+#pragma OPENCL FP_CONTRACT OFF
 
 /* Weight element load for the float format. */
 inline float wload(__global const uchar *row, uint i) {
@@ -92,14 +105,14 @@ inline void decode_group_seq(__global const uchar *wrow, __global const uchar *s
         if (sh + BITS > 32u)
             v |= gw[wi + 1] << (32u - sh);
         v &= (1u << BITS) - 1u;
-        wv[i] = round_act(round_act(s * (float)v) + b);
+        wv[i] = RS(RS(s * (float)v) + b);
     }
     *scale_out = 1.0f;
 #elif QMODE == MOECL_QM_MXFP8
     __global const uchar *gb = wrow + g * GROUP;
     for (uint i = 0; i < GROUP; i++)
         wv[i] = e4m3_to_f32(gb[i]);
-    *scale_out = round_act(e8m0_to_f32(srow[g]));
+    *scale_out = RS(e8m0_to_f32(srow[g]));
     (void)brow;
 #else
     __global const uint *gw = (__global const uint *)wrow + g * (GROUP / 8);
@@ -109,9 +122,9 @@ inline void decode_group_seq(__global const uchar *wrow, __global const uchar *s
             wv[k * 8 + j] = e2m1_to_f32((word >> (4u * j)) & 15u);
     }
 #if QMODE == MOECL_QM_MXFP4
-    *scale_out = round_act(e8m0_to_f32(srow[g]));
+    *scale_out = RS(e8m0_to_f32(srow[g]));
 #else
-    *scale_out = round_act(e4m3_to_f32(srow[g]));
+    *scale_out = RS(e4m3_to_f32(srow[g]));
 #endif
     (void)brow;
 #endif
@@ -150,13 +163,13 @@ __kernel void MOECL_CAT(matmul_f32_, WNAME)(__global const uchar *w, __global co
 #if QMODE == MOECL_QM_AFFINE
             float s = acc[t];
             for (uint i = 0; i < QGROUP; i++)
-                s = round_act(s + round_act(xg[i] * wv[i]));
+                s = RS(s + RS(xg[i] * wv[i]));
             acc[t] = s;
 #else
             float s = 0.0f;
             for (uint i = 0; i < QGROUP; i++)
-                s = round_act(s + round_act(xg[i] * wv[i]));
-            acc[t] = round_act(acc[t] + round_act(gscale * s));
+                s = RS(s + RS(xg[i] * wv[i]));
+            acc[t] = RS(acc[t] + RS(gscale * s));
 #endif
         }
 #else

@@ -172,6 +172,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
     uint32_t I = (uint32_t)cfg->intermediate_size, V = (uint32_t)cfg->vocab_size;
     uint32_t pos0 = (uint32_t)c->n_past;
 
+    const char *dl = getenv("MOECL_DUMP_LAYER");
+    int dump_layer = dl ? atoi(dl) : 0;
     /* h = embed_tokens[ids] */
     MOECL_TRY(moecl_launch_embed(q, k, &m->embed, c->tokens, n, c->x));
     dump_buffer(c, "embed", c->x, (size_t)n * H);
@@ -205,7 +207,7 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
         a.scale = 1.0f / sqrtf((float)hd);
         MOECL_TRY(moecl_launch_attn(q, k, c->q, c->k, c->v, L->k, L->v, D->sinks.mem, &a, c->attn));
         MOECL_TRY(moecl_launch_kv_append(q, k, c->k, c->v, L->k, L->v, n, pos0, L->cap, KW));
-        if (l == 0) {
+        if (l == dump_layer) {
             dump_buffer(c, "l0_xn", c->xn, (size_t)n * H);
             dump_buffer(c, "l0_q", c->q, (size_t)n * QW);
             dump_buffer(c, "l0_k", c->k, (size_t)n * KW);
@@ -230,7 +232,7 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
                                       cfg->swiglu_limit));
         MOECL_TRY(moecl_launch_matmul(q, k, &D->down, c->gate, 0, I, 1, c->ids, c->down, H, n * K,
                                       bias_mode_of(&D->down)));
-        if (l == 0) {
+        if (l == dump_layer) {
             dump_buffer(c, "l0_h1", c->x, (size_t)n * H);
             dump_buffer(c, "l0_xn2", c->xn, (size_t)n * H);
             dump_buffer(c, "l0_router", c->rlogits, (size_t)n * E);

@@ -111,7 +111,7 @@ static int qm_code(enum moecl_qmode m) {
 
 /* ------------------------------------------------------------------ programs */
 
-enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act, int seq_accum,
+enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act, int seq_round,
                                        const struct moecl_qformat *formats, int n_formats,
                                        struct moecl_programs *p) {
     enum moecl_status status = MOECL_OK;
@@ -123,18 +123,18 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
                                              "moe.cl"};
     static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl"};
-    snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=%d", act, seq_accum ? 1 : 0);
+    snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1", act);
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files, 4, opts, &p->core, NULL));
     for (int i = 0; i < n_formats; i++) {
         const struct moecl_qformat *f = &formats[i];
         char suffix[64];
         moecl_qformat_suffix(f, suffix, sizeof suffix);
         snprintf(opts, sizeof opts,
-                 "-DACT=%d -DMLX_CPU=%d -DSEQ_ACCUM=%d -DQMODE=%d -DBITS=%d -DGROUP=%d -DWDT=%d "
+                 "-DACT=%d -DMLX_CPU=1 -DSEQ_ACCUM=1 -DSEQ_ROUND=%d -DQMODE=%d -DBITS=%d "
+                 "-DGROUP=%d -DWDT=%d "
                  "-DWNAME=%s",
-                 act, seq_accum ? 1 : 0, seq_accum && act != MOECL_ACT_F32 ? 1 : 0,
-                 qm_code(f->mode), f->bits, f->group_size ? f->group_size : 32,
-                 moecl_dt_code(f->wdt), suffix);
+                 act, seq_round && act != MOECL_ACT_F32 ? 1 : 0, qm_code(f->mode), f->bits,
+                 f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), suffix);
         p->formats[i] = *f;
         MOECL_TRY(
             moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL));

@@ -65,10 +65,10 @@ struct moecl_programs {
     cl_program format_programs[32];
 };
 
-/* Builds the core program and one program per format in `formats`; seq_accum selects the
- * reference's per-element rounding in quantized products (-DSEQ_ACCUM). */
+/* Builds the core program and one program per format in `formats`; seq_round selects MLX
+ * CPU's per-operation rounding in quantized products of 16-bit models (-DSEQ_ROUND). */
 MOECL_WUR enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act,
-                                                 int seq_accum, const struct moecl_qformat *formats,
+                                                 int seq_round, const struct moecl_qformat *formats,
                                                  int n_formats, struct moecl_programs *p_out);
 void moecl_programs_free(struct moecl_programs *p);
 

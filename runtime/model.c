@@ -224,7 +224,7 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
         MOECL_TRY(resolve_vec(m->weights, &L->sinks, &D->sinks));
     }
     MOECL_TRY(moecl_programs_build(m->cl_ctx, m->device.device, m->act,
-                                   !(options && options->fp32_accumulate), formats, n_formats,
+                                   options && options->mlx_cpu_rounding, formats, n_formats,
                                    &m->programs));
 
     float inv_freq[128];

@@ -428,10 +428,11 @@ struct moecl_model_options {
     /* Device spec as moecl_device_resolve() accepts it ("cpu", "gpu", "pocl:1", "2"); NULL or
      * "" picks the first GPU, else the first CPU device. */
     const char *device;
-    /* 0 (default): in bf16/f16 models, quantized products reproduce the reference's rounding
-     * (mlx-lm on MLX's CPU backend rounds every product and partial sum to the activation
-     * dtype); 1: accumulate them in float32 (MLX's Metal kernels; more accurate). */
-    int fp32_accumulate;
+    /* Numerics of quantized matrix products in bf16/f16 models. 0 (default): accumulate in
+     * float32 along each row and round the result once (MLX's Metal kernels; what the
+     * reference fixtures use). 1: round every product and partial sum to the activation
+     * dtype, bit-compatible with mlx-lm on MLX's CPU backend (less accurate). */
+    int mlx_cpu_rounding;
 };
 
 /* Loads the checkpoint folder `dir` (every format the loader reads) onto a device. options

@@ -22,7 +22,8 @@
 struct fixture {
     char name[128];
     char dir[4096];
-    int bf16; /* tolerance class */
+    int bf16;             /* tolerance class */
+    int mlx_cpu_rounding; /* the reference's quantized-product numerics (see numerics_of) */
     struct moecl_st_file *ref;
 };
 
@@ -60,6 +61,8 @@ static int wanted(const char *name) {
     return 0;
 }
 
+static char manifest_numerics[256];
+
 /* Reads the manifest; returns the fixture count (-1 on a missing/corrupt manifest). */
 static int load_manifest(struct fixture **out) {
     char path[4200];
@@ -75,6 +78,9 @@ static int load_manifest(struct fixture **out) {
         cJSON_Delete(root);
         return -1;
     }
+    const cJSON *qn = cJSON_GetObjectItemCaseSensitive(root, "reference_numerics");
+    snprintf(manifest_numerics, sizeof manifest_numerics, "%s",
+             cJSON_IsString(qn) ? qn->valuestring : "");
     int n = 0;
     struct fixture *fx = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof *fx);
     const cJSON *e;
@@ -86,6 +92,7 @@ static int load_manifest(struct fixture **out) {
         snprintf(fx[n].name, sizeof fx[n].name, "%s", name->valuestring);
         snprintf(fx[n].dir, sizeof fx[n].dir, "%s/%s", fixtures_dir(), name->valuestring);
         fx[n].bf16 = strcmp(tol->valuestring, "float32") != 0;
+        fx[n].mlx_cpu_rounding = -1;
         n++;
     }
     cJSON_Delete(root);
@@ -101,6 +108,17 @@ static const struct moecl_tensor *ref_tensor(struct fixture *f, const char *name
             return NULL;
     }
     return moecl_st_find(f->ref, name);
+}
+
+/* The fixture generator ran mlx on its CPU backend. Its first version kept MLX CPU's quantized
+ * matmul, which rounds every product and partial sum to bf16; the current one reroutes it to
+ * float32 accumulation with one rounding (the Metal kernels' numerics) and also stores
+ * prefill_logits_f32act. The manifest's "reference_numerics" entry, when present, says which;
+ * else that tensor's presence does. The model option must follow the reference. */
+static int numerics_of(struct fixture *f, const char *declared) {
+    if (declared)
+        return strstr(declared, "float32") ? 0 : 1;
+    return ref_tensor(f, "prefill_logits_f32act") ? 0 : 1;
 }
 
 /* ------------------------------------------------------------------ metrics */
@@ -190,9 +208,15 @@ static int shape2(const struct moecl_tensor *t, int64_t rows, int64_t cols) {
            t->shape[1] == cols;
 }
 
+static void resolve_numerics(struct fixture *f) {
+    if (f->mlx_cpu_rounding < 0)
+        f->mlx_cpu_rounding = numerics_of(f, manifest_numerics[0] ? manifest_numerics : NULL);
+}
+
 static void check_fixture(struct fixture *f) {
+    resolve_numerics(f);
     struct moecl_model *model = NULL;
-    struct moecl_model_options mo = {NULL, getenv("MOECL_TEST_FP32_ACCUM") != NULL};
+    struct moecl_model_options mo = {NULL, f->mlx_cpu_rounding};
     if (moecl_model_load(f->dir, &mo, &model) != MOECL_OK) {
         moecl_test_fail(__FILE__, __LINE__, "%s: load: %s", f->name, moecl_last_error());
         return;
@@ -220,7 +244,8 @@ static void check_fixture(struct fixture *f) {
     }
     const float *pref = pre->data, *decf = dec->data;
     char line[512];
-    int len = snprintf(line, sizeof line, "%-16s", f->name);
+    int len = snprintf(line, sizeof line, "%-16s %s", f->name,
+                       f->mlx_cpu_rounding ? "[mlx-cpu rounding]" : "[fp32 accumulation]");
 
     /* 1. prefill, every position */
     struct metrics mp = {0};
@@ -314,12 +339,13 @@ static void check_fixture(struct fixture *f) {
 }
 
 static void check_long(struct fixture *f) {
+    resolve_numerics(f);
     const struct moecl_tensor *lt = ref_tensor(f, "long_tokens");
     const struct moecl_tensor *ll = ref_tensor(f, "long_logits");
     if (!lt)
         return;
     struct moecl_model *model = NULL;
-    struct moecl_model_options mo = {NULL, getenv("MOECL_TEST_FP32_ACCUM") != NULL};
+    struct moecl_model_options mo = {NULL, f->mlx_cpu_rounding};
     if (moecl_model_load(f->dir, &mo, &model) != MOECL_OK) {
         moecl_test_fail(__FILE__, __LINE__, "%s: load: %s", f->name, moecl_last_error());
         return;

@@ -1,0 +1,440 @@
+/* Forward-pass kernels against double-precision references written here, independently of the
+ * kernels (the quantized decodes follow spec §3 byte by byte), on seeded inputs.
+ *
+ * Kernels run with -DACT=F32 (no activation rounding) unless a test says otherwise, so the only
+ * difference from the double reference is float32 arithmetic: a dot product of n terms is
+ * within n * 2^-24 * sum|x_i w_i| of the exact value (standard summation bound); tests use
+ * 4 * n * 2^-24 * sum|x_i w_i| + 1e-30, i.e. the bound with margin for the per-group partial sums.
+ * Elementwise kernels (norm, rope, swiglu, softmax) are within a few float32 ulps: 1e-5
+ * relative. Matrix-product tests cover every affine width (3, 5 and 6 bits straddle bytes),
+ * every group size, the fp formats with E8M0 extremes, float weights with a partial 32-chunk,
+ * one row, several tokens (partial tile of 4), and per-expert addressing from device ids. */
+#include "test.h"
+
+#include "kernels.h"
+#include "model_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ environment */
+
+struct kenv {
+    cl_context ctx;
+    cl_device_id dev;
+    cl_command_queue q;
+    struct moecl_programs progs;
+    struct moecl_kernels k;
+};
+
+static int kenv_open(struct kenv *e, int act, const struct moecl_qformat *fmts, int n_fmts) {
+    struct moecl_cl_device *devs = NULL;
+    int n = 0;
+    memset(e, 0, sizeof *e);
+    if (moecl_cl_devices_enumerate(&devs, &n) != MOECL_OK || n == 0)
+        return -1;
+    cl_int err;
+    e->dev = devs[0].device;
+    free(devs);
+    e->ctx = clCreateContext(NULL, 1, &e->dev, NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return -1;
+    e->q = clCreateCommandQueueWithProperties(e->ctx, e->dev, NULL, &err);
+    if (err != CL_SUCCESS)
+        return -1;
+    if (moecl_programs_build(e->ctx, e->dev, act, 0, fmts, n_fmts, &e->progs) != MOECL_OK) {
+        printf("  build: %s\n", moecl_last_error());
+        return -1;
+    }
+    if (moecl_kernels_create(&e->progs, &e->k) != MOECL_OK)
+        return -1;
+    return 0;
+}
+
+static void kenv_close(struct kenv *e) {
+    moecl_kernels_free(&e->k);
+    moecl_programs_free(&e->progs);
+    if (e->q)
+        clReleaseCommandQueue(e->q);
+    if (e->ctx)
+        clReleaseContext(e->ctx);
+}
+
+static cl_mem buf_in(struct kenv *e, const void *p, size_t n) {
+    cl_int err;
+    return clCreateBuffer(e->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, n ? n : 4,
+                          (void *)(uintptr_t)p, &err);
+}
+
+static cl_mem buf_out(struct kenv *e, size_t n) {
+    cl_int err;
+    return clCreateBuffer(e->ctx, CL_MEM_READ_WRITE, n ? n : 4, NULL, &err);
+}
+
+static int read_back(struct kenv *e, cl_mem m, void *p, size_t n) {
+    return clEnqueueReadBuffer(e->q, m, CL_TRUE, 0, n, p, 0, NULL, NULL) == CL_SUCCESS ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ host references */
+
+static uint16_t f32_to_bf16_rne(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static double bf16_val(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Element i of an affine row, decoded from the byte stream as spec §3.2 spells it. */
+static unsigned affine_code(const uint8_t *row, int bits, int i) {
+    if (bits == 2 || bits == 4 || bits == 8) {
+        int per = 8 / bits;
+        return (row[i / per] >> ((i % per) * bits)) & ((1u << bits) - 1);
+    }
+    if (bits == 3) {
+        const uint8_t *B = row + (i / 8) * 3;
+        switch (i % 8) {
+        case 0:
+            return B[0] & 7;
+        case 1:
+            return (B[0] >> 3) & 7;
+        case 2:
+            return (B[0] >> 6) | ((B[1] & 1) << 2);
+        case 3:
+            return (B[1] >> 1) & 7;
+        case 4:
+            return (B[1] >> 4) & 7;
+        case 5:
+            return (B[1] >> 7) | ((B[2] & 3) << 1);
+        case 6:
+            return (B[2] >> 2) & 7;
+        default:
+            return B[2] >> 5;
+        }
+    }
+    if (bits == 6) {
+        const uint8_t *B = row + (i / 4) * 3;
+        switch (i % 4) {
+        case 0:
+            return B[0] & 63;
+        case 1:
+            return (B[0] >> 6) | ((B[1] & 15) << 2);
+        case 2:
+            return (B[1] >> 4) | ((B[2] & 3) << 4);
+        default:
+            return B[2] >> 2;
+        }
+    }
+    /* 5 bits */
+    const uint8_t *B = row + (i / 8) * 5;
+    switch (i % 8) {
+    case 0:
+        return B[0] & 31;
+    case 1:
+        return (B[0] >> 5) | ((B[1] & 3) << 3);
+    case 2:
+        return (B[1] >> 2) & 31;
+    case 3:
+        return (B[1] >> 7) | ((B[2] & 15) << 1);
+    case 4:
+        return (B[2] >> 4) | ((B[3] & 1) << 4);
+    case 5:
+        return (B[3] >> 1) & 31;
+    case 6:
+        return (B[3] >> 6) | ((B[4] & 7) << 2);
+    default:
+        return B[4] >> 3;
+    }
+}
+
+static double e2m1(unsigned c) {
+    static const double t[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+    return (c & 8) ? -t[c & 7] : t[c & 7];
+}
+
+static double e4m3(unsigned b) {
+    unsigned e = (b >> 3) & 15, m = b & 7;
+    double v = e == 0                ? ldexp(m / 8.0, -6)
+               : (e == 15 && m == 7) ? NAN
+                                     : ldexp(1 + m / 8.0, (int)e - 7);
+    return (b & 0x80) ? -v : v;
+}
+
+static double e8m0(unsigned s) {
+    return ldexp(1.0, (int)s - 127);
+}
+
+/* ------------------------------------------------------------------ matmul harness */
+
+struct qcase {
+    enum moecl_qmode mode;
+    int bits, group;
+    enum moecl_dtype wdt; /* float weight dtype / scales dtype */
+    int rows, cols, n_experts, n_vec, x_div;
+    int with_ids, with_bias;
+};
+
+/* Weight element (double) of expert e, row r, column c of the case's buffers. */
+struct qdata {
+    uint8_t *w, *s, *b;
+    uint16_t *bias;
+    size_t w_row, s_row, w_exp, s_exp;
+};
+
+static double ref_weight(const struct qcase *qc, const struct qdata *d, int e, int r, int c) {
+    const uint8_t *wrow = d->w + (size_t)e * d->w_exp + (size_t)r * d->w_row;
+    const uint8_t *srow = d->s + (size_t)e * d->s_exp + (size_t)r * d->s_row;
+    const uint8_t *brow = d->b + (size_t)e * d->s_exp + (size_t)r * d->s_row;
+    int g = qc->group ? c / qc->group : 0;
+    switch (qc->mode) {
+    case MOECL_QMODE_AFFINE:
+        return bf16_val(((const uint16_t *)srow)[g]) * affine_code(wrow, qc->bits, c) +
+               bf16_val(((const uint16_t *)brow)[g]);
+    case MOECL_QMODE_MXFP4:
+        return e2m1((wrow[c / 2] >> ((c % 2) * 4)) & 15) * e8m0(srow[g]);
+    case MOECL_QMODE_NVFP4:
+        return e2m1((wrow[c / 2] >> ((c % 2) * 4)) & 15) * e4m3(srow[g]);
+    case MOECL_QMODE_MXFP8:
+        return e4m3(wrow[c]) * e8m0(srow[g]);
+    default:
+        if (qc->wdt == MOECL_DTYPE_F32) {
+            float f;
+            memcpy(&f, wrow + 4 * (size_t)c, 4);
+            return f;
+        }
+        if (qc->wdt == MOECL_DTYPE_BF16)
+            return bf16_val(((const uint16_t *)wrow)[c]);
+        {
+            /* f16 */
+            uint16_t h = ((const uint16_t *)wrow)[c];
+            int ex = (h >> 10) & 31, m = h & 1023;
+            double v = ex == 0 ? ldexp(m, -24) : ldexp(1024 + m, ex - 25);
+            return (h & 0x8000) ? -v : v;
+        }
+    }
+}
+
+/* Runs one matmul case; returns the number of outputs outside tolerance (-1 on setup error). */
+static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) {
+    struct moecl_qweight qw;
+    memset(&qw, 0, sizeof qw);
+    qw.name = "test";
+    qw.mode = qc->mode;
+    qw.bits = qc->bits;
+    qw.group_size = qc->group;
+    qw.float_dtype = qc->wdt;
+    qw.n_experts = qc->n_experts;
+    qw.rows = qc->rows;
+    qw.cols = qc->cols;
+    struct moecl_qformat fmt;
+    if (moecl_qformat_of(&qw, &fmt) != MOECL_OK)
+        return -1;
+    struct kenv e;
+    if (kenv_open(&e, MOECL_ACT_F32, &fmt, 1) != 0) {
+        kenv_close(&e);
+        return -1;
+    }
+    int E = qc->n_experts ? qc->n_experts : 1;
+    size_t wbits = qc->mode == MOECL_QMODE_NONE ? moecl_dtype_size(qc->wdt) * 8 : (size_t)qc->bits;
+    struct qdata d;
+    d.w_row = (size_t)qc->cols * wbits / 8 + 8; /* padded rows: strides are honoured */
+    d.w_exp = d.w_row * (size_t)qc->rows + 16;
+    size_t n_groups = qc->group ? (size_t)(qc->cols / qc->group) : 0;
+    size_t sb = qc->mode == MOECL_QMODE_AFFINE ? 2 : 1;
+    d.s_row = n_groups * sb + 4;
+    d.s_exp = d.s_row * (size_t)qc->rows + 8;
+    d.w = calloc((size_t)E * d.w_exp, 1);
+    d.s = calloc((size_t)E * d.s_exp + 1, 1);
+    d.b = calloc((size_t)E * d.s_exp + 1, 1);
+    d.bias = calloc((size_t)E * (size_t)qc->rows, 2);
+    uint64_t st = seed;
+    for (size_t i = 0; i < (size_t)E * d.w_exp; i++) {
+        d.w[i] = (uint8_t)moecl_test_rand(&st);
+        if (qc->mode == MOECL_QMODE_MXFP8 && (d.w[i] & 0x7f) == 0x7f)
+            d.w[i] ^= 1; /* E4M3 NaN codes would make the comparison meaningless */
+    }
+    if (qc->mode == MOECL_QMODE_NONE) {
+        /* keep float weights finite and moderate: rewrite every element */
+        for (int ex = 0; ex < E; ex++)
+            for (int r = 0; r < qc->rows; r++) {
+                uint8_t *row = d.w + (size_t)ex * d.w_exp + (size_t)r * d.w_row;
+                for (int c = 0; c < qc->cols; c++) {
+                    float f = moecl_test_randf(&st);
+                    if (qc->wdt == MOECL_DTYPE_F32)
+                        memcpy(row + 4 * (size_t)c, &f, 4);
+                    else if (qc->wdt == MOECL_DTYPE_BF16)
+                        ((uint16_t *)row)[c] = f32_to_bf16_rne(f);
+                    else /* f16: 1.x * 2^-1 range */
+                        ((uint16_t *)row)[c] = (uint16_t)((moecl_test_rand(&st) & 0x83ff) | 0x3800);
+                }
+            }
+    }
+    for (int ex = 0; ex < E; ex++)
+        for (int r = 0; r < qc->rows; r++)
+            for (size_t g = 0; g < n_groups; g++) {
+                uint8_t *sp = d.s + (size_t)ex * d.s_exp + (size_t)r * d.s_row;
+                uint8_t *bp = d.b + (size_t)ex * d.s_exp + (size_t)r * d.s_row;
+                if (qc->mode == MOECL_QMODE_AFFINE) {
+                    ((uint16_t *)sp)[g] = f32_to_bf16_rne(moecl_test_randf(&st) * 0.1f);
+                    ((uint16_t *)bp)[g] = f32_to_bf16_rne(moecl_test_randf(&st));
+                } else if (qc->mode == MOECL_QMODE_NVFP4) {
+                    sp[g] = (uint8_t)(moecl_test_rand(&st) & 0x7e); /* finite E4M3 */
+                } else {
+                    static const uint8_t ext[] = {0, 1, 240, 127};
+                    sp[g] = scale_extremes ? ext[(r + (int)g) % 4]
+                                           : (uint8_t)(120 + moecl_test_rand(&st) % 14);
+                }
+            }
+    for (size_t i = 0; i < (size_t)E * (size_t)qc->rows; i++)
+        d.bias[i] = f32_to_bf16_rne(moecl_test_randf(&st));
+    int n_in = qc->with_ids ? (qc->n_vec + qc->x_div - 1) / qc->x_div : qc->n_vec;
+    size_t xs = (size_t)qc->cols + 3; /* padded input stride */
+    float *x = calloc((size_t)n_in * xs, sizeof(float));
+    for (size_t i = 0; i < (size_t)n_in * xs; i++)
+        x[i] = moecl_test_randf(&st);
+    int32_t *ids = calloc((size_t)qc->n_vec + 1, sizeof(int32_t));
+    for (int p = 0; p < qc->n_vec; p++)
+        ids[p] = (int32_t)(moecl_test_rand(&st) % (uint64_t)E);
+    size_t ys = (size_t)qc->rows + 2;
+    float *y = calloc((size_t)qc->n_vec * ys, sizeof(float));
+
+    qw.weight = d.w;
+    qw.weight_row_stride = d.w_row;
+    qw.weight_expert_stride = d.w_exp;
+    qw.scales = n_groups ? d.s : NULL;
+    qw.scales_row_stride = d.s_row;
+    qw.scales_expert_stride = d.s_exp;
+    qw.biases = qc->mode == MOECL_QMODE_AFFINE ? d.b : NULL;
+    qw.biases_row_stride = d.s_row;
+    qw.biases_expert_stride = d.s_exp;
+    qw.bias = qc->with_bias ? d.bias : NULL;
+    qw.bias_dtype = MOECL_DTYPE_BF16;
+    qw.bias_expert_stride = (size_t)qc->rows * 2;
+    struct moecl_dev_qweight dw = {&qw, 0, NULL, NULL, NULL, NULL, 0, 0, 0, 0};
+    dw.wmem = buf_in(&e, d.w, (size_t)E * d.w_exp);
+    dw.smem = buf_in(&e, d.s, (size_t)E * d.s_exp + 1);
+    dw.bmem = buf_in(&e, d.b, (size_t)E * d.s_exp + 1);
+    dw.biasmem = buf_in(&e, d.bias, (size_t)E * (size_t)qc->rows * 2);
+    cl_mem xm = buf_in(&e, x, (size_t)n_in * xs * 4);
+    cl_mem idm = buf_in(&e, ids, ((size_t)qc->n_vec + 1) * 4);
+    cl_mem ym = buf_out(&e, (size_t)qc->n_vec * ys * 4);
+    int bad = -1;
+    if (moecl_launch_matmul(e.q, &e.k, &dw, xm, 0, (uint32_t)xs,
+                            qc->with_ids ? (uint32_t)qc->x_div : 1u, qc->with_ids ? idm : NULL, ym,
+                            (uint32_t)ys, (uint32_t)qc->n_vec,
+                            qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) == MOECL_OK &&
+        read_back(&e, ym, y, (size_t)qc->n_vec * ys * 4) == 0) {
+        bad = 0;
+        for (int p = 0; p < qc->n_vec; p++) {
+            int ex = qc->with_ids ? ids[p] : 0;
+            const float *xr = x + (size_t)(qc->with_ids ? p / qc->x_div : p) * xs;
+            for (int r = 0; r < qc->rows; r++) {
+                double acc = 0, mag = 0;
+                for (int c = 0; c < qc->cols; c++) {
+                    double t = (double)xr[c] * ref_weight(qc, &d, ex, r, c);
+                    acc += t;
+                    mag += fabs(t);
+                }
+                if (qc->with_bias)
+                    acc += bf16_val(d.bias[(size_t)ex * (size_t)qc->rows + (size_t)r]);
+                double tol = 4.0 * qc->cols * ldexp(1.0, -24) * mag + 1e-30;
+                if (qc->with_bias)
+                    tol += ldexp(fabs(acc), -23);
+                double got = y[(size_t)p * ys + (size_t)r];
+                if (!(fabs(got - acc) <= tol)) {
+                    if (bad < 3)
+                        printf("  %s b%d g%d: y[%d][%d] = %.9g, reference %.9g (tol %.3g)\n",
+                               moecl_qmode_name(qc->mode), qc->bits, qc->group, p, r, got, acc,
+                               tol);
+                    bad++;
+                }
+            }
+        }
+    } else {
+        printf("  launch: %s\n", moecl_last_error());
+    }
+    clReleaseMemObject(dw.wmem);
+    clReleaseMemObject(dw.smem);
+    clReleaseMemObject(dw.bmem);
+    clReleaseMemObject(dw.biasmem);
+    clReleaseMemObject(xm);
+    clReleaseMemObject(idm);
+    clReleaseMemObject(ym);
+    free(d.w);
+    free(d.s);
+    free(d.b);
+    free(d.bias);
+    free(x);
+    free(ids);
+    free(y);
+    kenv_close(&e);
+    return bad;
+}
+
+/* Every affine width x every group size; 2 groups per row at group 128; partial tile (6
+ * vectors = 4 + 2); bias fused. */
+TEST(kernel_matmul_affine_every_width_and_group) {
+    static const int bits[] = {2, 3, 4, 5, 6, 8}, groups[] = {32, 64, 128};
+    for (size_t b = 0; b < 6; b++)
+        for (size_t g = 0; g < 3; g++) {
+            struct qcase qc = {
+                MOECL_QMODE_AFFINE, bits[b], groups[g], MOECL_DTYPE_BF16, 7, 256, 0, 6, 1, 0, 1};
+            int bad = run_qcase(&qc, 1000 + b * 10 + g, 0);
+            if (bad != 0)
+                moecl_test_fail(__FILE__, __LINE__, "affine %d-bit g%d: %d outputs off", bits[b],
+                                groups[g], bad);
+        }
+}
+
+/* One row, one token: the smallest launch. */
+TEST(kernel_matmul_single_row) {
+    struct qcase qc = {MOECL_QMODE_AFFINE, 5, 32, MOECL_DTYPE_BF16, 1, 64, 0, 1, 1, 0, 0};
+    CHECK_EQ(run_qcase(&qc, 7, 0), 0);
+}
+
+/* Many tokens: several full tiles and a partial one. */
+TEST(kernel_matmul_many_tokens) {
+    struct qcase qc = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 33, 128, 0, 23, 1, 0, 1};
+    CHECK_EQ(run_qcase(&qc, 8, 0), 0);
+}
+
+/* mxfp4 / mxfp8 with ordinary scales, then E8M0 extremes (0 = 2^-127 subnormal, 1 = 2^-126,
+ * 127 = 1, 240 = 2^113: as large as keeps 32-term sums finite); nvfp4. */
+TEST(kernel_matmul_fp_formats_and_e8m0_extremes) {
+    struct qcase c1 = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1};
+    struct qcase c2 = {MOECL_QMODE_MXFP8, 8, 32, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1};
+    struct qcase c3 = {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1};
+    CHECK_EQ(run_qcase(&c1, 11, 0), 0);
+    CHECK_EQ(run_qcase(&c2, 12, 0), 0);
+    CHECK_EQ(run_qcase(&c3, 13, 0), 0);
+    struct qcase c4 = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 8, 128, 0, 2, 1, 0, 0};
+    struct qcase c5 = {MOECL_QMODE_MXFP8, 8, 32, MOECL_DTYPE_F32, 8, 128, 0, 2, 1, 0, 0};
+    CHECK_EQ(run_qcase(&c4, 14, 1), 0);
+    CHECK_EQ(run_qcase(&c5, 15, 1), 0);
+}
+
+/* Float weights f32 / f16 / bf16 with a partial last 32-chunk (70 columns). */
+TEST(kernel_matmul_float_weights_partial_chunk) {
+    static const enum moecl_dtype dts[] = {MOECL_DTYPE_F32, MOECL_DTYPE_F16, MOECL_DTYPE_BF16};
+    for (int i = 0; i < 3; i++) {
+        struct qcase qc = {MOECL_QMODE_NONE, 0, 0, dts[i], 5, 70, 0, 5, 1, 0, 1};
+        int bad = run_qcase(&qc, 20 + (uint64_t)i, 0);
+        if (bad != 0)
+            moecl_test_fail(__FILE__, __LINE__, "%s weights: %d outputs off",
+                            moecl_dtype_name(dts[i]), bad);
+    }
+}
+
+/* Per-expert addressing: expert ids read on the device, 2 output vectors per input (x_div). */
+TEST(kernel_matmul_expert_ids) {
+    struct qcase qc = {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 6, 128, 5, 8, 2, 1, 1};
+    CHECK_EQ(run_qcase(&qc, 30, 0), 0);
+    struct qcase q2 = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 6, 64, 4, 6, 3, 1, 1};
+    CHECK_EQ(run_qcase(&q2, 31, 0), 0);
+}
