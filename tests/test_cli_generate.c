@@ -197,3 +197,11 @@ TEST(cli_chat_tmux) {
         fprintf(stderr, "%s\n", out ? out : "");
     free(out);
 }
+
+TEST(cli_generate_stdin_prompt) {
+    char *out = NULL;
+    /* "Hello" + "\n" is two tokens (13225, 198). */
+    CHECK_EQ(moecl("generate -p - --max-tokens 1 <<'EOF'\nHello\nEOF\n", 1, &out), 0);
+    CHECK_EQ(number_after(out, "prompt: "), 2);
+    free(out);
+}

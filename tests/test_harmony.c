@@ -423,6 +423,14 @@ TEST(harmony_stop_tokens) {
     CHECK_EQ(ids[3], 200012);
     for (int i = 0; i < n; i++)
         CHECK(ids[i] != 200007);
+    /* No generation_config.json: config.json's eos_token_id (a number). */
+    remove(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    const char *cfg = "{\"eos_token_id\": 7}";
+    REQUIRE(moecl_test_write_file(path, cfg, strlen(cfg)) == 0);
+    REQUIRE(moecl_stop_tokens_load(dir, ids, 8, &n) == MOECL_OK);
+    CHECK_EQ(n, 4);
+    CHECK_EQ(ids[0], 7);
     moecl_test_rmtree(dir);
     free(dir);
 }

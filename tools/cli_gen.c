@@ -341,6 +341,10 @@ int gen_run(struct gen_session *s, const struct gen_opts *o, const int32_t *prom
             /* Output that never formed a harmony message (a noise model): show it. */
             fwrite(ev.text, 1, ev.text_len, stdout);
         }
+        const char *tool = moecl_harmony_parser_tool_name(parser);
+        if (tool && stats->stopped)
+            printf("%s[tool call %s %s: moecl runs no tools]", co.printed ? "\n" : "", tool,
+                   moecl_harmony_parser_tool_args(parser));
         if (answer_out)
             *answer_out = dup_or_empty(moecl_harmony_parser_text(parser, MOECL_CHANNEL_FINAL));
         if (thinking_out)

@@ -23,8 +23,9 @@ static void usage(FILE *f) {
             "stderr. Stops at --max-tokens or at a stop token of the checkpoint's\n"
             "generation_config.json (<|return|>, <|call|>, <|endoftext|>; never <|end|>).\n"
             "\n"
-            "  -p, --prompt TEXT      the prompt (raw: special-token text like <|start|> is\n"
-            "                         recognised, as Hugging Face's encode does)\n"
+            "  -p, --prompt TEXT      the prompt (- reads standard input); special-token text\n"
+            "                         like <|start|> is recognised, as Hugging Face's encode\n"
+            "                         does\n"
             "  --chat                 wrap the prompt in the harmony chat format (system message,\n"
             "                         --system as developer instructions, the user turn and\n"
             "                         <|start|>assistant) and print only the final channel\n"
@@ -63,6 +64,26 @@ MOECL_COMMAND(generate, "generate text from a prompt (raw or --chat harmony)") {
             usage(stderr);
             return 2;
         }
+    }
+    char *stdin_prompt = NULL;
+    if (o.prompt && !strcmp(o.prompt, "-")) {
+        /* -p -: the prompt is standard input, as mlx_lm.generate reads it. */
+        size_t cap = 0, len = 0, got;
+        char chunk[4096];
+        while ((got = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
+            char *nb = len + got + 1 > cap ? realloc(stdin_prompt, cap = 2 * (len + got + 1))
+                                           : stdin_prompt;
+            if (!nb) {
+                free(stdin_prompt);
+                fprintf(stderr, "moecl: error: out of memory reading the prompt\n");
+                return 1;
+            }
+            stdin_prompt = nb;
+            memcpy(stdin_prompt + len, chunk, got);
+            len += got;
+            stdin_prompt[len] = 0;
+        }
+        o.prompt = stdin_prompt ? stdin_prompt : "";
     }
     if (!o.prompt) {
         fprintf(stderr, "moecl: error: generate needs a prompt (-p TEXT)\n");
@@ -116,6 +137,7 @@ MOECL_COMMAND(generate, "generate text from a prompt (raw or --chat harmony)") {
     if (rc == 0)
         gen_print_stats(&s, &stats);
     free(ids);
+    free(stdin_prompt);
     gen_close(&s);
     return rc;
 }
