@@ -14,6 +14,7 @@
 
 Usage: build/venv/bin/python tests/reference/harmony_check.py [--moecl build/moecl]
        [--tiktoken data/o200k_base.tiktoken] [--workdir build/harmony_check]
+       [--template CHECKPOINT/chat_template.jinja]
 (the venv comes from tests/reference/setup_venv.sh). Exit status 0 iff every comparison matches.
 """
 import argparse
@@ -181,6 +182,9 @@ def main():
     ap.add_argument("--moecl", default=os.path.join(ROOT, "build", "moecl"))
     ap.add_argument("--tiktoken", default=os.path.join(ROOT, "data", "o200k_base.tiktoken"))
     ap.add_argument("--workdir", default=os.path.join(ROOT, "build", "harmony_check"))
+    ap.add_argument("--template", default=os.path.join(HERE, "harmony_template.jinja"),
+                    help="a chat template to compare with, e.g. a checkpoint's "
+                    "chat_template.jinja (default: our spec-derived one)")
     args = ap.parse_args()
     tiktoken = os.path.abspath(args.tiktoken)
     if os.path.basename(tiktoken) != "o200k_base.tiktoken":
@@ -196,7 +200,7 @@ def main():
         run([args.moecl, "tokenize", "--tiktoken", tiktoken, "--write-json", tj])
     hf = Tokenizer.from_file(tj)
     enc = H.load_harmony_encoding(H.HarmonyEncodingName.HARMONY_GPT_OSS)
-    template = open(os.path.join(HERE, "harmony_template.jinja"), encoding="utf-8").read()
+    template = open(args.template, encoding="utf-8").read()
 
     failures = 0
     agree = 0
