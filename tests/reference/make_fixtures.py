@@ -471,7 +471,7 @@ def peak_stats(ref):
 def spec_check(folder, tolerance):
     """Runs tests/reference/spec_forward.py's independent float64 forward (numpy, the spec's
     formulas and bit layouts) on the folder and compares with mlx-lm's reference. It must agree
-    to 1e-4 of max|logit| with every float32 reference (float32 fixtures, and the
+    to 1e-4 of max|logit| (1e-3 for long_logits) with every float32 reference (float32 fixtures, and the
     prefill_logits_f32act of bf16 fixtures), else the generator or the spec is wrong and
     generation stops; for the bf16 references the numbers show the distance between mlx-lm's
     bf16 arithmetic and exact arithmetic on this model (what a non-bit-faithful engine sees)."""
@@ -480,7 +480,10 @@ def spec_check(folder, tolerance):
                for part, st in res.items()}
     for part, st in res.items():
         if tolerance == "float32" or part == "prefill_f32act":
-            if st["max_abs_diff_rel"] > 1e-4:
+            # positions 4096.. : mlx's float32 rope angles p*inv_freq carry ~2^-24*4096 rad of
+            # rounding (measured up to 2.7e-4 relative); the float32 class limit applies there
+            limit = 1e-3 if part == "long" else 1e-4
+            if st["max_abs_diff_rel"] > limit:
                 raise SystemExit(f"{folder}: spec forward differs from mlx-lm ({part}): {st}")
     return rounded
 
