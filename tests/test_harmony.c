@@ -434,3 +434,90 @@ TEST(harmony_stop_tokens) {
     moecl_test_rmtree(dir);
     free(dir);
 }
+
+/* Whether s[0..n) is valid UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
+static int valid_utf8(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k = c < 0x80                 ? 1
+                   : c >= 0xC2 && c <= 0xDF ? 2
+                   : c >= 0xE0 && c <= 0xEF ? 3
+                   : c >= 0xF0 && c <= 0xF4 ? 4
+                                            : 0;
+        if (!k || i + k > n)
+            return 0;
+        for (size_t j = 1; j < k; j++)
+            if ((s[i + j] & 0xC0) != 0x80)
+                return 0;
+        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] >= 0xA0) ||
+            (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] >= 0x90))
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* Random token streams (bytes of every kind and every special): the parser never fails on a
+ * known id, every event's text is whole valid UTF-8, and the per-channel texts are the
+ * concatenation of the events'. */
+TEST(harmony_parse_random) {
+    static const int32_t specials[] = {200002, 200003, 200005, 200006,
+                                       200007, 200008, 200012, 199999};
+    static const char *const words[] = {"analysis",        "final", "commentary",
+                                        " to=functions.f", "json",  "assistant"};
+    uint64_t st = 42;
+    struct moecl_harmony_parser *p = NULL;
+    REQUIRE(moecl_harmony_parser_create_with(byte_bytes, NULL, &p) == MOECL_OK);
+    for (int round = 0; round < 200; round++) {
+        moecl_harmony_parser_reset(p);
+        static char got[4][8192];
+        size_t got_n[4] = {0, 0, 0, 0};
+        int bad = 0;
+        for (int t = 0; t < 300 && !bad; t++) {
+            uint64_t r = moecl_test_rand(&st);
+            int32_t seq[16];
+            int n = 0;
+            if (r % 10 == 0) {
+                seq[n++] = specials[(r >> 8) % 8];
+            } else if (r % 10 == 1) {
+                const char *w = words[(r >> 8) % 6];
+                for (; *w && n < 16; w++)
+                    seq[n++] = (unsigned char)*w;
+            } else {
+                seq[n++] = (int32_t)(1 + (r >> 8) % 255); /* any byte but NUL (the channel texts
+                                                             are C strings) */
+            }
+            for (int k = 0; k < n; k++) {
+                struct moecl_harmony_event ev;
+                if (moecl_harmony_parser_push(p, seq[k], &ev) != MOECL_OK) {
+                    moecl_test_fail(__FILE__, __LINE__, "push failed: %s", moecl_last_error());
+                    bad = 1;
+                    break;
+                }
+                if (!valid_utf8((const unsigned char *)ev.text, ev.text_len)) {
+                    moecl_test_fail(__FILE__, __LINE__, "invalid UTF-8 in an event (round %d)",
+                                    round);
+                    bad = 1;
+                }
+                if (ev.channel <= MOECL_CHANNEL_FINAL && got_n[ev.channel] + ev.text_len < 8192) {
+                    memcpy(got[ev.channel] + got_n[ev.channel], ev.text, ev.text_len);
+                    got_n[ev.channel] += ev.text_len;
+                }
+            }
+        }
+        struct moecl_harmony_event ev;
+        moecl_harmony_parser_finish(p, &ev);
+        if (ev.channel <= MOECL_CHANNEL_FINAL && got_n[ev.channel] + ev.text_len < 8192) {
+            memcpy(got[ev.channel] + got_n[ev.channel], ev.text, ev.text_len);
+            got_n[ev.channel] += ev.text_len;
+        }
+        for (int c = 0; c < 4 && !bad; c++) {
+            const char *all = moecl_harmony_parser_text(p, (enum moecl_harmony_channel)c);
+            if (strlen(all) < 8000 && (strlen(all) != got_n[c] || memcmp(all, got[c], got_n[c])))
+                moecl_test_fail(__FILE__, __LINE__, "channel %d text differs from its events", c);
+            CHECK(valid_utf8((const unsigned char *)all, strlen(all)));
+        }
+    }
+    moecl_harmony_parser_release(p);
+}
