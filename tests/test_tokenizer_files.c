@@ -300,3 +300,43 @@ TEST(tokenizer_bad_json_files) {
     moecl_test_rmtree(dir);
     free(dir);
 }
+
+/* `moecl tokenize`, as the exactness script drives it. */
+static void expect_cli_at(const char *file, int line, const char *args, int want_rc,
+                          const char *want_out) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s tokenize %s", moecl_test_bin(), args);
+    char *out = NULL;
+    int rc = moecl_test_run(cmd, &out);
+    if (rc != want_rc || !out || !strstr(out, want_out))
+        moecl_test_fail(file, line, "%s: exit %d \"%s\", expected exit %d with \"%s\"", cmd, rc,
+                        out ? out : "", want_rc, want_out);
+    free(out);
+}
+
+#define EXPECT_CLI(args, rc, out) expect_cli_at(__FILE__, __LINE__, args, rc, out)
+
+TEST(tokenizer_cli) {
+    char tt[512];
+    snprintf(tt, sizeof tt, "--tiktoken %s", tiktoken_path());
+    char args[1024];
+    snprintf(args, sizeof args, "%s --text 'hello world'", tt);
+    EXPECT_CLI(args, 0, "24912 2375\n");
+    snprintf(args, sizeof args, "%s --json --text '<|start|>hi'", tt);
+    EXPECT_CLI(args, 0, "[200006, 3686]\n");
+    snprintf(args, sizeof args, "%s --no-special --text '<|end|>'", tt);
+    EXPECT_CLI(args, 0, "27 91 419 91 29\n");
+    snprintf(args, sizeof args, "%s --decode --text '24912 2375 200007'", tt);
+    EXPECT_CLI(args, 0, "hello world<|end|>\n");
+    /* records: hex in, one line of ids out per record (0xff is encoded as U+FFFD); a lone lead
+     * byte decodes to U+FFFD */
+    snprintf(args, sizeof args, "%s --lines --hex --text \"$(printf '6869\\n\\nff\\n')\"", tt);
+    EXPECT_CLI(args, 0, "3686\n\n3251\n");
+    snprintf(args, sizeof args, "%s --decode --hex --text 172", tt);
+    EXPECT_CLI(args, 0, "efbfbd\n");
+    EXPECT_CLI("--pieces --text 'ABCdEF  a'", 0, "4 2 1 2\n");
+    snprintf(args, sizeof args, "%s --strict-utf8 --text \"$(printf 'a\\377')\"", tt);
+    EXPECT_CLI(args, 1, "invalid UTF-8 at byte 1");
+    EXPECT_CLI("--tiktoken /nonexistent/o200k.tiktoken --text x", 1, "/nonexistent/o200k.tiktoken");
+    EXPECT_CLI("--text x", 2, "exactly one of");
+}
