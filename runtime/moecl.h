@@ -377,7 +377,9 @@ MOECL_WUR enum moecl_status moecl_tokenizer_decode(const struct moecl_tokenizer 
 const char *moecl_tokenizer_token_text(const struct moecl_tokenizer *tokenizer, int32_t id,
                                        size_t *n_bytes_out);
 
-/* The id of a special token by its text ("<|return|>"), or -1. */
+/* The id of a special token by its text ("<|return|>"), or -1. Ids 200019.. have tiktoken's
+ * names ("<|reserved_200500|>"); 200018 answers to both "<|endofprompt|>" and tiktoken's
+ * "<|reserved_200018|>". */
 int32_t moecl_tokenizer_special_id(const struct moecl_tokenizer *tokenizer, const char *name);
 
 /* 1 if id is a special token (id >= the BPE vocab), else 0. */

@@ -675,6 +675,12 @@ int32_t moecl_tokenizer_special_id(const struct moecl_tokenizer *tokenizer, cons
     for (int32_t id = tokenizer->vocab.n_tokens; id < tokenizer->n_vocab; id++)
         if (strcmp(tokenizer->text + tokenizer->text_offset[id], name) == 0)
             return id;
+    /* tiktoken also names 200018 "<|reserved_200018|>" (besides "<|endofprompt|>") */
+    char buf[32];
+    int32_t id = 200018;
+    snprintf(buf, sizeof buf, "<|reserved_%d|>", (int)id);
+    if (tokenizer->n_vocab > id && tokenizer->vocab.n_tokens <= id && strcmp(name, buf) == 0)
+        return id;
     return -1;
 }
 

@@ -204,6 +204,7 @@ TEST(tokenizer_special_tokens) {
     CHECK_EQ(moecl_tokenizer_special_id(t, "<|return|>"), 200002);
     CHECK_EQ(moecl_tokenizer_special_id(t, "<|call|>"), 200012);
     CHECK_EQ(moecl_tokenizer_special_id(t, "<|endofprompt|>"), 200018);
+    CHECK_EQ(moecl_tokenizer_special_id(t, "<|reserved_200018|>"), 200018); /* tiktoken's alias */
     CHECK_EQ(moecl_tokenizer_special_id(t, "<|reserved_201087|>"), 201087);
     CHECK_EQ(moecl_tokenizer_special_id(t, "<|nope|>"), -1);
     CHECK(moecl_tokenizer_is_special(t, 199998));
