@@ -27,7 +27,7 @@ static const char *cache_dir(void) {
 
 /* Runs `moecl ARGS` with the cache folder; stdout (and stderr unless stderr_too is 0). */
 static int moecl(const char *args, int stderr_too, char **out) {
-    char cmd[8192];
+    char cmd[16384];
     snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' %s%s", cache_dir(), moecl_test_bin(), args,
              stderr_too ? "" : " 2>/dev/null");
     return moecl_test_run(cmd, out);
@@ -204,4 +204,56 @@ TEST(cli_generate_stdin_prompt) {
     CHECK_EQ(moecl("generate -p - --max-tokens 1 <<'EOF'\nHello\nEOF\n", 1, &out), 0);
     CHECK_EQ(number_after(out, "prompt: "), 2);
     free(out);
+}
+
+/* Stop tokens come from the checkpoint's generation_config.json: a copy of the default model
+ * whose eos list holds the token greedy decoding picks first stops after one token; <|end|> in
+ * that list is ignored. */
+TEST(cli_generate_stop_tokens) {
+    char *out = NULL;
+    /* Make sure the default model exists and find it. */
+    REQUIRE(moecl("generate -p Hello --max-tokens 1", 1, &out) == 0);
+    const char *p = strstr(out, "default model ");
+    REQUIRE(p);
+    char model[4096];
+    REQUIRE(sscanf(p + strlen("default model "), "%4095s", model) == 1);
+    free(out);
+    /* The greedy first token after "Hello" (13225): moecl eval's top-1. */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s' eval -m '%s' --tokens 13225 2>/dev/null", moecl_test_bin(),
+             model);
+    REQUIRE(moecl_test_run(cmd, &out) == 0);
+    const char *top = strstr(out, "\n  1 ");
+    REQUIRE(top);
+    long first = strtol(top + 5, NULL, 10);
+    free(out);
+    CHECK(first > 0);
+    char *dir = moecl_test_tmpdir("cli-stops");
+    REQUIRE(dir);
+    static const char *const files[] = {"config.json", "model.safetensors",
+                                        "model.safetensors.index.json", "tokenizer.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char src[4200], dst[4200];
+        snprintf(src, sizeof src, "%s/%s", model, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        CHECK(symlink(src, dst) == 0);
+    }
+    char gc[256], path[4200];
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    for (int with_end = 0; with_end < 2; with_end++) {
+        snprintf(gc, sizeof gc, "{\"eos_token_id\": [%s%ld]}", with_end ? "200007, " : "", first);
+        REQUIRE(moecl_test_write_file(path, gc, strlen(gc)) == 0);
+        snprintf(cmd, sizeof cmd, "generate -m '%s' -p Hello --temp 0 --max-tokens 5", dir);
+        CHECK_EQ(moecl(cmd, 1, &out), 0);
+        CHECK_STR_CONTAINS(out, "generation: 1 tokens");
+        free(out);
+    }
+    /* Without it in the list, the same run goes on to --max-tokens. */
+    snprintf(gc, sizeof gc, "{\"eos_token_id\": [200002, 200007]}");
+    REQUIRE(moecl_test_write_file(path, gc, strlen(gc)) == 0);
+    CHECK_EQ(moecl(cmd, 1, &out), 0);
+    CHECK_STR_CONTAINS(out, "generation: 5 tokens");
+    free(out);
+    moecl_test_rmtree(dir);
+    free(dir);
 }
