@@ -181,7 +181,7 @@ enum moecl_status moecl_default_model_path(char *buf, size_t n, int *created_out
         "../data/o200k_base.tiktoken", "../../data/o200k_base.tiktoken", "data/o200k_base.tiktoken",
         "../share/moecl/o200k_base.tiktoken"};
     char mkmodel[PATH_MAX], tiktoken[PATH_MAX];
-    char stamp[128];
+    char stamp[128] = "writer unknown";
     int have_writer = find_file("MOECL_MKMODEL", mk_rel, 1, mkmodel, sizeof mkmodel);
     if (have_writer)
         writer_stamp(mkmodel, stamp, sizeof stamp);
