@@ -150,10 +150,17 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) $(wildcard loader/*.h 
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lm
 
+# The tokenizer target also needs the tokenizer sources and the generated Unicode table.
+FUZZ_TOKENIZER_SRC := runtime/tokenizer.c loader/tokenizer_json.c $(GEN_UNICODE)
+$(BUILD)/fuzz/fuzz_tokenizer: tests/fuzz/fuzz_tokenizer.c $(FUZZ_LIB_SRC) $(FUZZ_TOKENIZER_SRC) \
+		$(wildcard loader/*.h runtime/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) $(FUZZ_TOKENIZER_SRC) -lcjson -lm
+
 fuzz: $(FUZZ_TARGETS)
 
 fuzz-smoke: $(FUZZ_TARGETS)
-	@for t in safetensors config; do \
+	@for t in safetensors config tokenizer; do \
 		mkdir -p $(BUILD)/fuzz/corpus_$$t && cp tests/fuzz/seeds/$$t/* $(BUILD)/fuzz/corpus_$$t/ || exit 1; \
 		if $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 			-artifact_prefix=$(BUILD)/fuzz/crash_$$t- $(BUILD)/fuzz/corpus_$$t \
