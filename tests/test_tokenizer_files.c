@@ -66,8 +66,9 @@ TEST(tokenizer_json_write_and_load) {
     REQUIRE(moecl_tokenizer_json_write(tiktoken_path(), json) == MOECL_OK);
     struct stat sb;
     REQUIRE(stat(json, &sb) == 0);
-    /* the bytes HF tokenizers 0.23 saves for transformers' converter rules on these ranks
-     * (make tokcheck rebuilds that file and compares byte for byte) */
+    /* the bytes HF tokenizers 0.23 saves for transformers' converter rules on these ranks, which
+     * are also openai/gpt-oss-20b's published tokenizer.json (sha256 0614fe83...07d3; make
+     * tokcheck checks the sha256 and rebuilds the HF file to compare byte for byte) */
     CHECK_EQ(sb.st_size, 27868174);
     CHECK(file_fnv1a(json) == 0xd71ba5e2760c1f71ull);
     struct moecl_tokenizer *from_tt = NULL, *from_dir = NULL, *from_file = NULL;

@@ -19,6 +19,7 @@ Prints counts per category; exits 1 on any mismatch. No network is used.
 import argparse
 import base64
 import collections
+import hashlib
 import os
 import random
 import subprocess
@@ -41,7 +42,11 @@ O200K_PATTERN = "|".join([
     r"""\s+""",
 ])
 
-INFO_ONLY = {"unassigned_u15"}  # newer Unicode in the references may classify these
+INFO_ONLY = {"unassigned_u15"}
+
+# sha256 of the tokenizer.json that openai/gpt-oss-20b publishes (and the MLX conversions copy),
+# as recorded in the spec (tokenizer-harmony.md §2.1).
+GPT_OSS_TOKENIZER_SHA256 = "0614fe83cadab421296e664e1f48f4261fa8fef6e03e63bb75c20f38e37d07d3"  # newer Unicode in the references may classify these
 
 
 def load_ranks(path):
@@ -205,6 +210,13 @@ def main():
           (t_write, "byte-identical" if same else "DIFFERENT", len(ranks), n_merges,
            os.path.getsize(ours_json)))
     failures += not same
+    with open(ours_json, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    print("tokenizer.json sha256 %s: %s" % (digest, "the same bytes as openai/gpt-oss-20b's "
+          "published tokenizer.json" if digest == GPT_OSS_TOKENIZER_SHA256 else
+          "DIFFERENT from openai/gpt-oss-20b's published tokenizer.json (%s)" %
+          GPT_OSS_TOKENIZER_SHA256))
+    failures += digest != GPT_OSS_TOKENIZER_SHA256
 
     hf = Tokenizer.from_file(ours_json)
     enc = tiktoken.Encoding(name="o200k_harmony_local", pat_str=O200K_PATTERN,
