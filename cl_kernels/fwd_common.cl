@@ -8,6 +8,11 @@
 #define ACT MOECL_ACT_F32
 #endif
 
+/* No fused multiply-add contraction: the reference (MLX's CPU backend built for generic x86-64)
+ * rounds every product before the add, and long dot products (attention over thousands of
+ * keys) drift apart otherwise. Explicit fma() calls stay fused. */
+#pragma OPENCL FP_CONTRACT OFF
+
 #define MOECL_CAT_(a, b) a##b
 #define MOECL_CAT(a, b) MOECL_CAT_(a, b)
 

@@ -213,6 +213,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
             dump_buffer(c, "l0_k", c->k, (size_t)n * KW);
             dump_buffer(c, "l0_v", c->v, (size_t)n * KW);
             dump_buffer(c, "l0_attn", c->attn, (size_t)n * QW);
+            dump_buffer(c, "l0_kring", L->k, (size_t)L->cap * KW);
+            dump_buffer(c, "l0_vring", L->v, (size_t)L->cap * KW);
         }
         /* o_proj (+bias) -> residual */
         MOECL_TRY(moecl_launch_matmul(q, k, &D->o, c->attn, 0, QW, 1, NULL, c->tmp, H, n,

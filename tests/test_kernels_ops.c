@@ -1,0 +1,508 @@
+/* The non-matmul forward kernels against double-precision references: embedding gather, RMSNorm,
+ * YaRN RoPE (past position 4096), attention with sinks over a ring cache across the sliding-
+ * window boundary, KV append, router top-k, clamped SwiGLU, expert combine, and bf16 rounding.
+ *
+ * Tolerances: these kernels run with -DACT=F32 and use MLX's CPU exp / sin / cos
+ * approximations (a few float32 ulps, < 2e-7 relative in their ranges); every output is a short
+ * float32 chain, so 1e-5 relative (+1e-6 absolute) bounds them with margin while a real error
+ * (wrong pair, wrong key, wrong clamp) is orders of magnitude larger. The attention and
+ * norm sums run over at most a few hundred terms: n * 2^-24 relative is below 1e-5 too. */
+#include "test.h"
+
+#include "kernels.h"
+#include "model_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct oenv {
+    cl_context ctx;
+    cl_device_id dev;
+    cl_command_queue q;
+    struct moecl_programs progs;
+    struct moecl_kernels k;
+};
+
+static int oenv_open(struct oenv *e, int act, const struct moecl_qformat *fmts, int n_fmts) {
+    struct moecl_cl_device *devs = NULL;
+    int n = 0;
+    memset(e, 0, sizeof *e);
+    if (moecl_cl_devices_enumerate(&devs, &n) != MOECL_OK || n == 0)
+        return -1;
+    cl_int err;
+    e->dev = devs[0].device;
+    free(devs);
+    e->ctx = clCreateContext(NULL, 1, &e->dev, NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return -1;
+    e->q = clCreateCommandQueueWithProperties(e->ctx, e->dev, NULL, &err);
+    if (err != CL_SUCCESS)
+        return -1;
+    if (moecl_programs_build(e->ctx, e->dev, act, 0, fmts, n_fmts, &e->progs) != MOECL_OK ||
+        moecl_kernels_create(&e->progs, &e->k) != MOECL_OK) {
+        printf("  build: %s\n", moecl_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+static void oenv_close(struct oenv *e) {
+    moecl_kernels_free(&e->k);
+    moecl_programs_free(&e->progs);
+    if (e->q)
+        clReleaseCommandQueue(e->q);
+    if (e->ctx)
+        clReleaseContext(e->ctx);
+}
+
+static cl_mem mk(struct oenv *e, const void *p, size_t n) {
+    cl_int err;
+    return clCreateBuffer(e->ctx, CL_MEM_READ_WRITE | (p ? CL_MEM_COPY_HOST_PTR : 0), n ? n : 4,
+                          (void *)(uintptr_t)p, &err);
+}
+
+static void rd(struct oenv *e, cl_mem m, void *p, size_t n) {
+    clEnqueueReadBuffer(e->q, m, CL_TRUE, 0, n, p, 0, NULL, NULL);
+}
+
+static int near(double got, double ref) {
+    return fabs(got - ref) <= 1e-5 * fabs(ref) + 1e-6;
+}
+
+static float *randv(size_t n, uint64_t *st, float scale) {
+    float *v = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        v[i] = moecl_test_randf(st) * scale;
+    return v;
+}
+
+/* ------------------------------------------------------------------ rmsnorm */
+
+TEST(kernel_rmsnorm_rows) {
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    uint64_t st = 1;
+    int rows = 3, n = 300;
+    float *x = randv((size_t)rows * n, &st, 4.0f), *w = randv((size_t)n, &st, 2.0f);
+    float *y = calloc((size_t)rows * n, sizeof(float));
+    cl_mem xm = mk(&e, x, (size_t)rows * n * 4), ym = mk(&e, NULL, (size_t)rows * n * 4),
+           wm = mk(&e, w, (size_t)n * 4);
+    REQUIRE(moecl_launch_rmsnorm(e.q, &e.k, xm, ym, wm, 0, MOECL_DT_F32, (uint32_t)rows,
+                                 (uint32_t)n, 1e-5f) == MOECL_OK);
+    rd(&e, ym, y, (size_t)rows * n * 4);
+    int bad = 0;
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < n; i++)
+            ss += (double)x[r * n + i] * x[r * n + i];
+        double inv = 1.0 / sqrt(ss / n + 1e-5);
+        for (int i = 0; i < n; i++)
+            bad += !near(y[r * n + i], x[r * n + i] * inv * w[i]);
+    }
+    CHECK_EQ(bad, 0);
+    clReleaseMemObject(xm);
+    clReleaseMemObject(ym);
+    clReleaseMemObject(wm);
+    free(x);
+    free(w);
+    free(y);
+    oenv_close(&e);
+}
+
+/* ------------------------------------------------------------------ rope */
+
+/* The spec's float64 inverse frequencies for gpt-oss (§2.4 table, mlx-lm's truncated range). */
+static const double spec_inv_freq[32] = {
+    1.0,         0.6890443,   0.4747821,   0.3271459,   0.2254180,   0.1553230,   0.1070244,
+    0.07374457,  0.05081327,  0.03162075,  0.01945097,  0.01179219,  7.015714e-3, 4.069555e-3,
+    2.277272e-3, 1.206131e-3, 5.809475e-4, 2.279478e-4, 3.830881e-5, 2.639647e-5, 1.818834e-5,
+    1.253257e-5, 8.635496e-6, 5.950239e-6, 4.099978e-6, 2.825067e-6, 1.946596e-6, 1.341291e-6,
+    9.242090e-7, 6.368209e-7, 4.387978e-7, 3.023511e-7};
+
+TEST(kernel_rope_yarn_freqs_match_spec) {
+    struct moecl_config c;
+    memset(&c, 0, sizeof c);
+    c.head_dim = 64;
+    c.rope_theta = 150000.0f;
+    c.yarn = 1;
+    c.rope_factor = 32.0f;
+    c.beta_fast = 32.0f;
+    c.beta_slow = 1.0f;
+    c.original_max_pos = 4096;
+    c.rope_mscale = 1.0f;
+    c.rope_mscale_all_dim = 0.0f;
+    float inv[32], mscale;
+    moecl_rope_freqs(&c, inv, &mscale);
+    for (int i = 0; i < 32; i++)
+        CHECK_NEAR(inv[i], spec_inv_freq[i], 2e-6 * spec_inv_freq[i]);
+    CHECK_NEAR(mscale, 1.3465735902799727, 1e-6);
+}
+
+/* Positions 4090..4101 straddle the original context (4096): the interpolated range. */
+TEST(kernel_rope_past_4096) {
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    uint64_t st = 2;
+    int T = 12, H = 3, D = 64, pos0 = 4090;
+    float inv[32];
+    for (int i = 0; i < 32; i++)
+        inv[i] = (float)spec_inv_freq[i];
+    float *x = randv((size_t)T * H * D, &st, 3.0f);
+    float *y = malloc((size_t)T * H * D * 4);
+    cl_mem xm = mk(&e, x, (size_t)T * H * D * 4), fm = mk(&e, inv, sizeof inv);
+    float ms = 1.3465736f;
+    REQUIRE(moecl_launch_rope(e.q, &e.k, xm, fm, (uint32_t)T, (uint32_t)H, (uint32_t)D,
+                              (uint32_t)(H * D), (uint32_t)pos0, ms) == MOECL_OK);
+    rd(&e, xm, y, (size_t)T * H * D * 4);
+    int bad = 0;
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < 32; i++) {
+                const float *v = x + ((size_t)t * H + h) * D;
+                double x1 = v[i] * (double)ms, x2 = v[i + 32] * (double)ms;
+                double th = (double)(pos0 + t) * inv[i];
+                double r1 = x1 * cos(th) - x2 * sin(th), r2 = x1 * sin(th) + x2 * cos(th);
+                const float *g = y + ((size_t)t * H + h) * D;
+                /* theta reaches ~4100 rad: float32 theta carries ~2.4e-4 absolute error */
+                bad += fabs(g[i] - r1) > 1e-3 * (fabs(x1) + fabs(x2)) + 1e-6;
+                bad += fabs(g[i + 32] - r2) > 1e-3 * (fabs(x1) + fabs(x2)) + 1e-6;
+            }
+    CHECK_EQ(bad, 0);
+    clReleaseMemObject(xm);
+    clReleaseMemObject(fm);
+    free(x);
+    free(y);
+    oenv_close(&e);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+/* Reference attention for query position p over keys [lo, p] of the full history. */
+static void ref_attn(const float *q, const float *K, const float *V, double sink, int lo, int p,
+                     int D, double scale, double *out) {
+    double m = sink;
+    for (int j = lo; j <= p; j++) {
+        double z = 0;
+        for (int d = 0; d < D; d++)
+            z += (double)q[d] * K[(size_t)j * D + d];
+        z *= scale;
+        if (z > m)
+            m = z;
+    }
+    double sum = exp(sink - m);
+    for (int d = 0; d < D; d++)
+        out[d] = 0;
+    for (int j = lo; j <= p; j++) {
+        double z = 0;
+        for (int d = 0; d < D; d++)
+            z += (double)q[d] * K[(size_t)j * D + d];
+        double w = exp(z * scale - m);
+        sum += w;
+        for (int d = 0; d < D; d++)
+            out[d] += w * V[(size_t)j * D + d];
+    }
+    for (int d = 0; d < D; d++)
+        out[d] /= sum;
+}
+
+/* One chunk of n queries at pos0 against a ring of `cap` slots holding the previous positions,
+ * window `win` (0 = causal only); GQA 4 query heads on 2 kv heads. Returns bad outputs. */
+static int attn_case(struct oenv *e, int pos0, int n, int cap, int win, uint64_t seed) {
+    int H = 4, KVH = 2, D = 16, total = pos0 + n;
+    uint64_t st = seed;
+    float *Kall = randv((size_t)total * KVH * D, &st, 1.0f);
+    float *Vall = randv((size_t)total * KVH * D, &st, 1.0f);
+    float *Q = randv((size_t)n * H * D, &st, 1.0f);
+    float sinks[4] = {0.5f, -1.0f, 2.0f, 0.0f};
+    float *ring_k = calloc((size_t)cap * KVH * D, 4), *ring_v = calloc((size_t)cap * KVH * D, 4);
+    for (int j = (pos0 > cap ? pos0 - cap : 0); j < pos0; j++) {
+        memcpy(ring_k + (size_t)(j % cap) * KVH * D, Kall + (size_t)j * KVH * D, KVH * D * 4);
+        memcpy(ring_v + (size_t)(j % cap) * KVH * D, Vall + (size_t)j * KVH * D, KVH * D * 4);
+    }
+    cl_mem qm = mk(e, Q, (size_t)n * H * D * 4);
+    cl_mem kn = mk(e, Kall + (size_t)pos0 * KVH * D, (size_t)n * KVH * D * 4);
+    cl_mem vn = mk(e, Vall + (size_t)pos0 * KVH * D, (size_t)n * KVH * D * 4);
+    cl_mem kr = mk(e, ring_k, (size_t)cap * KVH * D * 4),
+           vr = mk(e, ring_v, (size_t)cap * KVH * D * 4);
+    cl_mem sm = mk(e, sinks, sizeof sinks), om = mk(e, NULL, (size_t)n * H * D * 4);
+    struct moecl_attn_args a;
+    memset(&a, 0, sizeof a);
+    a.n_tokens = (uint32_t)n;
+    a.pos0 = (uint32_t)pos0;
+    a.n_heads = (uint32_t)H;
+    a.n_kv_heads = (uint32_t)KVH;
+    a.head_dim = (uint32_t)D;
+    a.window = (uint32_t)win;
+    a.cache_cap = (uint32_t)cap;
+    a.sinks_dt = MOECL_DT_F32;
+    a.scale = 0.25f;
+    int bad = -1;
+    float *out = malloc((size_t)n * H * D * 4);
+    if (moecl_launch_attn(e->q, &e->k, qm, kn, vn, kr, vr, sm, &a, om) == MOECL_OK) {
+        rd(e, om, out, (size_t)n * H * D * 4);
+        bad = 0;
+        /* a per-head copy of the history for the reference */
+        float *Kh = malloc((size_t)total * D * 4), *Vh = malloc((size_t)total * D * 4);
+        for (int h = 0; h < H; h++) {
+            int kvh = h / (H / KVH);
+            for (int j = 0; j < total; j++) {
+                memcpy(Kh + (size_t)j * D, Kall + ((size_t)j * KVH + kvh) * D, D * 4);
+                memcpy(Vh + (size_t)j * D, Vall + ((size_t)j * KVH + kvh) * D, D * 4);
+            }
+            for (int t = 0; t < n; t++) {
+                int p = pos0 + t, lo = win && p + 1 > win ? p + 1 - win : 0;
+                double ref[16];
+                ref_attn(Q + ((size_t)t * H + h) * D, Kh, Vh, sinks[h], lo, p, D, 0.25, ref);
+                for (int d = 0; d < D; d++)
+                    bad += !near(out[((size_t)t * H + h) * D + d], ref[d]);
+            }
+        }
+        free(Kh);
+        free(Vh);
+    }
+    cl_mem all[] = {qm, kn, vn, kr, vr, sm, om};
+    for (int i = 0; i < 7; i++)
+        clReleaseMemObject(all[i]);
+    free(Kall);
+    free(Vall);
+    free(Q);
+    free(ring_k);
+    free(ring_v);
+    free(out);
+    return bad;
+}
+
+TEST(kernel_attention_sliding_window_boundary) {
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    /* window 8, ring of 8: chunk of 7 at positions 5..11 crosses the window edge (keys from
+     * the ring wrap around); a chunk longer than the window; decode right at the edge */
+    CHECK_EQ(attn_case(&e, 5, 7, 8, 8, 1), 0);
+    CHECK_EQ(attn_case(&e, 13, 20, 8, 8, 2), 0);
+    CHECK_EQ(attn_case(&e, 8, 1, 8, 8, 3), 0);
+    CHECK_EQ(attn_case(&e, 0, 11, 8, 8, 4), 0);
+    /* full attention: ring holds the whole context */
+    CHECK_EQ(attn_case(&e, 30, 5, 64, 0, 5), 0);
+    CHECK_EQ(attn_case(&e, 0, 1, 64, 0, 6), 0);
+    oenv_close(&e);
+}
+
+TEST(kernel_kv_append_ring) {
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    int n = 11, cap = 4, W = 3, pos0 = 6;
+    float kn[33], vn[33], kr[12], vr[12];
+    for (int i = 0; i < n * W; i++) {
+        kn[i] = (float)i;
+        vn[i] = -(float)i;
+    }
+    for (int i = 0; i < cap * W; i++)
+        kr[i] = vr[i] = 999.0f;
+    cl_mem a = mk(&e, kn, sizeof kn), b = mk(&e, vn, sizeof vn), c = mk(&e, kr, sizeof kr),
+           d = mk(&e, vr, sizeof vr);
+    REQUIRE(moecl_launch_kv_append(e.q, &e.k, a, b, c, d, (uint32_t)n, (uint32_t)pos0,
+                                   (uint32_t)cap, (uint32_t)W) == MOECL_OK);
+    rd(&e, c, kr, sizeof kr);
+    rd(&e, d, vr, sizeof vr);
+    /* the last 4 tokens (positions 13..16) land in slots 13%4.. */
+    for (int t = n - cap; t < n; t++) {
+        int slot = (pos0 + t) % cap;
+        for (int i = 0; i < W; i++) {
+            CHECK_EQ((int)kr[slot * W + i], t * W + i);
+            CHECK_EQ((int)vr[slot * W + i], -(t * W + i));
+        }
+    }
+    cl_mem all[] = {a, b, c, d};
+    for (int i = 0; i < 4; i++)
+        clReleaseMemObject(all[i]);
+    oenv_close(&e);
+}
+
+/* ------------------------------------------------------------------ moe */
+
+TEST(kernel_router_topk_softmax_and_ties) {
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    float l[2][8] = {{0.1f, 3.0f, -1.0f, 2.0f, 2.5f, 0.0f, 1.0f, -2.0f},
+                     {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 0.5f, 1.0f, 0.0f}};
+    cl_mem lm = mk(&e, l, sizeof l), im = mk(&e, NULL, 32), wm = mk(&e, NULL, 32);
+    REQUIRE(moecl_launch_router_topk(e.q, &e.k, lm, im, wm, 2, 8, 4) == MOECL_OK);
+    int32_t ids[8];
+    float w[8];
+    rd(&e, im, ids, sizeof ids);
+    rd(&e, wm, w, sizeof w);
+    /* token 0: 1 (3.0), 4 (2.5), 3 (2.0), 6 (1.0) */
+    CHECK_EQ(ids[0], 1);
+    CHECK_EQ(ids[1], 4);
+    CHECK_EQ(ids[2], 3);
+    CHECK_EQ(ids[3], 6);
+    double z = exp(3.0) + exp(2.5) + exp(2.0) + exp(1.0);
+    CHECK(near(w[0], exp(3.0) / z) && near(w[1], exp(2.5) / z));
+    CHECK(near(w[2], exp(2.0) / z) && near(w[3], exp(1.0) / z));
+    /* token 1: five equal logits; MLX's argpartition keeps the higher indices: 6, 4, 3, 2 */
+    CHECK_EQ(ids[4], 6);
+    CHECK_EQ(ids[5], 4);
+    CHECK_EQ(ids[6], 3);
+    CHECK_EQ(ids[7], 2);
+    CHECK(near(w[4], 0.25) && near(w[7], 0.25));
+    clReleaseMemObject(lm);
+    clReleaseMemObject(im);
+    clReleaseMemObject(wm);
+    oenv_close(&e);
+}
+
+TEST(kernel_swiglu_clamps) {
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    enum { N = 200 };
+    float g[N], u[N], out[N];
+    uint64_t st = 9;
+    for (int i = 0; i < N; i++) {
+        g[i] = moecl_test_randf(&st) * 12.0f; /* beyond the +-7 limit both ways */
+        u[i] = moecl_test_randf(&st) * 12.0f;
+    }
+    cl_mem gm = mk(&e, g, sizeof g), um = mk(&e, u, sizeof u);
+    REQUIRE(moecl_launch_swiglu(e.q, &e.k, gm, um, N, 1.702f, 7.0f) == MOECL_OK);
+    rd(&e, gm, out, sizeof out);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        double gc = g[i] < 7.0 ? g[i] : 7.0;
+        double uc = u[i] < -7.0 ? -7.0 : u[i] > 7.0 ? 7.0 : u[i];
+        double ref = gc / (1.0 + exp(-1.702f * gc)) * (uc + 1.0);
+        bad += !near(out[i], ref);
+    }
+    CHECK_EQ(bad, 0);
+    clReleaseMemObject(gm);
+    clReleaseMemObject(um);
+    oenv_close(&e);
+}
+
+TEST(kernel_moe_combine_residual) {
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    int T = 3, K = 4, H = 130;
+    uint64_t st = 10;
+    float *x = randv((size_t)T * H, &st, 1.0f), *y = randv((size_t)T * K * H, &st, 1.0f);
+    float *w = randv((size_t)T * K, &st, 1.0f), *out = malloc((size_t)T * H * 4);
+    cl_mem xm = mk(&e, x, (size_t)T * H * 4), ym = mk(&e, y, (size_t)T * K * H * 4),
+           wm = mk(&e, w, (size_t)T * K * 4);
+    REQUIRE(moecl_launch_moe_combine(e.q, &e.k, xm, ym, wm, (uint32_t)T, (uint32_t)H,
+                                     (uint32_t)K) == MOECL_OK);
+    rd(&e, xm, out, (size_t)T * H * 4);
+    int bad = 0;
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < H; c++) {
+            double s = x[t * H + c];
+            for (int k = 0; k < K; k++)
+                s += (double)w[t * K + k] * y[((size_t)t * K + k) * H + c];
+            bad += !near(out[t * H + c], s);
+        }
+    CHECK_EQ(bad, 0);
+    clReleaseMemObject(xm);
+    clReleaseMemObject(ym);
+    clReleaseMemObject(wm);
+    free(x);
+    free(y);
+    free(w);
+    free(out);
+    oenv_close(&e);
+}
+
+/* ------------------------------------------------------------------ embedding, bf16 rounding */
+
+/* Embedding rows of a 3-bit g32 table (straddling codes), rows 0, last, and a middle one,
+ * with a bf16 activation dtype: every value is round(round(s*q) + b), exactly. */
+TEST(kernel_embed_affine3_bf16) {
+    struct moecl_qformat f = {MOECL_QMODE_AFFINE, 3, 32, MOECL_DTYPE_BF16};
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_BF16, &f, 1) == 0);
+    int V = 5, C = 64, G = C / 32;
+    size_t row = (size_t)C * 3 / 8;
+    uint8_t w[5 * 24];
+    uint16_t s[5 * 2], b[5 * 2];
+    uint64_t st = 11;
+    for (size_t i = 0; i < sizeof w; i++)
+        w[i] = (uint8_t)moecl_test_rand(&st);
+    for (int i = 0; i < V * G; i++) {
+        float sf = moecl_test_randf(&st) * 0.3f, bf = moecl_test_randf(&st);
+        uint32_t us, ub;
+        memcpy(&us, &sf, 4);
+        memcpy(&ub, &bf, 4);
+        s[i] = (uint16_t)(us >> 16);
+        b[i] = (uint16_t)(ub >> 16);
+    }
+    struct moecl_qweight qw;
+    memset(&qw, 0, sizeof qw);
+    qw.name = "embed";
+    qw.mode = MOECL_QMODE_AFFINE;
+    qw.bits = 3;
+    qw.group_size = 32;
+    qw.float_dtype = MOECL_DTYPE_BF16;
+    qw.rows = V;
+    qw.cols = C;
+    qw.weight_row_stride = row;
+    qw.scales_row_stride = qw.biases_row_stride = (size_t)G * 2;
+    struct moecl_dev_qweight dw;
+    memset(&dw, 0, sizeof dw);
+    dw.w = &qw;
+    dw.wmem = mk(&e, w, sizeof w);
+    dw.smem = mk(&e, s, sizeof s);
+    dw.bmem = mk(&e, b, sizeof b);
+    dw.biasmem = dw.wmem;
+    int32_t toks[3] = {0, 4, 2};
+    cl_mem tm = mk(&e, toks, sizeof toks), ym = mk(&e, NULL, 3 * (size_t)C * 4);
+    REQUIRE(moecl_launch_embed(e.q, &e.k, &dw, tm, 3, ym) == MOECL_OK);
+    float y[3 * 64];
+    rd(&e, ym, y, sizeof y);
+    int bad = 0;
+    for (int t = 0; t < 3; t++)
+        for (int c = 0; c < C; c++) {
+            const uint8_t *B = w + (size_t)toks[t] * row + (size_t)(c / 8) * 3;
+            unsigned v3[8] = {B[0] & 7u,        (B[0] >> 3) & 7u, (B[0] >> 6) | ((B[1] & 1u) << 2),
+                              (B[1] >> 1) & 7u, (B[1] >> 4) & 7u, (B[1] >> 7) | ((B[2] & 3u) << 1),
+                              (B[2] >> 2) & 7u, B[2] >> 5};
+            uint32_t us = (uint32_t)s[toks[t] * G + c / 32] << 16,
+                     ub = (uint32_t)b[toks[t] * G + c / 32] << 16;
+            float sf, bf;
+            memcpy(&sf, &us, 4);
+            memcpy(&bf, &ub, 4);
+            /* round-to-nearest-even to bf16, twice, as the kernel must */
+            float p = sf * (float)v3[c % 8];
+            uint32_t u;
+            memcpy(&u, &p, 4);
+            u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+            memcpy(&p, &u, 4);
+            float r = p + bf;
+            memcpy(&u, &r, 4);
+            u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+            memcpy(&r, &u, 4);
+            bad += y[t * C + c] != r;
+        }
+    CHECK_EQ(bad, 0);
+    clReleaseMemObject(dw.wmem);
+    clReleaseMemObject(dw.smem);
+    clReleaseMemObject(dw.bmem);
+    clReleaseMemObject(tm);
+    clReleaseMemObject(ym);
+    oenv_close(&e);
+}
+
+/* The residual add in a bf16 program: round-to-nearest-even on the float bits, ties to even. */
+TEST(kernel_bf16_rounding_ties_to_even) {
+    struct oenv e;
+    REQUIRE(oenv_open(&e, MOECL_ACT_BF16, NULL, 0) == 0);
+    /* 1 + 2^-8 is halfway between bf16 1 and 1+2^-7: ties to even -> 1.0;
+     * 1 + 3*2^-8 is halfway between 1+2^-7 and 1+2^-6: ties to even -> 1+2^-6 */
+    float x[4] = {1.0f, 1.0f, 1.0f, -1.0f};
+    float y[4] = {0.00390625f, 0.01171875f, 0.005f, -0.005f};
+    cl_mem xm = mk(&e, x, sizeof x), ym = mk(&e, y, sizeof y);
+    REQUIRE(moecl_launch_add(e.q, &e.k, xm, ym, 4) == MOECL_OK);
+    rd(&e, xm, x, sizeof x);
+    CHECK(x[0] == 1.0f);
+    CHECK(x[1] == 1.015625f);
+    CHECK(x[2] == 1.0078125f);
+    CHECK(x[3] == -1.0078125f);
+    clReleaseMemObject(xm);
+    clReleaseMemObject(ym);
+    oenv_close(&e);
+}
