@@ -276,7 +276,7 @@ def unassigned(cats):
         if c in cats or 0xD800 <= c <= 0xDFFF:
             continue
         ch = chr(c)
-        recs.append(("a%sb A%s %s1 !%s" % (ch, ch, ch, ch)).encode("utf-8"))
+        recs.append(("a%sb A%s %s1 !%s %s's" % (ch, ch, ch, ch, ch)).encode("utf-8"))
     return recs
 
 

@@ -272,7 +272,8 @@ def main():
     print("%-18s %9s %9s %11s" % ("category", "records", "identical", "bytes"))
     n_all = n_ok = 0
     for cat, (n, ok, nb) in cats.items():
-        note = " (informational: unassigned in Unicode 15.0)" if cat in INFO_ONLY else ""
+        note = (" (informational: code points unassigned in moecl's Unicode 15.0 tables; the "
+                "references know those added in 15.1/16.0)" if cat in INFO_ONLY else "")
         print("%-18s %9d %9d %11d%s" % (cat, n, ok, nb, note))
         if cat not in INFO_ONLY:
             n_all += n
