@@ -350,8 +350,8 @@ enum moecl_encode_flags {
     MOECL_ENCODE_STRICT_UTF8 = 1u << 1,
 };
 
-/* Encodes n_bytes of text (no NUL needed; adds no BOS/EOS). *ids_out is malloc'd (free() it;
- * NULL when *n_ids_out is 0). */
+/* Encodes n_bytes of text (no NUL needed; adds no BOS/EOS; at most 1 GiB per call). *ids_out is
+ * malloc'd (free() it; NULL when *n_ids_out is 0). */
 MOECL_WUR enum moecl_status moecl_tokenizer_encode(const struct moecl_tokenizer *tokenizer,
                                                    const char *text, size_t n_bytes, unsigned flags,
                                                    int32_t **ids_out, size_t *n_ids_out);

@@ -21,6 +21,7 @@
 #define NO_RANK INT32_MAX
 #define NO_POS SIZE_MAX
 #define HEAP_MIN_BYTES 128 /* pieces at least this long use the heap merge */
+#define MAX_TEXT_BYTES (1u << 30)
 
 struct moecl_tokenizer {
     struct moecl_vocab vocab; /* BPE tokens (id == rank) and the added special tokens */
@@ -534,6 +535,10 @@ enum moecl_status moecl_tokenizer_encode(const struct moecl_tokenizer *tokenizer
         *n_ids_out = 0;
     if (!tokenizer || (!text && n_bytes) || !ids_out || !n_ids_out)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "tokenizer_encode: NULL argument");
+    if (n_bytes > MAX_TEXT_BYTES) /* positions are 32-bit; replacement may triple the size */
+        return moecl_error_set(MOECL_ERR_INVALID_ARG,
+                               "tokenizer_encode: %zu bytes is over the %u-byte limit of one call",
+                               n_bytes, (unsigned)MAX_TEXT_BYTES);
     const uint8_t *s = (const uint8_t *)text;
     uint8_t *fixed = NULL;
     size_t n = n_bytes;
