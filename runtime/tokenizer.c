@@ -5,7 +5,10 @@
  * look-ahead once its backtracking is worked out (spec tokenizer-harmony.md §3.3), which is
  * linear and far faster than a general engine. Why ranks and not HF merges: for gpt-oss's
  * tokenizer.json (ignore_merges, merges derived from the ranks) both give the same ids, and the
- * loader refuses a file whose merges disagree with the ranks. */
+ * loader refuses a file whose merges disagree with the ranks. The two orders could only differ
+ * where a token T splits as x+y == y+z and HF's list prefers (y, z) while tiktoken takes the
+ * leftmost pair; o200k has 3,584 such tokens, and make tokcheck encodes strings built around
+ * each of them (category merge_ties) with identical ids in both. */
 #include "tokenizer.h"
 
 #include "moecl_error.h"

@@ -11,6 +11,7 @@ version (15.0 here); the reference libraries may know them from a newer Unicode,
 reports them separately instead of counting them.
 """
 
+import base64
 import bz2
 import glob
 import gzip
@@ -306,6 +307,34 @@ def _valid(b):
         return False
 
 
+def merge_tie_cases(tiktoken_path):
+    """Strings around the only places where HF's merge order and tiktoken's rank order could
+    disagree (spec tokenizer-harmony.md §3.1): a token T with two splits x+y == y+z sharing y,
+    where HF's merge list prefers (y, z) but tiktoken takes the leftmost pair (x, y)."""
+    ranks = {}
+    with open(tiktoken_path, "rb") as f:
+        for line in f:
+            tok, rank = line.split()
+            ranks[base64.b64decode(tok)] = int(rank)
+    recs = []
+    for t, _ in ranks.items():
+        n = len(t)
+        for k in range(1, n):
+            x, y, z = t[:k], t[k:], t[n - k:]
+            if t[:n - k] != y or x not in ranks or y not in ranks or z not in ranks:
+                continue
+            if (ranks[y], ranks[z]) >= (ranks[x], ranks[y]):
+                continue
+            for s in (x + y + z, t + z, x + t, t * 2, t * 3, b" " + x + y + z, x + y + z + b"q",
+                      b"a" + t * 2 + b"b"):
+                try:
+                    s.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+                recs.append(s)
+    return sorted(set(recs))
+
+
 def long_cases():
     return [b" " * 100000, b"a" * 100000, b"A" * 50000 + b"b" * 50000, b"1" * 30001,
             b"!" * 50000, b"\n" * 50000, (b" \n" * 20000) + b"x", b"\t" * 30000 + b"x",
@@ -316,8 +345,9 @@ def long_cases():
 
 # ---------------------------------------------------------------- corpus
 
-def build_corpus(seed=20261123, scale=1.0):
-    """[(category, bytes)]. scale shrinks the file-based parts (for quick runs)."""
+def build_corpus(seed=20261123, scale=1.0, tiktoken_path=None):
+    """[(category, bytes)]. scale shrinks the file-based parts (for quick runs); with the rank
+    file, the merge-tie cases are added."""
     rng = random.Random(seed)
     cats = load_categories()
     recs = []
@@ -334,6 +364,8 @@ def build_corpus(seed=20261123, scale=1.0):
     add("marks", mark_cases(rng, cats))
     add("code_points", per_code_point(cats))
     add("long_runs", long_cases())
+    if tiktoken_path:
+        add("merge_ties", merge_tie_cases(tiktoken_path))
     add("invalid_utf8", invalid_utf8(rng))
     add("unassigned_u15", unassigned(cats))
 

@@ -224,7 +224,8 @@ def main():
     allowed = set(make_corpus.SPECIALS)
 
     # ---- 2. encode
-    recs = make_corpus.build_corpus(scale=0.25 if args.quick else 1.0)
+    recs = make_corpus.build_corpus(scale=0.25 if args.quick else 1.0,
+                                    tiktoken_path=args.tiktoken)
     data = [b for _, b in recs]
     texts = [b.decode("utf-8", "replace") for b in data]
     total = sum(len(b) for c, b in recs if c not in INFO_ONLY)
