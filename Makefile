@@ -151,7 +151,7 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) $(wildcard loader/*.h 
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lcjson -lm
 
 # The tokenizer target also needs the tokenizer sources and the generated Unicode table.
-FUZZ_TOKENIZER_SRC := runtime/tokenizer.c loader/tokenizer_json.c $(GEN_UNICODE)
+FUZZ_TOKENIZER_SRC := runtime/tokenizer.c runtime/pretokenize.c loader/tokenizer_json.c $(GEN_UNICODE)
 $(BUILD)/fuzz/fuzz_tokenizer: tests/fuzz/fuzz_tokenizer.c $(FUZZ_LIB_SRC) $(FUZZ_TOKENIZER_SRC) \
 		$(wildcard loader/*.h runtime/*.h)
 	@mkdir -p $(@D)

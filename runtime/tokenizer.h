@@ -31,4 +31,11 @@ MOECL_WUR enum moecl_status moecl_tokenizer_bpe_piece(const struct moecl_tokeniz
  * says whether that subpart ran into the end of the text (it might still complete). */
 size_t moecl_utf8_seq(const uint8_t *s, size_t n, size_t i, size_t *bad_out, int *truncated_out);
 
+/* The offset of the first invalid UTF-8 sequence in s[0..n), or n. */
+size_t moecl_utf8_first_invalid(const uint8_t *s, size_t n);
+
+/* A malloc'd copy of s[0..n) with every maximal invalid subpart replaced by U+FFFD (the
+ * Unicode "maximal subpart" practice, as Python's errors="replace"); NULL if out of memory. */
+uint8_t *moecl_utf8_replace(const uint8_t *s, size_t n, size_t *n_out);
+
 #endif
