@@ -60,7 +60,6 @@ static int ids_push(struct ids *a, int32_t id) {
 struct heap_entry {
     int32_t rank;
     uint32_t pos;
-    uint32_t ver;
 };
 
 /* Work arrays reused across pieces of one encode call. */
@@ -68,7 +67,7 @@ struct bpe_scratch {
     size_t cap;
     uint32_t *bound; /* scan: part boundaries; heap: next */
     int32_t *rank;
-    uint32_t *prev, *ver;
+    uint32_t *prev;
     struct heap_entry *heap; /* [3 * cap] */
 };
 
@@ -76,7 +75,6 @@ static void scratch_free(struct bpe_scratch *sc) {
     free(sc->bound);
     free(sc->rank);
     free(sc->prev);
-    free(sc->ver);
     free(sc->heap);
     memset(sc, 0, sizeof *sc);
 }
@@ -91,9 +89,8 @@ static int scratch_reserve(struct bpe_scratch *sc, size_t n) {
     sc->bound = malloc(cap * sizeof *sc->bound);
     sc->rank = malloc(cap * sizeof *sc->rank);
     sc->prev = malloc(cap * sizeof *sc->prev);
-    sc->ver = malloc(cap * sizeof *sc->ver);
     sc->heap = malloc(3 * cap * sizeof *sc->heap);
-    if (!sc->bound || !sc->rank || !sc->prev || !sc->ver || !sc->heap) {
+    if (!sc->bound || !sc->rank || !sc->prev || !sc->heap) {
         scratch_free(sc);
         return -1;
     }
@@ -185,10 +182,12 @@ static struct heap_entry heap_pop(struct heap_entry *h, size_t *n) {
 }
 
 /* The same merge order with a heap of (rank, position): node k starts at byte k; a merge keeps
- * the left node; an entry is stale when its node's version moved on. */
+ * the left node. An entry is stale when its node's pair no longer has that rank (the pair
+ * changed, or the node died): ranks are unique per token, so a changed pair never keeps its
+ * rank. */
 static int bpe_heap(const struct moecl_tokenizer *t, const uint8_t *p, size_t n,
                     struct bpe_scratch *sc, struct ids *out) {
-    uint32_t *next = sc->bound, *prev = sc->prev, *ver = sc->ver;
+    uint32_t *next = sc->bound, *prev = sc->prev;
     int32_t *r = sc->rank;
     struct heap_entry *h = sc->heap;
     size_t n_heap = 0;
@@ -196,34 +195,30 @@ static int bpe_heap(const struct moecl_tokenizer *t, const uint8_t *p, size_t n,
     for (size_t k = 0; k < n; k++) {
         next[k] = (uint32_t)k + 1;
         prev[k] = k ? (uint32_t)k - 1 : none;
-        ver[k] = 0;
         r[k] = k + 1 < n ? rank_of(t, p + k, 2) : NO_RANK;
         if (r[k] != NO_RANK)
-            heap_push(h, &n_heap, (struct heap_entry){r[k], (uint32_t)k, 0});
+            heap_push(h, &n_heap, (struct heap_entry){r[k], (uint32_t)k});
     }
     while (n_heap > 0) {
         struct heap_entry e = heap_pop(h, &n_heap);
         uint32_t k = e.pos;
-        if (e.ver != ver[k] || r[k] != e.rank)
+        if (r[k] != e.rank)
             continue;
         uint32_t j = next[k];
         next[k] = next[j];
         if (next[j] != end)
             prev[next[j]] = k;
-        ver[j] = UINT32_MAX; /* dead */
-        r[j] = NO_RANK;
-        ver[k]++;
+        r[j] = NO_RANK; /* dead */
         r[k] = next[k] != end ? rank_of(t, p + k, (next[next[k]] == end ? end : next[next[k]]) - k)
                               : NO_RANK;
         if (r[k] != NO_RANK)
-            heap_push(h, &n_heap, (struct heap_entry){r[k], k, ver[k]});
+            heap_push(h, &n_heap, (struct heap_entry){r[k], k});
         if (prev[k] != none) {
             uint32_t q = prev[k];
-            ver[q]++;
             uint32_t q_end = next[k] == end ? end : next[k];
             r[q] = rank_of(t, p + q, q_end - q);
             if (r[q] != NO_RANK)
-                heap_push(h, &n_heap, (struct heap_entry){r[q], q, ver[q]});
+                heap_push(h, &n_heap, (struct heap_entry){r[q], q});
         }
     }
     for (uint32_t k = 0; k != end; k = next[k])
