@@ -386,8 +386,9 @@ int32_t moecl_tokenizer_special_id(const struct moecl_tokenizer *tokenizer, cons
 int moecl_tokenizer_is_special(const struct moecl_tokenizer *tokenizer, int32_t id);
 
 /* Writes a gpt-oss tokenizer.json made from an o200k_base .tiktoken rank file plus the
- * o200k_harmony special tokens (byte-identical to what transformers' converter + HF tokenizers
- * save; see loader/tokenizer_json.h). Replaces out_path atomically. */
+ * o200k_harmony special tokens: byte-identical to what transformers' converter + HF tokenizers
+ * save, and so to the tokenizer.json openai/gpt-oss-20b publishes (see loader/tokenizer_json.h).
+ * Replaces out_path atomically (writes out_path.tmp, then renames). */
 MOECL_WUR enum moecl_status moecl_tokenizer_write_json(const char *tiktoken_path,
                                                        const char *out_path);
 
