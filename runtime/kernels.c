@@ -9,6 +9,7 @@
 #include "cl_program.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int moecl_act_of_dtype(enum moecl_dtype dt) {
@@ -222,6 +223,10 @@ static enum moecl_status enqueue(cl_command_queue q, cl_kernel kern, const char 
     size_t global[2] = {round_up(g0 ? g0 : 1, l0), g1 ? g1 : 1};
     size_t local[2] = {l0, 1};
     cl_int err = clEnqueueNDRangeKernel(q, kern, (cl_uint)dims, NULL, global, local, 0, NULL, NULL);
+    /* $MOECL_SYNC_LAUNCH: wait after every kernel, so an asynchronous fault is reported by
+     * the kernel that caused it (debugging aid; slow). */
+    if (err == CL_SUCCESS && getenv("MOECL_SYNC_LAUNCH"))
+        err = clFinish(q);
     if (err != CL_SUCCESS)
         status = moecl_error_set(MOECL_ERR_CL, "enqueue %s (global %zu x %zu) failed: %s", name,
                                  global[0], global[1], moecl_cl_err_name(err));

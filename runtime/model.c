@@ -197,8 +197,11 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
         status = moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
         goto cleanup;
     }
-    MOECL_TRY(moecl_weights_create(m->cl_ctx, ck, m->device.info.max_alloc_bytes,
-                                   m->device.info.host_unified_memory, &m->weights));
+    /* $MOECL_WEIGHTS_COPY forces the discrete-device path (device copies) on any device, so
+     * that path is testable on PoCL. */
+    int zero_copy = m->device.info.host_unified_memory && !getenv("MOECL_WEIGHTS_COPY");
+    MOECL_TRY(moecl_weights_create(m->cl_ctx, ck, m->device.info.max_alloc_bytes, zero_copy,
+                                   &m->weights));
     MOECL_TRY(add_format(formats, &n_formats, &ck->embed, &fi));
     MOECL_TRY(resolve_qweight(m->weights, &ck->embed, fi, &m->embed));
     MOECL_TRY(add_format(formats, &n_formats, &ck->lm_head, &fi));

@@ -129,18 +129,20 @@ static int collect_spans(const struct moecl_ckpt *ck, struct spans *s) {
     return rc;
 }
 
-/* The mapping (or, for a converted buffer, nothing) that holds p: its [lo, hi). */
+/* The mapping (or, for a converted buffer, nothing) that holds p: its [lo, hi) and where its
+ * tensor data begins. */
 static void mapping_of(const struct moecl_ckpt *ck, const uint8_t *p, const uint8_t **lo,
-                       const uint8_t **hi) {
+                       const uint8_t **hi, const uint8_t **data) {
     for (int i = 0; i < ck->n_files; i++) {
         const uint8_t *b = ck->files[i]->bytes;
         if (p >= b && p < b + ck->files[i]->size) {
             *lo = b;
             *hi = b + ck->files[i]->size;
+            *data = b + ck->files[i]->data_offset;
             return;
         }
     }
-    *lo = *hi = NULL;
+    *lo = *hi = *data = NULL;
 }
 
 enum moecl_status moecl_weights_create(cl_context ctx, const struct moecl_ckpt *ck,
@@ -165,9 +167,9 @@ enum moecl_status moecl_weights_create(cl_context ctx, const struct moecl_ckpt *
      * piece stays within the limit; otherwise start a new piece at that span's page. */
     const uint8_t *p_start = NULL, *p_end = NULL, *m_lo = NULL, *m_hi = NULL;
     for (int i = 0; i <= s.n; i++) {
-        const uint8_t *lo = NULL, *hi = NULL;
+        const uint8_t *lo = NULL, *hi = NULL, *data = NULL;
         if (i < s.n) {
-            mapping_of(ck, s.v[i].start, &lo, &hi);
+            mapping_of(ck, s.v[i].start, &lo, &hi, &data);
             if ((uint64_t)(s.v[i].end - s.v[i].start) + PAGE > max_alloc) {
                 status = moecl_error_set(
                     MOECL_ERR_DEVICE_MEMORY,
@@ -215,9 +217,19 @@ enum moecl_status moecl_weights_create(cl_context ctx, const struct moecl_ckpt *
         if (i < s.n) {
             m_lo = lo;
             m_hi = hi;
-            /* Page-align the start inside a mapping; a converted buffer starts where it is
-             * (its allocation may begin mid-page). */
-            p_start = lo ? (const uint8_t *)((uintptr_t)s.v[i].start & ~(PAGE - 1)) : s.v[i].start;
+            /* Zero copy: page-align the start inside the mapping. Copy: start at a multiple
+             * of 256 bytes from the file's tensor data, so that tensors keep in the device
+             * buffer the alignment their offsets in the data section give them (safetensors
+             * does not pad the header: mlx-written files often start their data at an odd
+             * byte, and GPUs cannot load words from odd addresses). A converted buffer starts
+             * where it is (its allocation may begin mid-page). */
+            if (!lo)
+                p_start = s.v[i].start;
+            else if (zero_copy)
+                p_start = (const uint8_t *)((uintptr_t)s.v[i].start & ~(PAGE - 1));
+            else
+                p_start = s.v[i].start >= data ? data + (size_t)(s.v[i].start - data) / 256 * 256
+                                               : s.v[i].start;
             if (lo && p_start < lo)
                 p_start = lo;
             p_end = s.v[i].end;

@@ -30,7 +30,10 @@ static int oenv_open(struct oenv *e, int act, const struct moecl_qformat *fmts, 
     if (moecl_cl_devices_enumerate(&devs, &n) != MOECL_OK || n == 0)
         return -1;
     cl_int err;
-    e->dev = devs[0].device;
+    /* $MOECL_TEST_DEVICE picks another device by index (e.g. a GPU) */
+    const char *want = getenv("MOECL_TEST_DEVICE");
+    int di = want ? atoi(want) : 0;
+    e->dev = devs[di >= 0 && di < n ? di : 0].device;
     free(devs);
     e->ctx = clCreateContext(NULL, 1, &e->dev, NULL, NULL, &err);
     if (err != CL_SUCCESS)
