@@ -92,7 +92,10 @@ inline float ref_exp(float xin) {
     if (xin < -88.0f)
         return 0.0f;
     float x = xin * 1.442695f;
+    /* floor(x + 0.5) exactly, as MLX computes it in double: undo a round-up of x + 0.5f */
     float ip = floor(x + 0.5f);
+    if (ip - 0.5f > x)
+        ip -= 1.0f;
     float fp = x - ip;
     float y = 1.535336188319500e-4f;
     y = fma(y, fp, 1.339887440266574e-3f);

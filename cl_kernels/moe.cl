@@ -37,9 +37,10 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
         m = fmax(m, val[s]);
     for (uint s = 0; s < k; s++)
         sum += ref_exp(val[s] - m);
+    float inv = 1.0f / sum; /* the reference multiplies by the reciprocal */
     for (uint s = 0; s < k; s++) {
         ids[(ulong)t * k + s] = sel[s];
-        weights[(ulong)t * k + s] = round_act(ref_exp(val[s] - m) / sum);
+        weights[(ulong)t * k + s] = round_act(ref_exp(val[s] - m) * inv);
     }
 }
 

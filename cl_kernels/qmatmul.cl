@@ -177,15 +177,12 @@ __kernel void MOECL_CAT(matmul_f32_, WNAME)(__global const uchar *w, __global co
         decode_group(wrow, srow, brow, g, n, wv);
         for (uint t = 0; t < np; t++) {
             __global const float *xg = xv[t] + g * QGROUP;
-            float s = 0.0f;
-            if (n == QGROUP) {
-                for (uint i = 0; i < QGROUP; i++)
-                    s += xg[i] * wv[i];
-            } else {
-                for (uint i = 0; i < n; i++)
-                    s += xg[i] * wv[i];
-            }
-            acc[t] += s;
+            /* one running sum along the row, element by element, as the reference's gemm
+             * accumulates (blocked partial sums drift by an ulp on long prefills) */
+            float s = acc[t];
+            for (uint i = 0; i < n; i++)
+                s += xg[i] * wv[i];
+            acc[t] = s;
         }
 #endif
     }
