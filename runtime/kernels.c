@@ -121,10 +121,16 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         return moecl_error_set(MOECL_ERR_UNSUPPORTED, "%d weight formats in one model (max 32)",
                                n_formats);
     char opts[512];
+    /* Correctly rounded divide and sqrt where the device offers it (NVIDIA's defaults are
+     * approximate): the reference's rsqrt and softmax normalisers are IEEE. */
+    cl_device_fp_config fp = 0;
+    clGetDeviceInfo(dev, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL);
+    const char *cr =
+        (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "";
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
                                              "moe.cl"};
     static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl"};
-    snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1", act);
+    snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1%s", act, cr);
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files, 4, opts, &p->core, NULL));
     for (int i = 0; i < n_formats; i++) {
         const struct moecl_qformat *f = &formats[i];
@@ -133,9 +139,9 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         snprintf(opts, sizeof opts,
                  "-DACT=%d -DMLX_CPU=1 -DSEQ_ACCUM=1 -DSEQ_ROUND=%d -DQMODE=%d -DBITS=%d "
                  "-DGROUP=%d -DWDT=%d "
-                 "-DWNAME=%s",
+                 "-DWNAME=%s%s",
                  act, seq_round && act != MOECL_ACT_F32 ? 1 : 0, qm_code(f->mode), f->bits,
-                 f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), suffix);
+                 f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), suffix, cr);
         p->formats[i] = *f;
         MOECL_TRY(
             moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL));
