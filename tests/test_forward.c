@@ -153,3 +153,25 @@ TEST(forward_model_load_errors) {
     CHECK_STR_CONTAINS(moecl_last_error(), "no-such-device");
     CHECK(model == NULL);
 }
+
+/* moecl eval end to end: prefill and --decode print the same top-5 for the fixture. */
+TEST(forward_cli_eval) {
+    char cmd[8192], *out1 = NULL, *out2 = NULL;
+    snprintf(cmd, sizeof cmd, "%s eval -m %s --tokens 1,5,9,100,7", moecl_test_bin(),
+             fixture("affine_b4_g64"));
+    CHECK_EQ(moecl_test_run(cmd, &out1), 0);
+    CHECK_STR_CONTAINS(out1, "tokens/s");
+    snprintf(cmd, sizeof cmd, "%s eval -m %s --tokens 1,5,9,100,7 --decode", moecl_test_bin(),
+             fixture("affine_b4_g64"));
+    CHECK_EQ(moecl_test_run(cmd, &out2), 0);
+    /* the five "rank token logit" lines are identical */
+    const char *a = out1 ? strstr(out1, "  1 ") : NULL, *b = out2 ? strstr(out2, "  1 ") : NULL;
+    const char *ae = a ? strstr(a, "load ") : NULL, *be = b ? strstr(b, "load ") : NULL;
+    CHECK(a && b && ae && be && ae - a == be - b && memcmp(a, b, (size_t)(ae - a)) == 0);
+    free(out1);
+    free(out2);
+    snprintf(cmd, sizeof cmd, "%s eval -m %s --tokens 1,x", moecl_test_bin(),
+             fixture("affine_b4_g64"));
+    CHECK_EQ(moecl_test_run(cmd, &out1), 2);
+    free(out1);
+}

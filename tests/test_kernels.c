@@ -441,3 +441,74 @@ TEST(kernel_matmul_expert_ids) {
     struct qcase q2 = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 6, 64, 4, 6, 3, 1, 1};
     CHECK_EQ(run_qcase(&q2, 31, 0), 0);
 }
+
+/* The bit-compatible mode of a bf16 model (mlx_cpu_rounding): every product and partial sum of
+ * an affine row rounded to bf16 in element order, as MLX's CPU kernel computes it; compared
+ * bit for bit with the same recurrence on the host. */
+TEST(kernel_matmul_bf16_per_op_rounding) {
+    struct moecl_qformat f = {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16};
+    struct kenv e;
+    struct moecl_cl_device *devs = NULL;
+    int n = 0;
+    memset(&e, 0, sizeof e);
+    REQUIRE(moecl_cl_devices_enumerate(&devs, &n) == MOECL_OK && n > 0);
+    cl_int err;
+    e.dev = devs[0].device;
+    free(devs);
+    e.ctx = clCreateContext(NULL, 1, &e.dev, NULL, NULL, &err);
+    e.q = clCreateCommandQueueWithProperties(e.ctx, e.dev, NULL, &err);
+    REQUIRE(moecl_programs_build(e.ctx, e.dev, MOECL_ACT_BF16, 1, &f, 1, &e.progs) == MOECL_OK);
+    REQUIRE(moecl_kernels_create(&e.progs, &e.k) == MOECL_OK);
+    enum { R = 3, C = 64, G = 2 };
+    uint8_t w[R * 32];
+    uint16_t s[R * G], b[R * G];
+    float x[C], y[R];
+    uint64_t st = 77;
+    for (int i = 0; i < R * 32; i++)
+        w[i] = (uint8_t)moecl_test_rand(&st);
+    for (int i = 0; i < R * G; i++) {
+        s[i] = f32_to_bf16_rne(moecl_test_randf(&st) * 0.2f);
+        b[i] = f32_to_bf16_rne(moecl_test_randf(&st));
+    }
+    for (int i = 0; i < C; i++)
+        x[i] = (float)bf16_val(f32_to_bf16_rne(moecl_test_randf(&st) * 3.0f));
+    struct moecl_qweight qw;
+    memset(&qw, 0, sizeof qw);
+    qw.name = "t";
+    qw.mode = MOECL_QMODE_AFFINE;
+    qw.bits = 4;
+    qw.group_size = 32;
+    qw.float_dtype = MOECL_DTYPE_BF16;
+    qw.rows = R;
+    qw.cols = C;
+    qw.weight_row_stride = 32;
+    qw.scales_row_stride = qw.biases_row_stride = G * 2;
+    struct moecl_dev_qweight dw;
+    memset(&dw, 0, sizeof dw);
+    dw.w = &qw;
+    dw.wmem = buf_in(&e, w, sizeof w);
+    dw.smem = buf_in(&e, s, sizeof s);
+    dw.bmem = buf_in(&e, b, sizeof b);
+    dw.biasmem = dw.wmem;
+    cl_mem xm = buf_in(&e, x, sizeof x), ym = buf_out(&e, sizeof y);
+    REQUIRE(moecl_launch_matmul(e.q, &e.k, &dw, xm, 0, C, 1, NULL, ym, R, 1, MOECL_BIAS_NONE) ==
+            MOECL_OK);
+    REQUIRE(read_back(&e, ym, y, sizeof y) == 0);
+#define RB(v) ((float)bf16_val(f32_to_bf16_rne((float)(v))))
+    for (int r = 0; r < R; r++) {
+        float acc = 0.0f;
+        for (int c = 0; c < C; c++) {
+            float sc = (float)bf16_val(s[r * G + c / 32]), bi = (float)bf16_val(b[r * G + c / 32]);
+            float wv = RB(RB(sc * (float)affine_code(w + r * 32, 4, c)) + bi);
+            acc = RB(acc + RB(x[c] * wv));
+        }
+        CHECK(y[r] == acc);
+    }
+#undef RB
+    clReleaseMemObject(dw.wmem);
+    clReleaseMemObject(dw.smem);
+    clReleaseMemObject(dw.bmem);
+    clReleaseMemObject(xm);
+    clReleaseMemObject(ym);
+    kenv_close(&e);
+}
