@@ -19,7 +19,7 @@ static int usage(FILE *f) {
     return f == stdout ? 0 : 2;
 }
 
-MOECL_COMMAND(bench, "benchmark devices (and, with -m, a model: see --help)") {
+MOECL_COMMAND(bench, "measure a device's read bandwidth and fp32 FMA rate") {
     struct bench_opts o = {0, 0, 0, 5, NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
