@@ -11,57 +11,10 @@
  * one row, several tokens (partial tile of 4), and per-expert addressing from device ids. */
 #include "test.h"
 
-#include "kernels.h"
-#include "model_internal.h"
+#include "kernel_env.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* ------------------------------------------------------------------ environment */
-
-struct kenv {
-    cl_context ctx;
-    cl_device_id dev;
-    cl_command_queue q;
-    struct moecl_programs progs;
-    struct moecl_kernels k;
-};
-
-static int kenv_open(struct kenv *e, int act, const struct moecl_qformat *fmts, int n_fmts) {
-    struct moecl_cl_device *devs = NULL;
-    int n = 0;
-    memset(e, 0, sizeof *e);
-    if (moecl_cl_devices_enumerate(&devs, &n) != MOECL_OK || n == 0)
-        return -1;
-    cl_int err;
-    /* $MOECL_TEST_DEVICE picks another device by index (e.g. a GPU) */
-    const char *want = getenv("MOECL_TEST_DEVICE");
-    int di = want ? atoi(want) : 0;
-    e->dev = devs[di >= 0 && di < n ? di : 0].device;
-    free(devs);
-    e->ctx = clCreateContext(NULL, 1, &e->dev, NULL, NULL, &err);
-    if (err != CL_SUCCESS)
-        return -1;
-    e->q = clCreateCommandQueueWithProperties(e->ctx, e->dev, NULL, &err);
-    if (err != CL_SUCCESS)
-        return -1;
-    if (moecl_programs_build(e->ctx, e->dev, act, 0, fmts, n_fmts, &e->progs) != MOECL_OK) {
-        printf("  build: %s\n", moecl_last_error());
-        return -1;
-    }
-    if (moecl_kernels_create(&e->progs, &e->k) != MOECL_OK)
-        return -1;
-    return 0;
-}
-
-static void kenv_close(struct kenv *e) {
-    moecl_kernels_free(&e->k);
-    moecl_programs_free(&e->progs);
-    if (e->q)
-        clReleaseCommandQueue(e->q);
-    if (e->ctx)
-        clReleaseContext(e->ctx);
-}
 
 static cl_mem buf_in(struct kenv *e, const void *p, size_t n) {
     cl_int err;

@@ -9,62 +9,18 @@
  * norm sums run over at most a few hundred terms: n * 2^-24 relative is below 1e-5 too. */
 #include "test.h"
 
-#include "kernels.h"
-#include "model_internal.h"
+#include "kernel_env.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-struct oenv {
-    cl_context ctx;
-    cl_device_id dev;
-    cl_command_queue q;
-    struct moecl_programs progs;
-    struct moecl_kernels k;
-};
-
-static int oenv_open(struct oenv *e, int act, const struct moecl_qformat *fmts, int n_fmts) {
-    struct moecl_cl_device *devs = NULL;
-    int n = 0;
-    memset(e, 0, sizeof *e);
-    if (moecl_cl_devices_enumerate(&devs, &n) != MOECL_OK || n == 0)
-        return -1;
-    cl_int err;
-    /* $MOECL_TEST_DEVICE picks another device by index (e.g. a GPU) */
-    const char *want = getenv("MOECL_TEST_DEVICE");
-    int di = want ? atoi(want) : 0;
-    e->dev = devs[di >= 0 && di < n ? di : 0].device;
-    free(devs);
-    e->ctx = clCreateContext(NULL, 1, &e->dev, NULL, NULL, &err);
-    if (err != CL_SUCCESS)
-        return -1;
-    e->q = clCreateCommandQueueWithProperties(e->ctx, e->dev, NULL, &err);
-    if (err != CL_SUCCESS)
-        return -1;
-    if (moecl_programs_build(e->ctx, e->dev, act, 0, fmts, n_fmts, &e->progs) != MOECL_OK ||
-        moecl_kernels_create(&e->progs, &e->k) != MOECL_OK) {
-        printf("  build: %s\n", moecl_last_error());
-        return -1;
-    }
-    return 0;
-}
-
-static void oenv_close(struct oenv *e) {
-    moecl_kernels_free(&e->k);
-    moecl_programs_free(&e->progs);
-    if (e->q)
-        clReleaseCommandQueue(e->q);
-    if (e->ctx)
-        clReleaseContext(e->ctx);
-}
-
-static cl_mem mk(struct oenv *e, const void *p, size_t n) {
+static cl_mem mk(struct kenv *e, const void *p, size_t n) {
     cl_int err;
     return clCreateBuffer(e->ctx, CL_MEM_READ_WRITE | (p ? CL_MEM_COPY_HOST_PTR : 0), n ? n : 4,
                           (void *)(uintptr_t)p, &err);
 }
 
-static void rd(struct oenv *e, cl_mem m, void *p, size_t n) {
+static void rd(struct kenv *e, cl_mem m, void *p, size_t n) {
     clEnqueueReadBuffer(e->q, m, CL_TRUE, 0, n, p, 0, NULL, NULL);
 }
 
@@ -82,8 +38,8 @@ static float *randv(size_t n, uint64_t *st, float scale) {
 /* ------------------------------------------------------------------ rmsnorm */
 
 TEST(kernel_rmsnorm_rows) {
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
     uint64_t st = 1;
     int rows = 3, n = 300;
     float *x = randv((size_t)rows * n, &st, 4.0f), *w = randv((size_t)n, &st, 2.0f);
@@ -109,7 +65,7 @@ TEST(kernel_rmsnorm_rows) {
     free(x);
     free(w);
     free(y);
-    oenv_close(&e);
+    kenv_close(&e);
 }
 
 /* ------------------------------------------------------------------ rope */
@@ -143,8 +99,8 @@ TEST(kernel_rope_yarn_freqs_match_spec) {
 
 /* Positions 4090..4101 straddle the original context (4096): the interpolated range. */
 TEST(kernel_rope_past_4096) {
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
     uint64_t st = 2;
     int T = 12, H = 3, D = 64, pos0 = 4090;
     float inv[32];
@@ -175,7 +131,7 @@ TEST(kernel_rope_past_4096) {
     clReleaseMemObject(fm);
     free(x);
     free(y);
-    oenv_close(&e);
+    kenv_close(&e);
 }
 
 /* ------------------------------------------------------------------ attention */
@@ -210,7 +166,7 @@ static void ref_attn(const float *q, const float *K, const float *V, double sink
 
 /* One chunk of n queries at pos0 against a ring of `cap` slots holding the previous positions,
  * window `win` (0 = causal only); GQA 4 query heads on 2 kv heads. Returns bad outputs. */
-static int attn_case(struct oenv *e, int pos0, int n, int cap, int win, uint64_t seed) {
+static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t seed) {
     int H = 4, KVH = 2, D = 16, total = pos0 + n;
     uint64_t st = seed;
     float *Kall = randv((size_t)total * KVH * D, &st, 1.0f);
@@ -276,8 +232,8 @@ static int attn_case(struct oenv *e, int pos0, int n, int cap, int win, uint64_t
 }
 
 TEST(kernel_attention_sliding_window_boundary) {
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
     /* window 8, ring of 8: chunk of 7 at positions 5..11 crosses the window edge (keys from
      * the ring wrap around); a chunk longer than the window; decode right at the edge */
     CHECK_EQ(attn_case(&e, 5, 7, 8, 8, 1), 0);
@@ -287,12 +243,12 @@ TEST(kernel_attention_sliding_window_boundary) {
     /* full attention: ring holds the whole context */
     CHECK_EQ(attn_case(&e, 30, 5, 64, 0, 5), 0);
     CHECK_EQ(attn_case(&e, 0, 1, 64, 0, 6), 0);
-    oenv_close(&e);
+    kenv_close(&e);
 }
 
 TEST(kernel_kv_append_ring) {
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
     int n = 11, cap = 4, W = 3, pos0 = 6;
     float kn[33], vn[33], kr[12], vr[12];
     for (int i = 0; i < n * W; i++) {
@@ -318,14 +274,14 @@ TEST(kernel_kv_append_ring) {
     cl_mem all[] = {a, b, c, d};
     for (int i = 0; i < 4; i++)
         clReleaseMemObject(all[i]);
-    oenv_close(&e);
+    kenv_close(&e);
 }
 
 /* ------------------------------------------------------------------ moe */
 
 TEST(kernel_router_topk_softmax_and_ties) {
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
     float l[2][8] = {{0.1f, 3.0f, -1.0f, 2.0f, 2.5f, 0.0f, 1.0f, -2.0f},
                      {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 0.5f, 1.0f, 0.0f}};
     cl_mem lm = mk(&e, l, sizeof l), im = mk(&e, NULL, 32), wm = mk(&e, NULL, 32);
@@ -351,12 +307,12 @@ TEST(kernel_router_topk_softmax_and_ties) {
     clReleaseMemObject(lm);
     clReleaseMemObject(im);
     clReleaseMemObject(wm);
-    oenv_close(&e);
+    kenv_close(&e);
 }
 
 TEST(kernel_swiglu_clamps) {
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
     enum { N = 200 };
     float g[N], u[N], out[N];
     uint64_t st = 9;
@@ -377,12 +333,12 @@ TEST(kernel_swiglu_clamps) {
     CHECK_EQ(bad, 0);
     clReleaseMemObject(gm);
     clReleaseMemObject(um);
-    oenv_close(&e);
+    kenv_close(&e);
 }
 
 TEST(kernel_moe_combine_residual) {
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
     int T = 3, K = 4, H = 130;
     uint64_t st = 10;
     float *x = randv((size_t)T * H, &st, 1.0f), *y = randv((size_t)T * K * H, &st, 1.0f);
@@ -408,7 +364,7 @@ TEST(kernel_moe_combine_residual) {
     free(y);
     free(w);
     free(out);
-    oenv_close(&e);
+    kenv_close(&e);
 }
 
 /* ------------------------------------------------------------------ embedding, bf16 rounding */
@@ -417,8 +373,8 @@ TEST(kernel_moe_combine_residual) {
  * with a bf16 activation dtype: every value is round(round(s*q) + b), exactly. */
 TEST(kernel_embed_affine3_bf16) {
     struct moecl_qformat f = {MOECL_QMODE_AFFINE, 3, 32, MOECL_DTYPE_BF16};
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_BF16, &f, 1) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_BF16, &f, 1) == 0);
     int V = 5, C = 64, G = C / 32;
     size_t row = (size_t)C * 3 / 8;
     uint8_t w[5 * 24];
@@ -487,13 +443,13 @@ TEST(kernel_embed_affine3_bf16) {
     clReleaseMemObject(dw.bmem);
     clReleaseMemObject(tm);
     clReleaseMemObject(ym);
-    oenv_close(&e);
+    kenv_close(&e);
 }
 
 /* The residual add in a bf16 program: round-to-nearest-even on the float bits, ties to even. */
 TEST(kernel_bf16_rounding_ties_to_even) {
-    struct oenv e;
-    REQUIRE(oenv_open(&e, MOECL_ACT_BF16, NULL, 0) == 0);
+    struct kenv e;
+    REQUIRE(kenv_open(&e, MOECL_ACT_BF16, NULL, 0) == 0);
     /* 1 + 2^-8 is halfway between bf16 1 and 1+2^-7: ties to even -> 1.0;
      * 1 + 3*2^-8 is halfway between 1+2^-7 and 1+2^-6: ties to even -> 1+2^-6 */
     float x[4] = {1.0f, 1.0f, 1.0f, -1.0f};
@@ -507,5 +463,5 @@ TEST(kernel_bf16_rounding_ties_to_even) {
     CHECK(x[3] == -1.0078125f);
     clReleaseMemObject(xm);
     clReleaseMemObject(ym);
-    oenv_close(&e);
+    kenv_close(&e);
 }
