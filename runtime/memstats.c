@@ -35,3 +35,25 @@ enum moecl_status moecl_context_memory(const struct moecl_context *ctx,
     stats_out->device_bytes = stats_out->weight_bytes + ctx->kv_bytes + ctx->act_bytes;
     return MOECL_OK;
 }
+
+static const char *const mem_class_names[MOECL_MEM_N_CLASSES][2] = {
+    [MOECL_MEM_ATTN_WEIGHTS] = {"attention weights", "attn"},
+    [MOECL_MEM_EXPERT_WEIGHTS] = {"expert weights", "experts"},
+    [MOECL_MEM_EMBED] = {"embeddings", "embed"},
+    [MOECL_MEM_LM_HEAD] = {"lm_head", "lm_head"},
+    [MOECL_MEM_ROUTER] = {"router", "router"},
+    [MOECL_MEM_NORMS_BIASES] = {"norms and biases", "norms"},
+    [MOECL_MEM_KV_FULL] = {"KV cache (full layers)", "kv_full"},
+    [MOECL_MEM_KV_SLIDING] = {"KV cache (sliding layers)", "kv_sliding"},
+    [MOECL_MEM_ACTIVATIONS] = {"activations", "act"},
+    [MOECL_MEM_SCRATCH] = {"scratch", "scratch"},
+    [MOECL_MEM_PROGRAMS] = {"program binaries", "programs"},
+};
+
+const char *moecl_mem_class_name(enum moecl_mem_class c) {
+    return (unsigned)c < MOECL_MEM_N_CLASSES ? mem_class_names[c][0] : "?";
+}
+
+const char *moecl_mem_class_id(enum moecl_mem_class c) {
+    return (unsigned)c < MOECL_MEM_N_CLASSES ? mem_class_names[c][1] : "?";
+}

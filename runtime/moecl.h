@@ -514,6 +514,30 @@ MOECL_WUR enum moecl_status moecl_default_model_path(char *buf, size_t n, int *c
 
 /* ------------------------------------------------------------------ memory statistics */
 
+/* What a byte of memory is for: the classes of the memory plan (footprint) and of the unified
+ * memory manager's measured accounting; both count with these and only these. */
+enum moecl_mem_class {
+    MOECL_MEM_ATTN_WEIGHTS,   /* q, k, v, o projections (packed weights, scales, biases) */
+    MOECL_MEM_EXPERT_WEIGHTS, /* gate, up, down of every expert (packed, scales, biases) */
+    MOECL_MEM_EMBED,          /* token embedding */
+    MOECL_MEM_LM_HEAD,        /* output projection */
+    MOECL_MEM_ROUTER,         /* router weights */
+    MOECL_MEM_NORMS_BIASES,   /* rms norms, attention sinks, linear biases */
+    MOECL_MEM_KV_FULL,        /* KV cache of full-attention layers */
+    MOECL_MEM_KV_SLIDING,     /* KV cache of sliding-window layers */
+    MOECL_MEM_ACTIVATIONS,    /* per-step activation buffers */
+    MOECL_MEM_SCRATCH,        /* hand-off staging, logits, tables */
+    MOECL_MEM_PROGRAMS,       /* compiled program binaries */
+    MOECL_MEM_N_CLASSES
+};
+
+/* "attention weights", "expert weights", ... ("?" for a value out of range). */
+const char *moecl_mem_class_name(enum moecl_mem_class c);
+/* A short identifier for tables and JSON: "attn", "experts", "embed", "lm_head", "router",
+ * "norms", "kv_full", "kv_sliding", "act", "scratch", "programs". */
+const char *moecl_mem_class_id(enum moecl_mem_class c);
+
+
 struct moecl_memory_stats {
     uint64_t host_peak_rss_bytes; /* the process's peak resident set (getrusage) */
     uint64_t device_bytes;        /* weight_bytes + kv_bytes + act_bytes */
