@@ -51,7 +51,10 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
     if (c->chunk > n_ctx && !c->max_kv_size)
         c->chunk = n_ctx;
     cl_int err;
-    c->queue = clCreateCommandQueueWithProperties(model->cl_ctx, model->device.device, NULL, &err);
+    /* profiling-enabled, so that moecl_context_set_profile can time launches */
+    cl_queue_properties qprops[] = {CL_QUEUE_PROPERTIES, CL_QUEUE_PROFILING_ENABLE, 0};
+    c->queue =
+        clCreateCommandQueueWithProperties(model->cl_ctx, model->device.device, qprops, &err);
     MOECL_CL_CHECK(err, "clCreateCommandQueueWithProperties");
     MOECL_TRY(moecl_kernels_create(&model->programs, &c->kernels));
 
@@ -121,6 +124,7 @@ void moecl_context_release(struct moecl_context *c) {
     }
     free(c->layers);
     free(c->host_logits);
+    moecl_prof_free(c->kernels.prof);
     moecl_kernels_free(&c->kernels);
     if (c->queue)
         clReleaseCommandQueue(c->queue);
@@ -302,6 +306,7 @@ static enum moecl_status eval_impl(struct moecl_context *c, const int32_t *token
         done += (int)step;
     }
     c->have_logits = 1;
+    MOECL_TRY(moecl_prof_collect(c->kernels.prof));
 cleanup:
     if (status != MOECL_OK)
         clFinish(c->queue); /* no pending command may still read the caller's tokens */
