@@ -57,11 +57,10 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
         shape.all_logits = options->all_logits != 0;
         shape.kv_type = options->kv_type;
     }
-    if (shape.kv_type != MOECL_KV_F32) {
-        status = moecl_error_set(
-            shape.kv_type == MOECL_KV_F16 ? MOECL_ERR_UNSUPPORTED : MOECL_ERR_INVALID_ARG,
-            "moecl_context_create: KV type %d (%s)", (int)shape.kv_type,
-            shape.kv_type == MOECL_KV_F16 ? "f16 is not implemented yet" : "expected f32 or f16");
+    if (shape.kv_type != MOECL_KV_F32 && shape.kv_type != MOECL_KV_F16) {
+        status = moecl_error_set(MOECL_ERR_INVALID_ARG,
+                                 "moecl_context_create: KV type %d (expected f32 or f16)",
+                                 (int)shape.kv_type);
         goto cleanup;
     }
     c->chunk = moecl_memplan_chunk(&shape);
@@ -221,16 +220,20 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
         a.cache_cap = L->cap;
         a.sinks_dt = (uint32_t)D->sinks.dt;
         a.scale = 1.0f / sqrtf((float)hd);
+        a.kv_f16 = c->kv_type == MOECL_KV_F16;
         MOECL_TRY(moecl_launch_attn(q, k, c->q, c->k, c->v, L->k, L->v, D->sinks.mem, &a, c->attn));
-        MOECL_TRY(moecl_launch_kv_append(q, k, c->k, c->v, L->k, L->v, n, pos0, L->cap, KW));
+        MOECL_TRY(moecl_launch_kv_append(q, k, c->k, c->v, L->k, L->v, n, pos0, L->cap, KW,
+                                         c->kv_type == MOECL_KV_F16));
         if (l == dump_layer) {
             dump_buffer(c, "l0_xn", c->xn, (size_t)n * H);
             dump_buffer(c, "l0_q", c->q, (size_t)n * QW);
             dump_buffer(c, "l0_k", c->k, (size_t)n * KW);
             dump_buffer(c, "l0_v", c->v, (size_t)n * KW);
             dump_buffer(c, "l0_attn", c->attn, (size_t)n * QW);
-            dump_buffer(c, "l0_kring", L->k, (size_t)L->cap * KW);
-            dump_buffer(c, "l0_vring", L->v, (size_t)L->cap * KW);
+            if (c->kv_type == MOECL_KV_F32) {
+                dump_buffer(c, "l0_kring", L->k, (size_t)L->cap * KW);
+                dump_buffer(c, "l0_vring", L->v, (size_t)L->cap * KW);
+            }
         }
         /* o_proj (+bias) -> residual */
         MOECL_TRY(moecl_launch_matmul(q, k, &D->o, c->attn, 0, QW, 1, NULL, c->tmp, H, n,

@@ -22,7 +22,9 @@ struct gen_opts {
     int seed_given;
     enum moecl_reasoning_effort effort;
     int show_reasoning;
-    int color; /* 1: dim the analysis channel (stdout is a terminal) */
+    int color;                  /* 1: dim the analysis channel (stdout is a terminal) */
+    enum moecl_kv_type kv_type; /* --kv-type */
+    int max_kv_size;            /* --max-kv-size (0: off) */
 };
 
 /* Parses one of the model/device/context options that every command loading a model shares
