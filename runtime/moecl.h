@@ -537,7 +537,6 @@ const char *moecl_mem_class_name(enum moecl_mem_class c);
  * "norms", "kv_full", "kv_sliding", "act", "scratch", "programs". */
 const char *moecl_mem_class_id(enum moecl_mem_class c);
 
-
 struct moecl_memory_stats {
     uint64_t host_peak_rss_bytes; /* the process's peak resident set (getrusage) */
     uint64_t device_bytes;        /* weight_bytes + kv_bytes + act_bytes */
