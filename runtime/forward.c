@@ -7,6 +7,8 @@
  * never needs to hold more than the window. */
 #include "model_internal.h"
 
+#include "memplan.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,38 +47,55 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
     c->model = model;
     c->n_ctx = n_ctx;
-    c->chunk = options && options->prefill_chunk > 0 ? options->prefill_chunk : 512;
-    c->max_kv_size = options && options->max_kv_size > 0 ? options->max_kv_size : 0;
-    c->all_logits = options ? options->all_logits != 0 : 0;
-    if (c->chunk > n_ctx && !c->max_kv_size)
-        c->chunk = n_ctx;
+    /* Every size below comes from the memory plan (scheduler/memplan.h), so `moecl footprint`
+     * and the unified-memory manager count exactly what is allocated here. */
+    struct moecl_memplan_ctx shape;
+    moecl_memplan_ctx_init(&shape, n_ctx);
+    if (options) {
+        shape.prefill_chunk = options->prefill_chunk;
+        shape.max_kv_size = options->max_kv_size > 0 ? options->max_kv_size : 0;
+        shape.all_logits = options->all_logits != 0;
+        shape.kv_type = options->kv_type;
+    }
+    if (shape.kv_type != MOECL_KV_F32) {
+        status = moecl_error_set(
+            shape.kv_type == MOECL_KV_F16 ? MOECL_ERR_UNSUPPORTED : MOECL_ERR_INVALID_ARG,
+            "moecl_context_create: KV type %d (%s)", (int)shape.kv_type,
+            shape.kv_type == MOECL_KV_F16 ? "f16 is not implemented yet" : "expected f32 or f16");
+        goto cleanup;
+    }
+    c->chunk = moecl_memplan_chunk(&shape);
+    c->max_kv_size = shape.max_kv_size;
+    c->all_logits = shape.all_logits;
+    c->kv_type = shape.kv_type;
     cl_int err;
     c->queue = clCreateCommandQueueWithProperties(model->cl_ctx, model->device.device, NULL, &err);
     MOECL_CL_CHECK(err, "clCreateCommandQueueWithProperties");
     MOECL_TRY(moecl_kernels_create(&model->programs, &c->kernels));
 
-    size_t C = (size_t)c->chunk, H = (size_t)cfg->hidden_size;
-    size_t QW = (size_t)cfg->n_heads * (size_t)cfg->head_dim;
-    size_t KW = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
-    size_t K = (size_t)cfg->n_experts_per_tok, I = (size_t)cfg->intermediate_size;
-    size_t V = (size_t)cfg->vocab_size, F = sizeof(float);
     cl_context cl = model->cl_ctx;
-    MOECL_TRY(make_buffer(cl, C * sizeof(int32_t), &c->tokens, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * H * F, &c->x, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * H * F, &c->xn, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * QW * F, &c->q, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * KW * F, &c->k, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * KW * F, &c->v, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * QW * F, &c->attn, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * H * F, &c->tmp, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * (size_t)cfg->n_experts * F, &c->rlogits, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * sizeof(int32_t), &c->ids, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * F, &c->wts, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * I * F, &c->gate, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * I * F, &c->up, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * H * F, &c->down, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, (c->all_logits ? C : 1) * V * F, &c->logits, &c->act_bytes));
-    c->host_logits = malloc(V * F);
+    cl_mem *step_bufs[MOECL_BUF_COUNT] = {
+        [MOECL_BUF_TOKENS] = &c->tokens,
+        [MOECL_BUF_X] = &c->x,
+        [MOECL_BUF_XN] = &c->xn,
+        [MOECL_BUF_Q] = &c->q,
+        [MOECL_BUF_K] = &c->k,
+        [MOECL_BUF_V] = &c->v,
+        [MOECL_BUF_ATTN] = &c->attn,
+        [MOECL_BUF_TMP] = &c->tmp,
+        [MOECL_BUF_RLOGITS] = &c->rlogits,
+        [MOECL_BUF_IDS] = &c->ids,
+        [MOECL_BUF_WTS] = &c->wts,
+        [MOECL_BUF_GATE] = &c->gate,
+        [MOECL_BUF_UP] = &c->up,
+        [MOECL_BUF_DOWN] = &c->down,
+        [MOECL_BUF_LOGITS] = &c->logits,
+    };
+    for (int b = 0; b < MOECL_BUF_COUNT; b++)
+        MOECL_TRY(make_buffer(cl,
+                              moecl_memplan_buf_bytes(cfg, (enum moecl_memplan_buf)b, &shape, NULL),
+                              step_bufs[b], &c->act_bytes));
+    c->host_logits = malloc((size_t)cfg->vocab_size * sizeof(float));
     c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
     if (!c->host_logits || !c->layers) {
         status = moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
@@ -84,15 +103,12 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
     }
     for (int l = 0; l < cfg->n_layers; l++) {
         struct moecl_ctx_layer *L = &c->layers[l];
-        if (cfg->layer_sliding[l]) {
-            L->window = (uint32_t)cfg->sliding_window;
-            L->cap = L->window;
-        } else {
-            L->window = (uint32_t)c->max_kv_size;
-            L->cap = c->max_kv_size ? (uint32_t)c->max_kv_size : (uint32_t)n_ctx;
-        }
-        MOECL_TRY(make_buffer(cl, L->cap * KW * F, &L->k, &c->kv_bytes));
-        MOECL_TRY(make_buffer(cl, L->cap * KW * F, &L->v, &c->kv_bytes));
+        L->window =
+            cfg->layer_sliding[l] ? (uint32_t)cfg->sliding_window : (uint32_t)c->max_kv_size;
+        L->cap = moecl_memplan_kv_cap(cfg, l, &shape);
+        uint64_t kv = moecl_memplan_kv_buffer_bytes(cfg, l, &shape);
+        MOECL_TRY(make_buffer(cl, kv, &L->k, &c->kv_bytes));
+        MOECL_TRY(make_buffer(cl, kv, &L->v, &c->kv_bytes));
     }
     *ctx_out = c;
     c = NULL;

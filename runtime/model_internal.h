@@ -50,6 +50,7 @@ struct moecl_context {
     cl_command_queue queue;
     struct moecl_kernels kernels;
     int n_ctx, chunk, max_kv_size, all_logits;
+    enum moecl_kv_type kv_type;
     int n_past;
     int have_logits;
     /* Activations, [chunk] rows each. */

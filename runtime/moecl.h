@@ -455,6 +455,19 @@ int moecl_model_vocab_size(const struct moecl_model *model);
 /* The device the model runs on (a pointer into the model, valid until its release). */
 const struct moecl_device_info *moecl_model_device(const struct moecl_model *model);
 
+/* How the KV cache stores keys and values: float32, or float16 (half the bytes; stored with
+ * vstore_half and read with vload_half, all arithmetic stays float32). */
+enum moecl_kv_type {
+    MOECL_KV_F32 = 0,
+    MOECL_KV_F16 = 1,
+};
+
+/* Bytes per KV element (4 or 2); "f32" or "f16" ("?" out of range); parse "f32"/"f16"
+ * (also "float32"/"float16"), INVALID_ARG naming the text otherwise. */
+size_t moecl_kv_type_size(enum moecl_kv_type t);
+const char *moecl_kv_type_name(enum moecl_kv_type t);
+MOECL_WUR enum moecl_status moecl_kv_type_parse(const char *text, enum moecl_kv_type *type_out);
+
 struct moecl_context_options {
     int prefill_chunk; /* tokens per prefill step; <= 0: 512 */
     /* > 0: full-attention layers keep only the last max_kv_size positions in a ring, like
@@ -463,6 +476,8 @@ struct moecl_context_options {
     /* 1: keep logits of every position of a step (needed by moecl_context_eval_all; costs
      * prefill_chunk * vocab floats of device memory); 0: only the last position's. */
     int all_logits;
+    /* Storage of the KV cache (default MOECL_KV_F32). */
+    enum moecl_kv_type kv_type;
 };
 
 /* An evaluation state on a model: the KV cache (full-attention layers hold n_ctx positions,
