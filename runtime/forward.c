@@ -7,6 +7,8 @@
  * never needs to hold more than the window. */
 #include "model_internal.h"
 
+#include "memplan.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,11 +50,31 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
     c->model = model;
     c->n_ctx = n_ctx;
-    c->chunk = options && options->prefill_chunk > 0 ? options->prefill_chunk : 512;
-    c->max_kv_size = options && options->max_kv_size > 0 ? options->max_kv_size : 0;
-    c->all_logits = options ? options->all_logits != 0 : 0;
-    if (c->chunk > n_ctx && !c->max_kv_size)
-        c->chunk = n_ctx;
+    /* Every size below comes from the memory plan (scheduler/memplan.h), so `moecl footprint`
+     * and the unified-memory manager count exactly what is allocated here. */
+    struct moecl_memplan_ctx shape;
+    moecl_memplan_ctx_init(&shape, n_ctx);
+    if (options) {
+        shape.prefill_chunk = options->prefill_chunk;
+        shape.max_kv_size = options->max_kv_size > 0 ? options->max_kv_size : 0;
+        shape.all_logits = options->all_logits != 0;
+        shape.kv_type = options->kv_type;
+    }
+    if (shape.kv_type != MOECL_KV_F32) {
+        status = moecl_error_set(
+            shape.kv_type == MOECL_KV_F16 ? MOECL_ERR_UNSUPPORTED : MOECL_ERR_INVALID_ARG,
+            "moecl_context_create: KV type %d (%s)", (int)shape.kv_type,
+            shape.kv_type == MOECL_KV_F16 ? "f16 is not implemented yet" : "expected f32 or f16");
+        goto cleanup;
+    }
+    c->chunk = moecl_memplan_chunk(&shape);
+    c->max_kv_size = shape.max_kv_size;
+    c->all_logits = shape.all_logits;
+    c->kv_type = shape.kv_type;
+    /* Refused before allocating when the plan does not fit its devices. */
+    MOECL_TRY(moecl_memplan_build(&model->plan_model, &model->gplace, model->infos, model->n_infos,
+                                  &shape, 0, &c->plan));
+    MOECL_TRY(moecl_memplan_check(&c->plan));
     cl_int err;
     for (int i = 0; i < model->n_devs; i++) {
         const struct moecl_mdev *d = &model->devs[i];
@@ -61,38 +83,43 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
         MOECL_TRY(moecl_kernels_create(&d->programs, &c->devs[i].kernels));
     }
 
-    size_t C = (size_t)c->chunk, H = (size_t)cfg->hidden_size;
-    size_t QW = (size_t)cfg->n_heads * (size_t)cfg->head_dim;
-    size_t KW = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
-    size_t K = (size_t)cfg->n_experts_per_tok, I = (size_t)cfg->intermediate_size;
-    size_t V = (size_t)cfg->vocab_size, F = sizeof(float);
     struct moecl_umem *um = model->umem;
     struct masks mk = masks_of(model);
     /* Hand-off buffers need a host copy when a hand-off crosses contexts. */
     int host = model->plan.n_handoffs[MOECL_HANDOFF_HOST] > 0;
-#define BUF(field, cls, bytes, mask, h)                                                            \
-    MOECL_TRY(moecl_umem_buffer_create(um, #field, cls, bytes, mask, h, &c->field));               \
-    c->act_bytes += (bytes);
-    BUF(tokens, MOECL_MEM_SCRATCH, C * sizeof(int32_t), mk.embed, 0)
-    BUF(x, MOECL_MEM_ACTIVATIONS, C * H * F, mk.embed | mk.attn | mk.head, host)
-    BUF(xn, MOECL_MEM_ACTIVATIONS, C * H * F, mk.attn | mk.experts | mk.head, host)
-    BUF(q, MOECL_MEM_ACTIVATIONS, C * QW * F, mk.attn, 0)
-    BUF(k, MOECL_MEM_ACTIVATIONS, C * KW * F, mk.attn, 0)
-    BUF(v, MOECL_MEM_ACTIVATIONS, C * KW * F, mk.attn, 0)
-    BUF(attn, MOECL_MEM_ACTIVATIONS, C * QW * F, mk.attn, 0)
-    BUF(tmp, MOECL_MEM_ACTIVATIONS, C * H * F, mk.attn, 0)
-    BUF(rlogits, MOECL_MEM_ACTIVATIONS, C * (size_t)cfg->n_experts * F, mk.attn, 0)
-    BUF(ids, MOECL_MEM_ACTIVATIONS, C * K * sizeof(int32_t), mk.attn | mk.experts, host)
-    BUF(wts, MOECL_MEM_ACTIVATIONS, C * K * F, mk.attn | mk.experts, host)
-    BUF(gate, MOECL_MEM_ACTIVATIONS, C * K * I * F, mk.experts, 0)
-    BUF(up, MOECL_MEM_ACTIVATIONS, C * K * I * F, mk.experts, 0)
-    BUF(down, MOECL_MEM_ACTIVATIONS, C * K * H * F, mk.experts, 0)
-    if (mk.split) {
-        BUF(moe_out, MOECL_MEM_ACTIVATIONS, C * H * F, mk.attn | mk.experts, host)
+    unsigned split_mask = mk.split ? mk.experts : 0; /* tmp carries the experts' sum back */
+    static const char *const names[MOECL_BUF_COUNT] = {
+        "tokens",  "x",   "xn",  "q",    "k",  "v",    "attn",  "tmp",
+        "rlogits", "ids", "wts", "gate", "up", "down", "logits"};
+    struct {
+        struct moecl_ubuf **field;
+        unsigned mask;
+        int host;
+    } step_bufs[MOECL_BUF_COUNT] = {
+        [MOECL_BUF_TOKENS] = {&c->tokens, mk.embed, 0},
+        [MOECL_BUF_X] = {&c->x, mk.embed | mk.attn | mk.head, host},
+        [MOECL_BUF_XN] = {&c->xn, mk.attn | mk.experts | mk.head, host},
+        [MOECL_BUF_Q] = {&c->q, mk.attn, 0},
+        [MOECL_BUF_K] = {&c->k, mk.attn, 0},
+        [MOECL_BUF_V] = {&c->v, mk.attn, 0},
+        [MOECL_BUF_ATTN] = {&c->attn, mk.attn, 0},
+        [MOECL_BUF_TMP] = {&c->tmp, mk.attn | split_mask, host},
+        [MOECL_BUF_RLOGITS] = {&c->rlogits, mk.attn, 0},
+        [MOECL_BUF_IDS] = {&c->ids, mk.attn | mk.experts, host},
+        [MOECL_BUF_WTS] = {&c->wts, mk.attn | mk.experts, host},
+        [MOECL_BUF_GATE] = {&c->gate, mk.experts, 0},
+        [MOECL_BUF_UP] = {&c->up, mk.experts, 0},
+        [MOECL_BUF_DOWN] = {&c->down, mk.experts, 0},
+        [MOECL_BUF_LOGITS] = {&c->logits, mk.head, 0},
+    };
+    for (int b = 0; b < MOECL_BUF_COUNT; b++) {
+        enum moecl_mem_class cls;
+        uint64_t n_bytes = moecl_memplan_buf_bytes(cfg, (enum moecl_memplan_buf)b, &shape, &cls);
+        MOECL_TRY(moecl_umem_buffer_create(um, names[b], cls, n_bytes, step_bufs[b].mask,
+                                           step_bufs[b].host, step_bufs[b].field));
+        c->act_bytes += n_bytes;
     }
-    BUF(logits, MOECL_MEM_SCRATCH, (c->all_logits ? C : 1) * V * F, mk.head, 0)
-#undef BUF
-    c->host_logits = malloc(V * F);
+    c->host_logits = malloc((size_t)cfg->vocab_size * sizeof(float));
     c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
     if (!c->host_logits || !c->layers) {
         status = moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
@@ -100,20 +127,15 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
     }
     for (int l = 0; l < cfg->n_layers; l++) {
         struct moecl_ctx_layer *L = &c->layers[l];
-        enum moecl_mem_class cls = MOECL_MEM_KV_FULL;
-        if (cfg->layer_sliding[l]) {
-            L->window = (uint32_t)cfg->sliding_window;
-            L->cap = L->window;
-            cls = MOECL_MEM_KV_SLIDING;
-        } else {
-            L->window = (uint32_t)c->max_kv_size;
-            L->cap = c->max_kv_size ? (uint32_t)c->max_kv_size : (uint32_t)n_ctx;
-        }
+        L->window =
+            cfg->layer_sliding[l] ? (uint32_t)cfg->sliding_window : (uint32_t)c->max_kv_size;
+        L->cap = moecl_memplan_kv_cap(cfg, l, &shape);
+        uint64_t kv = moecl_memplan_kv_buffer_bytes(cfg, l, &shape);
+        enum moecl_mem_class cls = cfg->layer_sliding[l] ? MOECL_MEM_KV_SLIDING : MOECL_MEM_KV_FULL;
         unsigned mask = 1u << model->place.attn[l];
-        size_t n_bytes = L->cap * KW * F;
-        MOECL_TRY(moecl_umem_buffer_create(um, "k cache", cls, n_bytes, mask, 0, &L->k));
-        MOECL_TRY(moecl_umem_buffer_create(um, "v cache", cls, n_bytes, mask, 0, &L->v));
-        c->kv_bytes += 2 * n_bytes;
+        MOECL_TRY(moecl_umem_buffer_create(um, "k cache", cls, kv, mask, 0, &L->k));
+        MOECL_TRY(moecl_umem_buffer_create(um, "v cache", cls, kv, mask, 0, &L->v));
+        c->kv_bytes += 2 * kv;
     }
     *ctx_out = c;
     c = NULL;
@@ -133,9 +155,9 @@ void moecl_context_release(struct moecl_context *c) {
         return;
     finish_all(c);
     struct moecl_umem *um = c->model ? c->model->umem : NULL;
-    struct moecl_ubuf **bufs[] = {&c->tokens, &c->x,    &c->xn,      &c->q,     &c->k,   &c->v,
-                                  &c->attn,   &c->tmp,  &c->rlogits, &c->ids,   &c->wts, &c->gate,
-                                  &c->up,     &c->down, &c->moe_out, &c->logits};
+    struct moecl_ubuf **bufs[] = {&c->tokens, &c->x,    &c->xn,  &c->q,       &c->k,
+                                  &c->v,      &c->attn, &c->tmp, &c->rlogits, &c->ids,
+                                  &c->wts,    &c->gate, &c->up,  &c->down,    &c->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         moecl_umem_buffer_free(um, *bufs[i]);
     if (c->layers && c->model) {
@@ -293,7 +315,7 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
             XN = mems[0];
             IDS = mems[1];
             WTS = mems[2];
-            MOECL_TRY(moecl_umem_acquire(um, &c->moe_out, 1, e, qe, MOECL_UMEM_WRITE, &SUM));
+            MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, e, qe, MOECL_UMEM_WRITE, &SUM));
             float zero = 0.0f;
             MOECL_CL_CALL(clEnqueueFillBuffer(qe, SUM, &zero, sizeof zero, 0, xb, 0, NULL, NULL));
         }
@@ -321,8 +343,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
          * adds it (round(x + round(s)): the same arithmetic as the combine kernel). */
         MOECL_TRY(moecl_launch_moe_combine(qe, ke, SUM, DN, WTS, n, H, K));
         if (e != a) {
-            moecl_umem_release(um, c->moe_out, e, qe, xb);
-            MOECL_TRY(moecl_umem_acquire(um, &c->moe_out, 1, a, q, MOECL_UMEM_READ, &SUM));
+            moecl_umem_release(um, c->tmp, e, qe, xb);
+            MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, a, q, MOECL_UMEM_READ, &SUM));
             MOECL_TRY(moecl_launch_add(q, k, X, SUM, n * H));
         }
         moecl_umem_release(um, c->x, a, q, xb);

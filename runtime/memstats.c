@@ -99,8 +99,11 @@ enum moecl_status moecl_context_memory_report(const struct moecl_context *ctx,
         o->weight_pieces = moecl_umem_weight_pieces(m->umem, d);
         o->global_mem_bytes = md->cl.info.global_mem_bytes;
         o->max_alloc_bytes = moecl_umem_max_alloc(m->umem, d);
-        for (int c = 0; c < MOECL_MEM_N_CLASSES; c++)
+        const struct moecl_memplan_device *pd = moecl_memplan_find(&ctx->plan, md->cl.info.index);
+        for (int c = 0; c < MOECL_MEM_N_CLASSES; c++) {
             o->measured[c] = moecl_umem_device_bytes(m->umem, d, (enum moecl_mem_class)c);
+            o->planned[c] = pd ? pd->bytes[c] : 0;
+        }
     }
     r->handoffs_per_step[0] = m->plan.n_handoffs[MOECL_HANDOFF_EVENT];
     r->handoffs_per_step[1] = m->plan.n_handoffs[MOECL_HANDOFF_HOST];

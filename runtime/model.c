@@ -288,6 +288,13 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
     }
     for (int i = 0; i < n_all; i++)
         infos[i] = all[i].info;
+    /* The allocation-limit stand-in applies to the plan's view of the devices too. */
+    const char *stand_in = getenv("MOECL_MAX_ALLOC_BYTES");
+    for (int i = 0; stand_in && *stand_in && i < n_all; i++) {
+        uint64_t lim = strtoull(stand_in, NULL, 0);
+        if (lim && lim < infos[i].max_alloc_bytes)
+            infos[i].max_alloc_bytes = lim;
+    }
     MOECL_TRY(make_placement(options, infos, n_all, cfg->n_layers, &gp));
     int used[MOECL_UMEM_MAX_DEVICES];
     m->n_devs = moecl_placement_devices(&gp, used, MOECL_UMEM_MAX_DEVICES);
@@ -322,7 +329,6 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
     }
     MOECL_TRY(moecl_plan_build(&m->place, pdevs, m->n_devs, &m->plan));
 
-    /* Impossible placements are refused here, before a weight byte is read. */
     struct moecl_umem_device_desc descs[MOECL_UMEM_MAX_DEVICES];
     /* $MOECL_WEIGHTS_COPY forces the discrete-device path (mirrors) on any device, so that
      * path is testable on PoCL. */
@@ -334,9 +340,20 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
         descs[i].device = d->cl.device;
         descs[i].name = d->cl.info.name;
         descs[i].zero_copy = d->zero_copy;
-        descs[i].max_alloc = d->cl.info.max_alloc_bytes;
+        descs[i].max_alloc = d->cl.info.max_alloc_bytes; /* the manager applies the stand-in */
         descs[i].global_mem = d->cl.info.global_mem_bytes;
     }
+    /* Impossible placements are refused here, before a weight byte is read: the memory plan
+     * (weights; the context's KV and activations are checked again at context creation)... */
+    MOECL_TRY(moecl_memplan_model_from_ckpt(ck, &m->plan_model));
+    {
+        struct moecl_memplan_ctx shape;
+        struct moecl_memplan plan;
+        moecl_memplan_ctx_init(&shape, 1);
+        MOECL_TRY(moecl_memplan_build(&m->plan_model, &gp, infos, n_all, &shape, 0, &plan));
+        MOECL_TRY(moecl_memplan_check(&plan));
+    }
+    /* ... and the manager's own rule: each tensor within one buffer of its device. */
     MOECL_TRY(moecl_weight_spans(ck, &m->place, &spans, &n_spans));
     {
         /* A manager without contexts yet, for the check alone. */
@@ -403,6 +420,11 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
                                      sizeof(float) * (size_t)(cfg->head_dim / 2), inv_freq, &err);
         MOECL_CL_CHECK(err, "clCreateBuffer(inv_freq)");
     }
+    m->gplace = gp;
+    memset(&gp, 0, sizeof gp);
+    m->infos = infos;
+    m->n_infos = n_all;
+    infos = NULL;
     *model_out = m;
     m = NULL;
 cleanup:
@@ -430,6 +452,9 @@ void moecl_model_release(struct moecl_model *m) {
             clReleaseContext(m->ctxs[s]);
     moecl_plan_free(&m->plan);
     moecl_placement_free(&m->place);
+    moecl_placement_free(&m->gplace);
+    moecl_memplan_model_free(&m->plan_model);
+    free(m->infos);
     free(m->layers);
     moecl_ckpt_close(m->ckpt);
     free(m);

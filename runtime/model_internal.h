@@ -5,6 +5,7 @@
 #include "checkpoint.h"
 #include "cl_util.h"
 #include "kernels.h"
+#include "memplan.h"
 #include "placement.h"
 #include "plan.h"
 #include "umem.h"
@@ -40,6 +41,10 @@ struct moecl_model {
     int n_ctxs;
     cl_context ctxs[MOECL_UMEM_MAX_DEVICES]; /* one per platform (or per device when forced) */
     struct moecl_placement place;            /* device fields are slot indices into devs */
+    struct moecl_placement gplace;           /* the same in discovery indices (infos) */
+    struct moecl_device_info *infos;         /* [n_infos] every discovered device */
+    int n_infos;
+    struct moecl_memplan_model plan_model; /* the checkpoint as the memory plan sees it */
     struct moecl_plan plan;
     char place_desc[512];
     struct moecl_umem *umem;
@@ -79,6 +84,7 @@ struct moecl_context {
     struct moecl_model *model;
     struct moecl_ctx_dev devs[MOECL_UMEM_MAX_DEVICES]; /* per model slot */
     int n_ctx, chunk, max_kv_size, all_logits;
+    enum moecl_kv_type kv_type;
     int n_past;
     int have_logits;
     /* Activations, [chunk] rows each (unified buffers; views on the devices that use them). */
@@ -86,18 +92,18 @@ struct moecl_context {
     struct moecl_ubuf *x, *xn;    /* [chunk][hidden] residual stream, normed */
     struct moecl_ubuf *q, *k, *v; /* [chunk][heads * head_dim], [chunk][kv_heads * head_dim] x2 */
     struct moecl_ubuf *attn;      /* [chunk][heads * head_dim] */
-    struct moecl_ubuf *tmp;       /* [chunk][hidden] */
+    struct moecl_ubuf *tmp;       /* [chunk][hidden] o_proj out; on split layers the experts sum */
     struct moecl_ubuf *rlogits;   /* [chunk][experts] */
     struct moecl_ubuf *ids;       /* [chunk][top_k] int */
     struct moecl_ubuf *wts;       /* [chunk][top_k] */
     struct moecl_ubuf *gate, *up; /* [chunk * top_k][intermediate] */
     struct moecl_ubuf *down;      /* [chunk * top_k][hidden] */
-    struct moecl_ubuf *moe_out;   /* [chunk][hidden] weighted expert sum (split layers only) */
     struct moecl_ubuf *logits;    /* [all_logits ? chunk : 1][vocab] */
     struct moecl_ctx_layer *layers;
     float *host_logits; /* [vocab] */
     size_t kv_bytes, act_bytes;
     uint64_t n_tokens, n_steps; /* evaluated so far (for bytes moved per token) */
+    struct moecl_memplan plan;  /* the memory plan of this context and its model */
     char errmsg[MOECL_ERRMSG_MAX];
 };
 

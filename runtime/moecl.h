@@ -469,6 +469,19 @@ const struct moecl_device_info *moecl_model_device(const struct moecl_model *mod
  * experts[12-23]=pocl:0 lm_head=pocl:0" (the model's string, valid until its release). */
 const char *moecl_model_placement(const struct moecl_model *model);
 
+/* How the KV cache stores keys and values: float32, or float16 (half the bytes; stored with
+ * vstore_half and read with vload_half, all arithmetic stays float32). */
+enum moecl_kv_type {
+    MOECL_KV_F32 = 0,
+    MOECL_KV_F16 = 1,
+};
+
+/* Bytes per KV element (4 or 2); "f32" or "f16" ("?" out of range); parse "f32"/"f16"
+ * (also "float32"/"float16"), INVALID_ARG naming the text otherwise. */
+size_t moecl_kv_type_size(enum moecl_kv_type t);
+const char *moecl_kv_type_name(enum moecl_kv_type t);
+MOECL_WUR enum moecl_status moecl_kv_type_parse(const char *text, enum moecl_kv_type *type_out);
+
 struct moecl_context_options {
     int prefill_chunk; /* tokens per prefill step; <= 0: 512 */
     /* > 0: full-attention layers keep only the last max_kv_size positions in a ring, like
@@ -477,6 +490,8 @@ struct moecl_context_options {
     /* 1: keep logits of every position of a step (needed by moecl_context_eval_all; costs
      * prefill_chunk * vocab floats of device memory); 0: only the last position's. */
     int all_logits;
+    /* Storage of the KV cache (default MOECL_KV_F32). */
+    enum moecl_kv_type kv_type;
 };
 
 /* An evaluation state on a model: the KV cache (full-attention layers hold n_ctx positions,
@@ -562,13 +577,15 @@ struct moecl_memory_stats {
 
 #define MOECL_MAX_DEVICES 8
 
-/* One device's memory, measured by the unified-memory manager: every buffer it made for the
- * device (weight views or mirrors, KV cache, activations, scratch), by class. */
+/* One device's memory by class: measured, every buffer the unified-memory manager made for the
+ * device (weight views or mirrors, KV cache, activations, scratch; weight pieces include their
+ * page alignment); planned, the memory plan's count for the same placement and context. */
 struct moecl_memory_device {
     char name[64];     /* "pocl:0" */
     int zero_copy;     /* 1: weights and activations are views of host memory */
     int weight_pieces; /* weight buffers (pieces cut at max_alloc_bytes) */
     uint64_t measured[MOECL_MEM_N_CLASSES];
+    uint64_t planned[MOECL_MEM_N_CLASSES];      /* the memory plan's (scheduler/memplan.h) */
     uint64_t global_mem_bytes, max_alloc_bytes; /* the device's (max_alloc after any stand-in) */
 };
 

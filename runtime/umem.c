@@ -163,7 +163,6 @@ static int cmp_span(const void *a, const void *b) {
 
 enum moecl_status moecl_umem_weights_check(const struct moecl_umem *um,
                                            const struct moecl_umem_span *spans, int n) {
-    uint64_t mirrored[MOECL_UMEM_MAX_DEVICES] = {0};
     for (int i = 0; i < n; i++) {
         const struct moecl_umem_span *s = &spans[i];
         if (s->device < 0 || s->device >= um->n_devices)
@@ -177,29 +176,6 @@ enum moecl_status moecl_umem_weights_check(const struct moecl_umem *um,
                                    "buffers)",
                                    u->name, s->name, moecl_mem_class_name(s->cls), s->n_bytes,
                                    (unsigned long long)u->d.max_alloc);
-        if (!u->d.zero_copy)
-            mirrored[s->device] += s->n_bytes;
-    }
-    for (int d = 0; d < um->n_devices; d++) {
-        const struct udev *u = &um->dev[d];
-        if (!u->d.zero_copy && u->d.global_mem && mirrored[d] > u->d.global_mem) {
-            /* Name the biggest class placed there. */
-            uint64_t per[MOECL_MEM_N_CLASSES] = {0};
-            for (int i = 0; i < n; i++)
-                if (spans[i].device == d)
-                    per[spans[i].cls] += spans[i].n_bytes;
-            int big = 0;
-            for (int c = 1; c < MOECL_MEM_N_CLASSES; c++)
-                if (per[c] > per[big])
-                    big = c;
-            return moecl_error_set(MOECL_ERR_DEVICE_MEMORY,
-                                   "device %s cannot hold the weights placed on it: %llu bytes "
-                                   "(%s %llu bytes, the largest part) > its %llu bytes of memory",
-                                   u->name, (unsigned long long)mirrored[d],
-                                   moecl_mem_class_name((enum moecl_mem_class)big),
-                                   (unsigned long long)per[big],
-                                   (unsigned long long)u->d.global_mem);
-        }
     }
     return MOECL_OK;
 }

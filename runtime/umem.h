@@ -90,8 +90,8 @@ void moecl_umem_release_all(struct moecl_umem *um);
 uint64_t moecl_umem_max_alloc(const struct moecl_umem *um, int device);
 
 /* Checks that the spans can be placed, touching no weight byte: each span fits its device's
- * allocation limit, and the bytes mirrored on each discrete device fit its global memory.
- * MOECL_ERR_DEVICE_MEMORY names the device, the tensor and the numbers. */
+ * allocation limit. MOECL_ERR_DEVICE_MEMORY names the device, the tensor and the numbers.
+ * (Whether the bytes fit the device is the memory plan's check, scheduler/memplan.h.) */
 MOECL_WUR enum moecl_status moecl_umem_weights_check(const struct moecl_umem *um,
                                                      const struct moecl_umem_span *spans, int n);
 /* Checks (as above), then makes the weight pieces for every device. */

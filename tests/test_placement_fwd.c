@@ -66,7 +66,7 @@ static int run_placement(const char *dir, const char *device, const char *place,
     int V = moecl_model_vocab_size(m);
     r->prefill = malloc((size_t)T * (size_t)V * sizeof(float));
     r->decode = malloc((size_t)T * (size_t)V * sizeof(float));
-    struct moecl_context_options co = {7, 0, 1};
+    struct moecl_context_options co = {7, 0, 1, MOECL_KV_F32};
     int rc = -1;
     if (!r->prefill || !r->decode || moecl_context_create(m, T + 32, &co, &c) != MOECL_OK ||
         moecl_context_eval_all(c, tokens, T, r->prefill) != MOECL_OK) {

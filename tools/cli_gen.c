@@ -12,6 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+const char gen_model_options_help[] =
+    "  --device SPEC          device as `moecl devices` names it (cpu, gpu, pocl:1, 2)\n";
+
 const char gen_options_help[] =
     "  -m, --model DIR        checkpoint folder (default: the built-in default model, made\n"
     "                         on first use; random weights, so its output is noise)\n"
@@ -61,11 +64,9 @@ static int parse_ll(const char *opt, const char *v, long long lo, long long hi, 
     return 0;
 }
 
-int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
+int gen_parse_model_option(struct gen_opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-    double d;
-    long long ll;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         if (!v)
             goto missing;
@@ -74,7 +75,35 @@ int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
         if (!v)
             goto missing;
         o->device = v;
-    } else if (!strcmp(a, "--max-tokens")) {
+    } else {
+        return 0;
+    }
+    (*i)++;
+    return 1;
+missing:
+    fprintf(stderr, "moecl: error: %s needs a value\n", a);
+    return -1;
+}
+
+void gen_model_options(const struct gen_opts *o, struct moecl_model_options *mo) {
+    memset(mo, 0, sizeof *mo);
+    mo->device = o->device;
+}
+
+void gen_context_options(const struct gen_opts *o, struct moecl_context_options *co) {
+    (void)o;
+    memset(co, 0, sizeof *co);
+}
+
+int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    double d;
+    long long ll;
+    int r = gen_parse_model_option(o, argc, argv, i);
+    if (r != 0)
+        return r;
+    if (!strcmp(a, "--max-tokens")) {
         if (parse_ll(a, v, 0, 1 << 20, &ll))
             return -1;
         o->max_tokens = (int)ll;
@@ -148,15 +177,16 @@ int gen_open(struct gen_session *s, const struct gen_opts *o, int n_ctx) {
     if (st != MOECL_OK)
         return moecl_cli_fail("loading the tokenizer", st);
     struct moecl_model_options mo;
-    memset(&mo, 0, sizeof mo);
-    mo.device = o->device;
+    gen_model_options(o, &mo);
     st = moecl_model_load(s->dir, &mo, &s->model);
     if (st != MOECL_OK) {
         gen_close(s);
         return moecl_cli_fail(s->dir, st);
     }
     s->n_ctx = n_ctx;
-    st = n_ctx > 0 ? moecl_context_create(s->model, n_ctx, NULL, &s->ctx) : MOECL_OK;
+    struct moecl_context_options co;
+    gen_context_options(o, &co);
+    st = n_ctx > 0 ? moecl_context_create(s->model, n_ctx, &co, &s->ctx) : MOECL_OK;
     if (st == MOECL_OK) {
         struct moecl_sampler_params sp = o->sampler;
         if (!o->seed_given)

@@ -25,8 +25,20 @@ struct gen_opts {
     int color; /* 1: dim the analysis channel (stdout is a terminal) */
 };
 
-/* Parses one option at argv[*i] shared by generate and chat. Returns 1 if consumed (advancing
- * *i past its value), 0 if not ours, -1 on a bad value (message printed). */
+/* Parses one of the model/device/context options that every command loading a model shares
+ * (-m, --device; placement and KV-cache options belong here too). Returns 1 if consumed
+ * (advancing *i past its value), 0 if not ours, -1 on a bad value (message printed). */
+int gen_parse_model_option(struct gen_opts *o, int argc, char **argv, int *i);
+/* Those options' help text (without -m, whose default differs per command). */
+extern const char gen_model_options_help[];
+/* The model and context options they describe (gen_open uses these; so do commands that load
+ * a model themselves). */
+void gen_model_options(const struct gen_opts *o, struct moecl_model_options *mo);
+void gen_context_options(const struct gen_opts *o, struct moecl_context_options *co);
+
+/* Parses one option at argv[*i] shared by generate and chat (the model options above too). Returns
+ * 1 if consumed (advancing *i past its value), 0 if not ours, -1 on a bad value (message printed).
+ */
 int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i);
 void gen_opts_init(struct gen_opts *o);
 /* The shared options' help text. */
