@@ -60,11 +60,10 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
         shape.all_logits = options->all_logits != 0;
         shape.kv_type = options->kv_type;
     }
-    if (shape.kv_type != MOECL_KV_F32) {
-        status = moecl_error_set(
-            shape.kv_type == MOECL_KV_F16 ? MOECL_ERR_UNSUPPORTED : MOECL_ERR_INVALID_ARG,
-            "moecl_context_create: KV type %d (%s)", (int)shape.kv_type,
-            shape.kv_type == MOECL_KV_F16 ? "f16 is not implemented yet" : "expected f32 or f16");
+    if (shape.kv_type != MOECL_KV_F32 && shape.kv_type != MOECL_KV_F16) {
+        status = moecl_error_set(MOECL_ERR_INVALID_ARG,
+                                 "moecl_context_create: KV type %d (expected f32 or f16)",
+                                 (int)shape.kv_type);
         goto cleanup;
     }
     c->chunk = moecl_memplan_chunk(&shape);
@@ -280,16 +279,20 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
         aa.cache_cap = L->cap;
         aa.sinks_dt = (uint32_t)D->sinks.dt;
         aa.scale = 1.0f / sqrtf((float)hd);
+        aa.kv_f16 = c->kv_type == MOECL_KV_F16;
         MOECL_TRY(moecl_launch_attn(q, k, Q, Kc, Vc, KR, VR, D->sinks.mem, &aa, ATT));
-        MOECL_TRY(moecl_launch_kv_append(q, k, Kc, Vc, KR, VR, n, pos0, L->cap, KW));
+        MOECL_TRY(moecl_launch_kv_append(q, k, Kc, Vc, KR, VR, n, pos0, L->cap, KW,
+                                         c->kv_type == MOECL_KV_F16));
         if (l == dump_layer) {
             dump_buffer(c, a, "l0_xn", XN, (size_t)n * H);
             dump_buffer(c, a, "l0_q", Q, (size_t)n * QW);
             dump_buffer(c, a, "l0_k", Kc, (size_t)n * KW);
             dump_buffer(c, a, "l0_v", Vc, (size_t)n * KW);
             dump_buffer(c, a, "l0_attn", ATT, (size_t)n * QW);
-            dump_buffer(c, a, "l0_kring", KR, (size_t)L->cap * KW);
-            dump_buffer(c, a, "l0_vring", VR, (size_t)L->cap * KW);
+            if (c->kv_type == MOECL_KV_F32) {
+                dump_buffer(c, a, "l0_kring", KR, (size_t)L->cap * KW);
+                dump_buffer(c, a, "l0_vring", VR, (size_t)L->cap * KW);
+            }
         }
         /* o_proj (+bias) -> residual */
         MOECL_TRY(

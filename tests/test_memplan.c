@@ -155,7 +155,7 @@ TEST(memplan_matches_context) {
     struct moecl_placement p;
     REQUIRE(moecl_placement_init(&p, cfg->n_layers, 0) == MOECL_OK);
     static const struct moecl_context_options opts[] = {
-        {0, 0, 0, MOECL_KV_F32}, {3, 0, 1, MOECL_KV_F32}, {4, 12, 0, MOECL_KV_F32}};
+        {0, 0, 0, MOECL_KV_F32}, {3, 0, 1, MOECL_KV_F32}, {4, 12, 0, MOECL_KV_F16}};
     static const int n_ctx[] = {40, 17, 9};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         struct moecl_context *ctx = NULL;

@@ -21,13 +21,19 @@
     "  --report-memory        print memory per device and class (planned and measured),\n"         \
     "                         bytes moved between devices, host RSS, resident checkpoint\n"
 
+#define KV_OPTIONS_HELP                                                                            \
+    "  --kv-type T            KV cache storage: f32 (default) or f16 (half the bytes)\n"           \
+    "  --max-kv-size N        full-attention layers keep only the last N positions (a\n"           \
+    "                         rotating window, as mlx-lm's --max-kv-size)\n"
+
 const char gen_model_options_help[] = "  --device SPEC          device as `moecl devices` names it "
-                                      "(cpu, gpu, pocl:1, 2)\n" PLACE_HELP;
+                                      "(cpu, gpu, pocl:1, 2)\n" PLACE_HELP KV_OPTIONS_HELP;
 
 const char gen_options_help[] =
     "  -m, --model DIR        checkpoint folder (default: the built-in default model, made\n"
     "                         on first use; random weights, so its output is noise)\n"
-    "  --device SPEC          device as `moecl devices` names it (cpu, gpu, pocl:1, 2)\n" PLACE_HELP
+    "  --device SPEC          device as `moecl devices` names it (cpu, gpu, pocl:1, "
+    "2)\n" PLACE_HELP KV_OPTIONS_HELP
     "  --max-tokens N         most tokens to generate (default 256)\n"
     "  --temp T               temperature; 0 = greedy (default 0, as mlx-lm)\n"
     "  --top-p P              nucleus filter, active for 0 < P < 1 (default 1)\n"
@@ -84,6 +90,18 @@ int gen_parse_model_option(struct gen_opts *o, int argc, char **argv, int *i) {
         if (!v)
             goto missing;
         o->device = v;
+    } else if (!strcmp(a, "--kv-type")) {
+        if (!v)
+            goto missing;
+        if (moecl_kv_type_parse(v, &o->kv_type) != MOECL_OK) {
+            fprintf(stderr, "moecl: error: --kv-type: %s\n", moecl_last_error());
+            return -1;
+        }
+    } else if (!strcmp(a, "--max-kv-size")) {
+        long long ll;
+        if (parse_ll(a, v, 1, INT32_MAX, &ll))
+            return -1;
+        o->max_kv_size = (int)ll;
     } else if (!strcmp(a, "--place")) {
         if (!v)
             goto missing;
@@ -117,8 +135,9 @@ void gen_model_options(const struct gen_opts *o, struct moecl_model_options *mo)
 }
 
 void gen_context_options(const struct gen_opts *o, struct moecl_context_options *co) {
-    (void)o;
     memset(co, 0, sizeof *co);
+    co->kv_type = o->kv_type;
+    co->max_kv_size = o->max_kv_size;
 }
 
 int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
