@@ -186,8 +186,82 @@ enum moecl_status moecl_memplan_model_from_ckpt(const struct moecl_ckpt *ck,
                             &D->expert_formats));
     }
     m->converted_bytes = ck->converted_bytes;
+    if (ck->layout == MOECL_LAYOUT_HF_BF16 && ck->converted_bytes) /* hf_layout.c: transposed */
+        for (int l = 0; l < ck->config.n_layers; l++)
+            m->released_bytes += m->layers[l].experts;
     for (int i = 0; i < ck->n_tensors; i++)
         m->stored_bytes += ck->tensors[i]->n_bytes;
+cleanup:
+    if (status != MOECL_OK)
+        moecl_memplan_model_free(m);
+    return status;
+}
+
+/* One recipe module: bytes (+ additive bias for every module but embed/lm_head, as mkmodel
+ * writes them), largest tensor, format bit. */
+static enum moecl_status recipe_module(struct moecl_memplan_model *m, const struct moecl_recipe *r,
+                                       enum moecl_recipe_module mod, int layer, uint64_t *bytes,
+                                       uint64_t *bias, uint64_t *largest, uint32_t *formats) {
+    enum moecl_recipe_entry entry;
+    struct moecl_recipe_q q = moecl_recipe_module_q(r, mod, layer, &entry);
+    int64_t rows, cols;
+    int ne;
+    moecl_recipe_module_dims(r, mod, &rows, &cols, &ne);
+    int has_bias = mod != MOECL_RMOD_EMBED && mod != MOECL_RMOD_LM_HEAD;
+    uint64_t b = 0, l = 0;
+    uint32_t bit = 0;
+    *bytes += moecl_memplan_module_bytes(q.mode, q.bits, q.group_size, r->fdtype, ne, rows, cols,
+                                         has_bias, r->fdtype, &b, &l);
+    *bias += b;
+    if (r->layout != MOECL_RECIPE_LAYOUT_MLX &&
+        (mod == MOECL_RMOD_GATE || mod == MOECL_RMOD_UP)) /* one gate_up tensor holds both */
+        l *= 2;
+    if (l > *largest)
+        *largest = l;
+    enum moecl_status st =
+        moecl_memplan_model_add_format(m, q.mode, q.bits, q.group_size, r->fdtype, &bit);
+    *formats |= bit;
+    return st;
+}
+
+enum moecl_status moecl_memplan_model_from_recipe(const struct moecl_recipe *r,
+                                                  struct moecl_memplan_model *m) {
+    enum moecl_status status = MOECL_OK;
+    struct moecl_config cfg;
+    memset(m, 0, sizeof *m);
+    TRY(moecl_recipe_config(r, &cfg));
+    status = moecl_memplan_model_init(m, &cfg);
+    free(cfg.layer_sliding);
+    if (status != MOECL_OK)
+        return status;
+    uint64_t es = moecl_dtype_size(r->fdtype), unused = 0;
+    TRY(recipe_module(m, r, MOECL_RMOD_EMBED, -1, &m->embed, &unused, &m->embed_largest,
+                      &m->embed_formats));
+    TRY(recipe_module(m, r, MOECL_RMOD_LM_HEAD, -1, &m->lm_head, &unused, &m->lm_head_largest,
+                      &m->lm_head_formats));
+    m->final_norm = (uint64_t)r->hidden * es;
+    for (int l = 0; l < r->n_layers; l++) {
+        struct moecl_memplan_layer *D = &m->layers[l];
+        for (int mod = MOECL_RMOD_Q; mod <= MOECL_RMOD_O; mod++)
+            TRY(recipe_module(m, r, (enum moecl_recipe_module)mod, l, &D->attn, &D->attn_norms,
+                              &D->attn_largest, &D->attn_formats));
+        TRY(recipe_module(m, r, MOECL_RMOD_ROUTER, l, &D->router, &D->attn_norms, &D->attn_largest,
+                          &D->attn_formats));
+        D->attn_norms += (2 * (uint64_t)r->hidden + (uint64_t)r->n_heads) * es;
+        for (int mod = MOECL_RMOD_GATE; mod <= MOECL_RMOD_DOWN; mod++)
+            TRY(recipe_module(m, r, (enum moecl_recipe_module)mod, l, &D->experts,
+                              &D->expert_biases, &D->experts_largest, &D->expert_formats));
+        /* Hugging Face layouts: hf_layout.c de-interleaves the gate/up biases into owned
+         * buffers, and transposes bf16 experts into owned buffers, releasing the sources */
+        uint64_t gu_bias = 2 * (uint64_t)r->n_experts * (uint64_t)r->intermediate * es;
+        if (r->layout == MOECL_RECIPE_LAYOUT_HF_MXFP4) {
+            m->converted_bytes += gu_bias;
+        } else if (r->layout == MOECL_RECIPE_LAYOUT_HF_BF16) {
+            m->converted_bytes += gu_bias + D->experts;
+            m->released_bytes += D->experts;
+        }
+    }
+    m->stored_bytes = moecl_memplan_model_weight_bytes(m);
 cleanup:
     if (status != MOECL_OK)
         moecl_memplan_model_free(m);
@@ -493,7 +567,7 @@ enum moecl_status moecl_memplan_build(const struct moecl_memplan_model *m,
                 plan->host_bytes[k] += d->bytes[k];
         }
     }
-    plan->host_bytes[MOECL_MEM_EXPERT_WEIGHTS] += m->converted_bytes;
+    plan->host_bytes[MOECL_MEM_EXPERT_WEIGHTS] += m->converted_bytes - m->released_bytes;
     plan->host_bytes[MOECL_MEM_SCRATCH] += (uint64_t)cfg->vocab_size * 4;
     for (int k = 0; k < MOECL_MEM_N_CLASSES; k++)
         plan->host_total += plan->host_bytes[k];

@@ -37,6 +37,7 @@
 #include "checkpoint.h"
 #include "moecl.h"
 #include "placement.h"
+#include "recipe.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -73,6 +74,7 @@ struct moecl_memplan_model {
     int n_formats;
     struct moecl_memplan_format formats[MOECL_MEMPLAN_MAX_FORMATS];
     uint64_t converted_bytes; /* weights the loader builds in host memory at load */
+    uint64_t released_bytes;  /* mapped source bytes the loader releases after converting */
     uint64_t stored_bytes;    /* sum of every tensor's bytes as stored (the disk size) */
 };
 
@@ -97,6 +99,12 @@ MOECL_WUR enum moecl_status moecl_memplan_model_add_format(struct moecl_memplan_
 /* Classifies every weight byte of a loaded checkpoint. */
 MOECL_WUR enum moecl_status moecl_memplan_model_from_ckpt(const struct moecl_ckpt *ckpt,
                                                           struct moecl_memplan_model *m_out);
+
+/* Classifies every weight byte of a checkpoint that recipe `r` would write (loader/recipe.h),
+ * without any file: the same numbers moecl_memplan_model_from_ckpt gives for the written
+ * checkpoint (tests/test_memplan.c checks every preset). */
+MOECL_WUR enum moecl_status moecl_memplan_model_from_recipe(const struct moecl_recipe *r,
+                                                            struct moecl_memplan_model *m_out);
 
 /* NULL-safe; leaves *m zeroed. */
 void moecl_memplan_model_free(struct moecl_memplan_model *m);

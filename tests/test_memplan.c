@@ -9,6 +9,7 @@
 #include "model_internal.h"
 #include "moecl.h"
 #include "placement.h"
+#include "recipe.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -324,4 +325,73 @@ TEST(memplan_verdict_messages) {
     moecl_placement_free(&p);
     moecl_memplan_model_free(&m);
     moecl_ckpt_close(ck);
+}
+
+/* The recipe description (no file) equals the description of the checkpoint mkmodel writes
+ * for it, field by field, for every preset: one description of the presets for both. */
+TEST(memplan_recipe_equals_written_checkpoint) {
+    static const char *const presets[] = {"mlx-4bit",  "mlx-5bit-gs32", "mlx-6bit", "optiq-4bit",
+                                          "mixed-3-6", "mxfp4",         "hf-mxfp4", "hf-bf16"};
+    const char *bin = getenv("MOECL_MKMODEL");
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
+        char *dir = moecl_test_tmpdir("memplan");
+        REQUIRE(dir);
+        char cmd[8192], path[4200];
+        snprintf(cmd, sizeof cmd,
+                 "%s --out %s/m --tiny --layers 3 --vocab 512 --quiet --no-tokenizer --like %s",
+                 bin && *bin ? bin : "build/mkmodel", dir, presets[i]);
+        char *out = NULL;
+        int rc = moecl_test_run(cmd, &out);
+        free(out);
+        snprintf(path, sizeof path, "%s/m", dir);
+        struct moecl_ckpt *ck = NULL;
+        if (rc != 0 || moecl_ckpt_open(path, &ck) != MOECL_OK) {
+            moecl_test_fail(__FILE__, __LINE__, "%s: mkmodel rc %d / %s", presets[i], rc,
+                            moecl_last_error());
+            moecl_test_rmtree(dir);
+            free(dir);
+            continue;
+        }
+        struct moecl_recipe r;
+        memset(&r, 0, sizeof r);
+        moecl_recipe_shape_tiny(&r);
+        r.n_layers = 3;
+        r.vocab = 512;
+        REQUIRE(moecl_recipe_set(&r, presets[i], 0, MOECL_QMODE_AFFINE, 0, 0, 0,
+                                 MOECL_DTYPE_BF16) == MOECL_OK);
+        struct moecl_memplan_model a, b;
+        REQUIRE(moecl_memplan_model_from_ckpt(ck, &a) == MOECL_OK);
+        REQUIRE(moecl_memplan_model_from_recipe(&r, &b) == MOECL_OK);
+        int same = a.embed == b.embed && a.lm_head == b.lm_head && a.final_norm == b.final_norm &&
+                   a.embed_largest == b.embed_largest && a.lm_head_largest == b.lm_head_largest &&
+                   a.n_formats == b.n_formats && a.stored_bytes == b.stored_bytes &&
+                   a.converted_bytes == b.converted_bytes && a.released_bytes == b.released_bytes &&
+                   a.cfg.n_layers == b.cfg.n_layers &&
+                   a.cfg.sliding_window == b.cfg.sliding_window &&
+                   !memcmp(a.cfg.layer_sliding, b.cfg.layer_sliding, (size_t)a.cfg.n_layers) &&
+                   !memcmp(a.formats, b.formats, sizeof a.formats);
+        for (int l = 0; same && l < a.cfg.n_layers; l++)
+            same = !memcmp(&a.layers[l], &b.layers[l], sizeof a.layers[l]);
+        if (!same)
+            moecl_test_fail(
+                __FILE__, __LINE__,
+                "%s: checkpoint vs recipe: embed %llu/%llu lm_head %llu/%llu stored "
+                "%llu/%llu converted %llu/%llu formats %d/%d layer0 attn %llu/%llu "
+                "experts %llu/%llu norms %llu/%llu largest %llu/%llu",
+                presets[i], (unsigned long long)a.embed, (unsigned long long)b.embed,
+                (unsigned long long)a.lm_head, (unsigned long long)b.lm_head,
+                (unsigned long long)a.stored_bytes, (unsigned long long)b.stored_bytes,
+                (unsigned long long)a.converted_bytes, (unsigned long long)b.converted_bytes,
+                a.n_formats, b.n_formats, (unsigned long long)a.layers[0].attn,
+                (unsigned long long)b.layers[0].attn, (unsigned long long)a.layers[0].experts,
+                (unsigned long long)b.layers[0].experts, (unsigned long long)a.layers[0].attn_norms,
+                (unsigned long long)b.layers[0].attn_norms,
+                (unsigned long long)a.layers[0].experts_largest,
+                (unsigned long long)b.layers[0].experts_largest);
+        moecl_memplan_model_free(&a);
+        moecl_memplan_model_free(&b);
+        moecl_ckpt_close(ck);
+        moecl_test_rmtree(dir);
+        free(dir);
+    }
 }
