@@ -163,15 +163,16 @@ TEST(memplan_matches_context) {
         REQUIRE(moecl_context_create(model, n_ctx[i], &opts[i], &ctx) == MOECL_OK);
         uint64_t kv_full = 0, kv_sliding = 0, act = 0;
         for (int l = 0; l < cfg->n_layers; l++) {
-            uint64_t n = mem_size(ctx->layers[l].k) + mem_size(ctx->layers[l].v);
+            uint64_t n = mem_size(moecl_umem_view(model->umem, ctx->layers[l].k, 0)) +
+                         mem_size(moecl_umem_view(model->umem, ctx->layers[l].v, 0));
             *(cfg->layer_sliding[l] ? &kv_sliding : &kv_full) += n;
         }
-        cl_mem bufs[] = {ctx->tokens, ctx->x,    ctx->xn,  ctx->q,       ctx->k,
-                         ctx->v,      ctx->attn, ctx->tmp, ctx->rlogits, ctx->ids,
-                         ctx->wts,    ctx->gate, ctx->up,  ctx->down};
+        struct moecl_ubuf *bufs[] = {ctx->tokens, ctx->x,    ctx->xn,  ctx->q,       ctx->k,
+                                     ctx->v,      ctx->attn, ctx->tmp, ctx->rlogits, ctx->ids,
+                                     ctx->wts,    ctx->gate, ctx->up,  ctx->down};
         for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++)
-            act += mem_size(bufs[b]);
-        uint64_t logits = mem_size(ctx->logits);
+            act += mem_size(moecl_umem_view(model->umem, bufs[b], 0));
+        uint64_t logits = mem_size(moecl_umem_view(model->umem, ctx->logits, 0));
 
         struct moecl_memplan_ctx c;
         moecl_memplan_ctx_init(&c, n_ctx[i]);
@@ -188,10 +189,14 @@ TEST(memplan_matches_context) {
         CHECK_EQ(d->bytes[MOECL_MEM_KV_FULL], kv_full);
         CHECK_EQ(d->bytes[MOECL_MEM_KV_SLIDING], kv_sliding);
         CHECK_EQ(d->bytes[MOECL_MEM_ACTIVATIONS], act);
-        CHECK_EQ(d->bytes[MOECL_MEM_SCRATCH], logits + mem_size(model->inv_freq));
-        /* the zero-copy pieces span the weights plus the safetensors header and page padding */
-        CHECK(model->weights->covered_bytes >= weights_of(d));
-        CHECK(model->weights->covered_bytes <= weights_of(d) + 2 * 4096 + 65536);
+        CHECK_EQ(d->bytes[MOECL_MEM_SCRATCH], logits + mem_size(model->devs[0].inv_freq));
+        /* the zero-copy pieces (one class each) span the weights plus page padding */
+        uint64_t covered = 0;
+        for (int cls = 0; cls <= MOECL_MEM_NORMS_BIASES; cls++)
+            covered += moecl_umem_device_bytes(model->umem, 0, (enum moecl_mem_class)cls);
+        CHECK(covered >= weights_of(d));
+        CHECK(covered <=
+              weights_of(d) + (uint64_t)moecl_umem_weight_pieces(model->umem, 0) * 2 * 4096);
         moecl_context_release(ctx);
     }
     moecl_placement_free(&p);
