@@ -666,7 +666,8 @@ MOECL_WUR enum moecl_status moecl_logits_file_check(const struct moecl_logits_fi
  * with p_r, q_r the mass outside those K tokens; merging tokens can only lower KL, so this is a
  * lower bound of the exact value, equal to it when the rest holds no mass.
  * Q's values are rounded to f32 exactly as saved ones are, so a run against its own file gives
- * exactly 0. same_top: P's and Q's most likely tokens agree (lowest id on ties). */
+ * exactly 0; where P and Q nearly agree, rounding can make kl a tiny negative number (~1e-7),
+ * which is returned as is. same_top: P's and Q's most likely tokens agree (lowest id on ties). */
 struct moecl_kl_row {
     double kl;
     double nll_ref, nll; /* -log p(target), -log q(target) */
