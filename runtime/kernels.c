@@ -412,19 +412,20 @@ cleanup:
 enum moecl_status moecl_launch_kv_append(cl_command_queue q, const struct moecl_kernels *k,
                                          cl_mem k_new, cl_mem v_new, cl_mem k_ring, cl_mem v_ring,
                                          uint32_t n_tokens, uint32_t pos0, uint32_t cap,
-                                         uint32_t kv_width) {
+                                         uint32_t kv_width, int kv_f16) {
     enum moecl_status status = MOECL_OK;
     if (!n_tokens || !cap || !kv_width)
         return bad_shape("kv_append: empty");
-    ARG(k->kv_append_f32, 0, k_new);
-    ARG(k->kv_append_f32, 1, v_new);
-    ARG(k->kv_append_f32, 2, k_ring);
-    ARG(k->kv_append_f32, 3, v_ring);
-    ARG(k->kv_append_f32, 4, n_tokens);
-    ARG(k->kv_append_f32, 5, pos0);
-    ARG(k->kv_append_f32, 6, cap);
-    ARG(k->kv_append_f32, 7, kv_width);
-    status = enqueue(q, k->kv_append_f32, "kv_append_f32", 1, n_tokens, 1, 1);
+    cl_kernel kern = kv_f16 ? k->kv_append_f16 : k->kv_append_f32;
+    ARG(kern, 0, k_new);
+    ARG(kern, 1, v_new);
+    ARG(kern, 2, k_ring);
+    ARG(kern, 3, v_ring);
+    ARG(kern, 4, n_tokens);
+    ARG(kern, 5, pos0);
+    ARG(kern, 6, cap);
+    ARG(kern, 7, kv_width);
+    status = enqueue(q, kern, kv_f16 ? "kv_append_f16" : "kv_append_f32", 1, n_tokens, 1, 1);
 cleanup:
     return status;
 }

@@ -436,6 +436,15 @@ struct moecl_model_options {
      * reference fixtures use). 1: round every product and partial sum to the activation
      * dtype, bit-compatible with mlx-lm on MLX's CPU backend (less accurate). */
     int mlx_cpu_rounding;
+    /* Where each part runs, applied after `device` (which acts as "all=DEV"): a spec as
+     * `moecl --place` takes it, e.g. "attn=gpu,experts=cpu", "experts[0-11]=pocl:1",
+     * "embed=cpu,lm_head=nvidia:0" (keys all, attn, attn[A-B], experts, experts[A-B], embed,
+     * lm_head; devices as moecl_device_resolve() accepts them). NULL or "": none. */
+    const char *place;
+    /* llama.cpp's shorthands, applied after `place`: N > 0 puts the experts of the first N
+     * layers on the first CPU device (--n-cpu-moe N), N < 0 those of every layer (--cpu-moe),
+     * 0 nothing. */
+    int n_cpu_moe;
 };
 
 /* Loads the checkpoint folder `dir` (every format the loader reads) onto a device. options
@@ -452,8 +461,26 @@ void moecl_model_release(struct moecl_model *model);
 /* Vocabulary size (the length of a logits row). */
 int moecl_model_vocab_size(const struct moecl_model *model);
 
-/* The device the model runs on (a pointer into the model, valid until its release). */
+/* The device the model runs on, the attention device of layer 0 when it uses several (a pointer
+ * into the model, valid until its release). */
 const struct moecl_device_info *moecl_model_device(const struct moecl_model *model);
+
+/* The placement in force, e.g. "embed=pocl:0 attn=pocl:0 experts[0-11]=pocl:1
+ * experts[12-23]=pocl:0 lm_head=pocl:0" (the model's string, valid until its release). */
+const char *moecl_model_placement(const struct moecl_model *model);
+
+/* How the KV cache stores keys and values: float32, or float16 (half the bytes; stored with
+ * vstore_half and read with vload_half, all arithmetic stays float32). */
+enum moecl_kv_type {
+    MOECL_KV_F32 = 0,
+    MOECL_KV_F16 = 1,
+};
+
+/* Bytes per KV element (4 or 2); "f32" or "f16" ("?" out of range); parse "f32"/"f16"
+ * (also "float32"/"float16"), INVALID_ARG naming the text otherwise. */
+size_t moecl_kv_type_size(enum moecl_kv_type t);
+const char *moecl_kv_type_name(enum moecl_kv_type t);
+MOECL_WUR enum moecl_status moecl_kv_type_parse(const char *text, enum moecl_kv_type *type_out);
 
 struct moecl_context_options {
     int prefill_chunk; /* tokens per prefill step; <= 0: 512 */
@@ -463,6 +490,8 @@ struct moecl_context_options {
     /* 1: keep logits of every position of a step (needed by moecl_context_eval_all; costs
      * prefill_chunk * vocab floats of device memory); 0: only the last position's. */
     int all_logits;
+    /* Storage of the KV cache (default MOECL_KV_F32). */
+    enum moecl_kv_type kv_type;
 };
 
 /* An evaluation state on a model: the KV cache (full-attention layers hold n_ctx positions,
@@ -545,6 +574,37 @@ struct moecl_memory_stats {
     int weight_zero_copy;         /* 1: the weights are views of the host mapping */
     uint64_t kv_bytes, act_bytes; /* the context's KV cache and activation buffers */
 };
+
+#define MOECL_MAX_DEVICES 8
+
+/* One device's memory by class: measured, every buffer the unified-memory manager made for the
+ * device (weight views or mirrors, KV cache, activations, scratch; weight pieces include their
+ * page alignment); planned, the memory plan's count for the same placement and context. */
+struct moecl_memory_device {
+    char name[64];     /* "pocl:0" */
+    int zero_copy;     /* 1: weights and activations are views of host memory */
+    int weight_pieces; /* weight buffers (pieces cut at max_alloc_bytes) */
+    uint64_t measured[MOECL_MEM_N_CLASSES];
+    uint64_t planned[MOECL_MEM_N_CLASSES];      /* the memory plan's (scheduler/memplan.h) */
+    uint64_t global_mem_bytes, max_alloc_bytes; /* the device's (max_alloc after any stand-in) */
+};
+
+struct moecl_memory_report {
+    char placement[512];
+    int n_devices;
+    struct moecl_memory_device devices[MOECL_MAX_DEVICES];
+    int handoffs_per_step[2];   /* planned hand-offs per step: [0] event (same platform),
+                                   [1] through host memory (across platforms) */
+    uint64_t moved_bytes;       /* copied between devices (device -> host -> device) so far */
+    uint64_t uploaded_bytes;    /* weight mirrors uploaded to discrete devices (once) */
+    uint64_t n_tokens, n_steps; /* evaluated so far: moved_bytes / n_tokens per token */
+    uint64_t host_rss_bytes, host_peak_rss_bytes;
+    uint64_t checkpoint_bytes, checkpoint_resident_bytes; /* the mapped files, pages resident */
+};
+
+/* Fills *report for a context and its model. */
+MOECL_WUR enum moecl_status moecl_context_memory_report(const struct moecl_context *ctx,
+                                                        struct moecl_memory_report *report_out);
 
 /* The process's peak resident set in bytes (0 if unknown). */
 uint64_t moecl_host_peak_rss_bytes(void);
