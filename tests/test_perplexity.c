@@ -156,6 +156,41 @@ TEST(perplexity_kl_self_and_other) {
     free(dir);
 }
 
+/* The comparison a user makes between placements and KV types: experts on the second device
+ * and token-by-token evaluation give the saved run's logits exactly (KL 0); an f16 KV cache,
+ * read when positions come one at a time, moves them a little (0 < KL < 1e-3). */
+TEST(perplexity_kl_placement_and_kv_type) {
+    char *dir = moecl_test_tmpdir("ppl-place");
+    REQUIRE(dir);
+    char lp[1024], args[8192], *out = NULL;
+    snprintf(lp, sizeof lp, "%s/ref.lp", dir);
+    snprintf(args, sizeof args, "-m '%s/f32' --tokens '%s' --ctx 64 --save-logits '%s'",
+             fixtures_dir(), tokens_file(), lp);
+    REQUIRE(perplexity(args, &out) == 0);
+    free(out);
+    const char *same[] = {"--place experts=pocl:1", "--batch 1", "--batch 5 --place attn=pocl:1"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        snprintf(args, sizeof args, "-m '%s/f32' --kl-divergence '%s' %s", fixtures_dir(), lp,
+                 same[i]);
+        CHECK_EQ(perplexity(args, &out), 0);
+        if (!(after(out, "max KL:") == 0.0) || !(after(out, "same top token:") == 100.0))
+            moecl_test_fail(__FILE__, __LINE__, "%s: max KL %g, same top %g%%", same[i],
+                            after(out, "max KL:"), after(out, "same top token:"));
+        free(out);
+    }
+    snprintf(args, sizeof args, "-m '%s/f32' --kl-divergence '%s' --batch 1 --kv-type f16",
+             fixtures_dir(), lp);
+    CHECK_EQ(perplexity(args, &out), 0);
+    double kl = after(out, "mean KL:");
+    printf("    f16 KV cache, one token per step: mean KL %g, same top %g%%\n", kl,
+           after(out, "same top token:"));
+    CHECK(kl > 0 && kl < 1e-3);
+    CHECK(after(out, "same top token:") >= 99.0);
+    free(out);
+    moecl_test_rmtree(dir);
+    free(dir);
+}
+
 /* KL(f32 || each fixture) with full rows; the table, mlx-lm's numbers beside. */
 TEST(perplexity_kl_orders_quantizations) {
     cJSON *root;

@@ -465,6 +465,9 @@ MOECL_COMMAND(perplexity, "perplexity of a text in windows; save logits, KL dive
         printf("  max KL:         %.6g\n", s.kl_max);
         printf("  same top token: %.4f%% +/- %.4f%%\n", 100 * s.same_top, 100 * s.same_top_se);
     }
+    fflush(stdout);
+    if (go.report_memory && gen_print_memory_report(mctx) != 0)
+        goto done;
     rc = 0;
 done:
     moecl_logits_writer_release(writer);
