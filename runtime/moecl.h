@@ -751,6 +751,76 @@ struct moecl_kl_summary {
 MOECL_WUR enum moecl_status moecl_kl_summarize(const struct moecl_kl_row *rows, int64_t n,
                                                struct moecl_kl_summary *out);
 
+/* ------------------------------------------------------------------ memory footprint */
+
+/* A model described for memory planning: every weight byte classified (scheduler/memplan.h),
+ * from a checkpoint folder (headers only: no weight byte is read) or from a writer preset
+ * without any file. Also holds this machine's device list. */
+struct moecl_footprint_model;
+
+/* Opens `dir` (a checkpoint folder) or, with dir NULL, the full-size gpt-oss-20b shape written
+ * with preset `like` ("mlx-4bit", ...; see tools/mkmodel.md). Errors: the loader's for dir,
+ * INVALID_ARG naming an unknown preset, NO_DEVICE without any OpenCL device. */
+MOECL_WUR enum moecl_status moecl_footprint_model_open(const char *dir, const char *like,
+                                                       struct moecl_footprint_model **model_out);
+void moecl_footprint_model_release(struct moecl_footprint_model *model);
+
+/* What to plan for. */
+struct moecl_footprint_options {
+    const char *place; /* placement spec (scheduler/placement.h); NULL/"": the default device */
+    int n_cpu_moe;     /* >= 0: experts of the first N layers on the CPU device (--n-cpu-moe);
+                          -2: all of them (--cpu-moe); -1: off */
+    int n_ctx;         /* context length (> 0) */
+    int prefill_chunk; /* tokens per prefill step (<= 0: 512) */
+    int micro_batch;   /* tokens per micro-batch on the expert device (<= 0: the chunk) */
+    int max_kv_size;   /* rotating window of full layers (0: off) */
+    int all_logits;
+    enum moecl_kv_type kv_type;
+    uint64_t host_memory_bytes; /* 0: this machine's physical memory */
+};
+
+/* Defaults: placement default, n_cpu_moe -1, n_ctx 4096, f32 KV. */
+void moecl_footprint_options_init(struct moecl_footprint_options *o);
+
+#define MOECL_FOOTPRINT_MAX_ROWS 17
+
+/* One device's (or the host's) planned bytes. */
+struct moecl_footprint_row {
+    char name[64];         /* "pocl:0", ... or "host" */
+    char device_name[256]; /* the device's own name, or "host memory" */
+    int is_host, host_unified;
+    uint64_t bytes[MOECL_MEM_N_CLASSES];
+    uint64_t total, capacity, max_alloc; /* capacity 0: unknown */
+    int64_t left;
+    uint64_t largest; /* the largest single buffer it holds */
+    char largest_what[96];
+    int fits;
+};
+
+struct moecl_footprint {
+    char model[256];     /* folder or "like:<preset>" */
+    char placement[512]; /* as moecl_placement_describe writes it */
+    int n_ctx, chunk, max_kv_size;
+    enum moecl_kv_type kv_type;
+    uint64_t stored_bytes; /* the checkpoint's tensor bytes (disk size) */
+    int n_rows;            /* devices used, then the host row */
+    struct moecl_footprint_row rows[MOECL_FOOTPRINT_MAX_ROWS];
+    int fits;
+    char reason[1024]; /* why not, naming device, classes and numbers */
+};
+
+/* Plans `model` for `options`. A plan that does not fit is MOECL_OK with fits 0 and the
+ * reason; INVALID_ARG / PLACEMENT for bad options (the message names the option). */
+MOECL_WUR enum moecl_status moecl_footprint_plan(const struct moecl_footprint_model *model,
+                                                 const struct moecl_footprint_options *options,
+                                                 struct moecl_footprint *plan_out);
+
+#define MOECL_FOOTPRINT_JSON 1u
+
+/* Writes the plan as a table (per class and device: bytes, capacity, left, verdict) or, with
+ * MOECL_FOOTPRINT_JSON, as one JSON object. */
+void moecl_footprint_write(const struct moecl_footprint *plan, unsigned flags, FILE *out);
+
 #ifdef __cplusplus
 }
 #endif
