@@ -69,6 +69,8 @@ double moecl_log_sum_exp(const float *logits, int n) {
     double s = 0;
     for (int i = 0; i < n; i++)
         s += exp((double)logits[i] - (double)m);
+    /* s >= 1: the maximum itself contributes exp(0) */
+    // cppcheck-suppress invalidFunctionArg
     return (double)m + log(s);
 }
 

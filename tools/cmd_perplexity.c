@@ -91,7 +91,8 @@ static int read_token_file(const char *path, int32_t **out, int64_t *n_out) {
     int64_t n = 0, cap = 1024;
     int32_t *ids = malloc((size_t)cap * sizeof *ids);
     const char *p = text;
-    while (ids) {
+    while (ids != NULL) {
+        int32_t *cur = ids;
         while (*p && (isspace((unsigned char)*p) || *p == ','))
             p++;
         if (!*p)
@@ -109,14 +110,15 @@ static int read_token_file(const char *path, int32_t **out, int64_t *n_out) {
         }
         if (n == cap) {
             cap *= 2;
-            int32_t *ni = realloc(ids, (size_t)cap * sizeof *ids);
-            if (!ni)
+            cur = realloc(ids, (size_t)cap * sizeof *ids);
+            if (!cur) {
                 free(ids);
-            ids = ni;
-            if (!ids)
+                ids = NULL;
                 break;
+            }
+            ids = cur;
         }
-        ids[n++] = (int32_t)v;
+        cur[n++] = (int32_t)v;
         p = end;
     }
     free(text);
