@@ -613,6 +613,144 @@ uint64_t moecl_host_peak_rss_bytes(void);
 MOECL_WUR enum moecl_status moecl_context_memory(const struct moecl_context *ctx,
                                                  struct moecl_memory_stats *stats_out);
 
+/* ------------------------------------------------------------------ evaluation: perplexity, KL */
+
+/* Perplexity windows over a token sequence (`moecl perplexity --ctx --stride`). Window k holds
+ * the tokens [k*stride, k*stride + ctx) and is evaluated from an empty context; only whole
+ * windows are used (a tail shorter than one is not scored). Each window scores, as next-token
+ * predictions from its own earlier tokens, the targets that no earlier window scored, never its
+ * own first token (it has no context for it):
+ *   stride == ctx: targets start+1 .. start+ctx-1 of every window (mlx_lm.perplexity's chunks:
+ *     logits of tokens[:-1] against tokens[1:]); the window = stride = 4096 method of the cards;
+ *   stride < ctx: window 0 scores 1..ctx-1, every later one its last `stride` tokens, each with
+ *     at least ctx-stride tokens of context (llama.cpp's --ppl-stride, Hugging Face's sliding
+ *     window), so every token but the first is scored exactly once.
+ * No BOS is inserted (gpt-oss's tokenizer adds none). */
+struct moecl_ppl_window {
+    int64_t start;        /* first token of the window */
+    int64_t first_target; /* first token it scores */
+    int64_t end;          /* one past its last token: start + ctx */
+};
+
+/* Windows and scored targets of n_tokens. INVALID_ARG (naming --ctx/--stride) for ctx < 2,
+ * stride < 1, stride > ctx, or fewer than ctx tokens. */
+MOECL_WUR enum moecl_status moecl_ppl_plan(int64_t n_tokens, int ctx, int stride,
+                                           int64_t *n_windows_out, int64_t *n_scored_out);
+/* Window k (0 <= k < n_windows). */
+void moecl_ppl_window_at(int ctx, int stride, int64_t k, struct moecl_ppl_window *window_out);
+/* The token position that scored row `row` predicts (rows count the scored targets in order). */
+int64_t moecl_ppl_row_target(int ctx, int stride, int64_t row);
+
+/* log(sum(exp(logits[0..n)))) in double precision around the maximum (no overflow); the
+ * natural-log softmax of logit l is l - this. -inf for n <= 0. */
+double moecl_log_sum_exp(const float *logits, int n);
+
+/* Running statistics of per-token negative log-likelihoods (Welford; zero-initialise). */
+struct moecl_nll_stats {
+    int64_t n;
+    double mean, m2;
+};
+void moecl_nll_stats_add(struct moecl_nll_stats *stats, double nll);
+
+/* Perplexity with its standard error, as mlx_lm.perplexity and llama.cpp report it:
+ * mean_nll_se = sample standard deviation (n-1) / sqrt(n); ppl = exp(mean_nll);
+ * ppl_se = ppl * mean_nll_se (delta method). Standard errors are 0 when n < 2. */
+struct moecl_ppl_result {
+    int64_t n;
+    double mean_nll, mean_nll_se, ppl, ppl_se;
+};
+void moecl_nll_stats_result(const struct moecl_nll_stats *stats, struct moecl_ppl_result *out);
+
+/* The `fraction` quantile (0..1) of n ascending values, interpolating linearly between the two
+ * nearest ranks (numpy's default, llama.cpp's KL percentiles). NaN for n == 0. */
+double moecl_percentile(const double *sorted, int64_t n, double fraction);
+
+/* Saved log-probabilities (`--save-logits`), one file per reference run. Little-endian:
+ *   header, 64 bytes: magic "MOECL-LP", u32 version (1), u32 flags (bit 0: full rows; others 0),
+ *     u32 n_vocab, u32 top_k (0 with full rows), u32 ctx, u32 stride, u64 n_tokens, u64 n_rows
+ *     (= the scored targets of moecl_ppl_plan), 16 zero bytes;
+ *   i32 tokens[n_tokens]: the evaluated token ids (a comparison with other tokens is refused);
+ *   n_rows rows in target order (moecl_ppl_row_target), each
+ *     top-K: f32 log p(target); u32 ids[K]; f32 log p(ids[i])[K], descending (ties: lower id
+ *            first); f32 log of the remaining probability mass (-inf when nothing remains);
+ *     full:  f32 log p(v) for every v < n_vocab.
+ * Log-probabilities are natural-log softmax values computed in double and stored as f32. */
+#define MOECL_LOGITS_MAGIC "MOECL-LP"
+#define MOECL_LOGITS_VERSION 1
+#define MOECL_LOGITS_HEADER_BYTES 64
+
+struct moecl_logits_info {
+    int version;
+    int n_vocab;
+    int top_k; /* 0: full rows */
+    int ctx, stride;
+    int64_t n_tokens, n_rows;
+    const int32_t *tokens; /* n_tokens ids; owned by the file object */
+};
+
+/* Writes a logits file: rows are added in target order; the file appears at `path` only when
+ * moecl_logits_writer_finish succeeds (it is written to path.tmp and renamed). top_k 0 writes
+ * full rows; top_k >= n_vocab is refused (use full rows). The tokens are copied. */
+struct moecl_logits_writer;
+MOECL_WUR enum moecl_status moecl_logits_writer_create(const char *path, int n_vocab,
+                                                       const int32_t *tokens, int64_t n_tokens,
+                                                       int ctx, int stride, int top_k,
+                                                       struct moecl_logits_writer **writer_out);
+/* Adds the next row from a row of raw logits [n_vocab] (its target is the next scored one). */
+MOECL_WUR enum moecl_status moecl_logits_writer_add(struct moecl_logits_writer *writer,
+                                                    const float *logits);
+/* Checks that every row was added, flushes and renames into place. */
+MOECL_WUR enum moecl_status moecl_logits_writer_finish(struct moecl_logits_writer *writer);
+/* NULL-safe; an unfinished file is removed. */
+void moecl_logits_writer_release(struct moecl_logits_writer *writer);
+
+/* A saved logits file opened for comparison. Opening validates the header, the token ids and
+ * the exact file size (a truncated or padded file is refused); rows are validated as they are
+ * read. */
+struct moecl_logits_file;
+MOECL_WUR enum moecl_status moecl_logits_file_open(const char *path,
+                                                   struct moecl_logits_file **file_out);
+void moecl_logits_file_release(struct moecl_logits_file *file);
+/* Valid until the file's release. */
+const struct moecl_logits_info *moecl_logits_file_info(const struct moecl_logits_file *file);
+
+/* Refuses (INVALID_ARG, naming the file and what differs) a comparison run whose vocabulary,
+ * tokens (count, or the first differing position and both ids), ctx or stride differ. */
+MOECL_WUR enum moecl_status moecl_logits_file_check(const struct moecl_logits_file *file,
+                                                    int n_vocab, const int32_t *tokens,
+                                                    int64_t n_tokens, int ctx, int stride);
+
+/* One scored position compared with the saved reference P:
+ * kl = KL(P || Q) in nats. Full rows: the exact sum over the vocabulary. Top-K rows: over the
+ * K saved tokens plus one bucket for the rest, sum_{i in K} p_i log(p_i/q_i) + p_r log(p_r/q_r)
+ * with p_r, q_r the mass outside those K tokens; merging tokens can only lower KL, so this is a
+ * lower bound of the exact value, equal to it when the rest holds no mass.
+ * Q's values are rounded to f32 exactly as saved ones are, so a run against its own file gives
+ * exactly 0; where P and Q nearly agree, rounding can make kl a tiny negative number (~1e-7),
+ * which is returned as is. same_top: P's and Q's most likely tokens agree (lowest id on ties). */
+struct moecl_kl_row {
+    double kl;
+    double nll_ref, nll; /* -log p(target), -log q(target) */
+    int same_top;
+};
+/* Compares row `row` with Q's raw logits [n_vocab]. FORMAT (naming the file and row) for a row
+ * that is not a distribution; IO on a read failure. */
+MOECL_WUR enum moecl_status moecl_logits_file_compare(struct moecl_logits_file *file, int64_t row,
+                                                      const float *logits, int n_vocab,
+                                                      struct moecl_kl_row *out);
+
+/* What `moecl perplexity --kl-divergence` reports (llama.cpp's statistics): */
+struct moecl_kl_summary {
+    int64_t n;
+    double kl_mean, kl_mean_se, kl_median, kl_p99, kl_p999, kl_max;
+    double same_top, same_top_se; /* fraction, binomial standard error */
+    struct moecl_ppl_result ref, ppl;
+    double ppl_ratio, ppl_ratio_se; /* exp(mean(nll - nll_ref)), delta-method error from the
+                                       per-token differences */
+};
+MOECL_WUR enum moecl_status moecl_kl_summarize(const struct moecl_kl_row *rows, int64_t n,
+                                               struct moecl_kl_summary *out);
+
 /* ------------------------------------------------------------------ memory footprint */
 
 /* A model described for memory planning: every weight byte classified (scheduler/memplan.h),
