@@ -166,8 +166,8 @@ uint64_t moecl_memplan_buf_bytes(const struct moecl_config *cfg, enum moecl_memp
 const char *moecl_memplan_buf_name(enum moecl_memplan_buf b);
 
 /* Estimated bytes of compiled program binaries on one device: the core program plus one per
- * weight format (measured on PoCL 5 for this codebase's kernels: ~300 KB and ~90 KB; GPU
- * drivers' binaries are smaller). */
+ * weight format, as PoCL 5 reports them for this codebase's kernels (366 KiB + 122 KiB per
+ * format, measured with `moecl footprint --measure`); GPU drivers' binaries differ. */
 uint64_t moecl_memplan_program_bytes(int n_formats);
 
 /* ------------------------------------------------------------------ the plan */

@@ -162,5 +162,9 @@ TEST(cli_footprint_measure) {
     REQUIRE(act);
     CHECK(strstr(act, " 0.00%") && strstr(act, " 0.00%") < strchr(act, '\n'));
     CHECK_STR_CONTAINS(out, "weights vs mapped RSS");
+    /* program binaries are measured too (the driver's sizes), not left at 0 */
+    const char *prog = strstr(out ? out : "", "pocl:0     program binaries");
+    REQUIRE(prog);
+    CHECK(!strstr(prog, " 0 B") || strstr(prog, " 0 B") > strchr(prog, '\n'));
     free(out);
 }
