@@ -127,6 +127,7 @@ enum moecl_status moecl_footprint_plan(const struct moecl_footprint_model *fm,
             r->host_unified = d->host_unified;
             memcpy(r->bytes, d->bytes, sizeof r->bytes);
             r->total = d->total;
+            r->owned = d->owned;
             r->capacity = d->capacity;
             r->max_alloc = d->max_alloc;
             r->left = d->left;
@@ -139,7 +140,7 @@ enum moecl_status moecl_footprint_plan(const struct moecl_footprint_model *fm,
         snprintf(h->device_name, sizeof h->device_name, "host memory");
         h->is_host = 1;
         memcpy(h->bytes, plan->host_bytes, sizeof h->bytes);
-        h->total = plan->host_total;
+        h->total = h->owned = plan->host_total;
         h->capacity = plan->host_capacity;
         h->left = plan->host_left;
         h->fits = !plan->host_capacity || plan->host_total <= plan->host_capacity;
@@ -195,11 +196,12 @@ static void write_json(const struct moecl_footprint *p, FILE *f) {
             fprintf(f, "%s\"%s\": %llu", k ? ", " : "", moecl_mem_class_id((enum moecl_mem_class)k),
                     (unsigned long long)r->bytes[k]);
         fprintf(f,
-                "}, \"total\": %llu, \"capacity\": %llu, \"max_alloc\": %llu, \"left\": %lld, "
+                "}, \"total\": %llu, \"owned\": %llu, \"capacity\": %llu, \"max_alloc\": %llu, "
+                "\"left\": %lld, "
                 "\"largest\": %llu, \"largest_what\": ",
-                (unsigned long long)r->total, (unsigned long long)r->capacity,
-                (unsigned long long)r->max_alloc, (long long)r->left,
-                (unsigned long long)r->largest);
+                (unsigned long long)r->total, (unsigned long long)r->owned,
+                (unsigned long long)r->capacity, (unsigned long long)r->max_alloc,
+                (long long)r->left, (unsigned long long)r->largest);
         json_str(f, r->largest_what);
         fprintf(f, ", \"fits\": %s}", r->fits ? "true" : "false");
     }
@@ -231,6 +233,9 @@ void moecl_footprint_write(const struct moecl_footprint *p, unsigned flags, FILE
     fprintf(f, "%-26s", "total");
     for (int i = 0; i < p->n_rows; i++)
         fprintf(f, " %14s", mb(p->rows[i].total, b, sizeof b));
+    fprintf(f, "\n%-26s", "device-allocated");
+    for (int i = 0; i < p->n_rows; i++)
+        fprintf(f, " %14s", mb(p->rows[i].owned, b, sizeof b));
     fprintf(f, "\n%-26s", "capacity");
     for (int i = 0; i < p->n_rows; i++)
         fprintf(f, " %14s", p->rows[i].capacity ? mb(p->rows[i].capacity, b, sizeof b) : "?");
@@ -250,8 +255,8 @@ void moecl_footprint_write(const struct moecl_footprint *p, unsigned flags, FILE
     for (int i = 0; i < p->n_rows; i++)
         if (p->rows[i].host_unified)
             fprintf(f,
-                    "(%s shares host memory: its buffers are counted in the host column too; "
-                    "weights are views of the mapping)\n",
+                    "(%s shares host memory: its buffers are counted in the host column too; its "
+                    "weights are views of the mapping, not device allocations)\n",
                     p->rows[i].name);
     if (p->fits)
         fprintf(f, "\nverdict    fits\n");

@@ -81,6 +81,23 @@ static uint64_t resident_bytes(const void *addr, size_t n) {
     return r * (uint64_t)page;
 }
 
+/* Bytes of one built program's binary for its device (CL_PROGRAM_BINARY_SIZES), 0 if none. */
+static uint64_t program_binary_bytes(cl_program prog) {
+    size_t sizes[4] = {0};
+    cl_uint n_devs = 0;
+    if (!prog ||
+        clGetProgramInfo(prog, CL_PROGRAM_NUM_DEVICES, sizeof n_devs, &n_devs, NULL) !=
+            CL_SUCCESS ||
+        n_devs == 0 || n_devs > 4 ||
+        clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, n_devs * sizeof sizes[0], sizes, NULL) !=
+            CL_SUCCESS)
+        return 0;
+    uint64_t n = 0;
+    for (cl_uint i = 0; i < n_devs; i++)
+        n += sizes[i];
+    return n;
+}
+
 enum moecl_status moecl_context_memory_report(const struct moecl_context *ctx,
                                               struct moecl_memory_report *r) {
     if (!r)
@@ -103,6 +120,13 @@ enum moecl_status moecl_context_memory_report(const struct moecl_context *ctx,
         for (int c = 0; c < MOECL_MEM_N_CLASSES; c++) {
             o->measured[c] = moecl_umem_device_bytes(m->umem, d, (enum moecl_mem_class)c);
             o->planned[c] = pd ? pd->bytes[c] : 0;
+        }
+        /* the manager does not hold programs: their binaries' sizes as the driver reports */
+        if (!o->measured[MOECL_MEM_PROGRAMS]) {
+            uint64_t pb = program_binary_bytes(md->programs.core);
+            for (int f = 0; f < md->programs.n_formats; f++)
+                pb += program_binary_bytes(md->programs.format_programs[f]);
+            o->measured[MOECL_MEM_PROGRAMS] = pb;
         }
     }
     r->handoffs_per_step[0] = m->plan.n_handoffs[MOECL_HANDOFF_EVENT];

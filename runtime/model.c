@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ rope frequencies */
 
@@ -295,6 +296,15 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
         if (lim && lim < infos[i].max_alloc_bytes)
             infos[i].max_alloc_bytes = lim;
     }
+    /* A host-unified device's buffers here are views of host memory (the checkpoint's mapping,
+     * host arenas): what bounds them is the host's RAM, not the allocation budget the driver
+     * reports (PoCL reports a fraction of what it detects, 3.4 GiB of 128 GiB measured on the
+     * NVIDIA machine). The plan sees such a device with the host's memory. */
+    int force_copy = getenv("MOECL_WEIGHTS_COPY") != NULL;
+    uint64_t host_ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < n_all; i++)
+        if (infos[i].host_unified_memory && !force_copy && host_ram > infos[i].global_mem_bytes)
+            infos[i].global_mem_bytes = host_ram;
     MOECL_TRY(make_placement(options, infos, n_all, cfg->n_layers, &gp));
     int used[MOECL_UMEM_MAX_DEVICES];
     m->n_devs = moecl_placement_devices(&gp, used, MOECL_UMEM_MAX_DEVICES);
@@ -330,9 +340,8 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
     MOECL_TRY(moecl_plan_build(&m->place, pdevs, m->n_devs, &m->plan));
 
     struct moecl_umem_device_desc descs[MOECL_UMEM_MAX_DEVICES];
-    /* $MOECL_WEIGHTS_COPY forces the discrete-device path (mirrors) on any device, so that
-     * path is testable on PoCL. */
-    int force_copy = getenv("MOECL_WEIGHTS_COPY") != NULL;
+    /* $MOECL_WEIGHTS_COPY (force_copy) forces the discrete-device path (mirrors) on any
+     * device, so that path is testable on PoCL. */
     for (int i = 0; i < m->n_devs; i++) {
         struct moecl_mdev *d = &m->devs[i];
         d->zero_copy = d->cl.info.host_unified_memory && !force_copy;

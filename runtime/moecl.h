@@ -791,7 +791,9 @@ struct moecl_footprint_row {
     int is_host, host_unified;
     uint64_t bytes[MOECL_MEM_N_CLASSES];
     uint64_t total, capacity, max_alloc; /* capacity 0: unknown */
-    int64_t left;
+    uint64_t owned;   /* what the device allocates itself (a host-unified device's weights are
+                         views of host memory and count against the host only) */
+    int64_t left;     /* capacity - owned */
     uint64_t largest; /* the largest single buffer it holds */
     char largest_what[96];
     int fits;

@@ -166,8 +166,8 @@ uint64_t moecl_memplan_buf_bytes(const struct moecl_config *cfg, enum moecl_memp
 const char *moecl_memplan_buf_name(enum moecl_memplan_buf b);
 
 /* Estimated bytes of compiled program binaries on one device: the core program plus one per
- * weight format (measured on PoCL 5 for this codebase's kernels: ~300 KB and ~90 KB; GPU
- * drivers' binaries are smaller). */
+ * weight format, as PoCL 5 reports them for this codebase's kernels (366 KiB + 122 KiB per
+ * format, measured with `moecl footprint --measure`); GPU drivers' binaries differ. */
 uint64_t moecl_memplan_program_bytes(int n_formats);
 
 /* ------------------------------------------------------------------ the plan */
@@ -177,11 +177,15 @@ uint64_t moecl_memplan_program_bytes(int n_formats);
 struct moecl_memplan_device {
     int device; /* index into the discovery list */
     uint64_t bytes[MOECL_MEM_N_CLASSES];
-    uint64_t total;        /* sum of bytes[] */
+    uint64_t total; /* sum of bytes[] */
+    /* What the device allocates itself and its global memory must hold: total, less the
+     * weights on a host-unified device (zero-copy views of the host mapping, which PoCL does
+     * not allocate: they count against host memory only). */
+    uint64_t owned;
     uint64_t capacity;     /* CL_DEVICE_GLOBAL_MEM_SIZE */
     uint64_t max_alloc;    /* CL_DEVICE_MAX_MEM_ALLOC_SIZE */
     int host_unified;      /* its buffers are host memory */
-    int64_t left;          /* capacity - total (negative: over) */
+    int64_t left;          /* capacity - owned (negative: over) */
     uint64_t largest;      /* the largest single buffer it must hold */
     char largest_what[96]; /* which one */
     int n_formats;         /* weight formats it runs (programs) */

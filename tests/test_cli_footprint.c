@@ -146,3 +146,25 @@ TEST(cli_footprint_sweep_csv) {
     }
     free(out);
 }
+
+/* --measure loads the fixture with the planned context and prints planned beside measured:
+ * the KV cache and activation buffers the runtime allocated are exactly the planned bytes. */
+TEST(cli_footprint_measure) {
+    char args[4608], *out = NULL;
+    snprintf(args, sizeof args, "%s --ctx 40 --batch 8 --kv-type f16 --measure --measure-tokens 8",
+             fixture("affine_b4_g64"));
+    REQUIRE(footprint(args, 1, &out) == 0);
+    CHECK_STR_CONTAINS(out, "measured after a prefill of 8 tokens");
+    /* 2 full layers x 2 x 40 positions x 128 x 2 bytes = 40 KiB; sliding 2 x 2 x 8 x 128 x 2 */
+    CHECK_STR_CONTAINS(out, "KV cache (full layers)          40.00 KiB      40.00 KiB     0.00%");
+    CHECK_STR_CONTAINS(out, "KV cache (sliding layers)        8.00 KiB       8.00 KiB     0.00%");
+    const char *act = strstr(out ? out : "", "pocl:0     activations");
+    REQUIRE(act);
+    CHECK(strstr(act, " 0.00%") && strstr(act, " 0.00%") < strchr(act, '\n'));
+    CHECK_STR_CONTAINS(out, "weights vs mapped RSS");
+    /* program binaries are measured too (the driver's sizes), not left at 0 */
+    const char *prog = strstr(out ? out : "", "pocl:0     program binaries");
+    REQUIRE(prog);
+    CHECK(!strstr(prog, " 0 B") || strstr(prog, " 0 B") > strchr(prog, '\n'));
+    free(out);
+}

@@ -137,6 +137,8 @@ TEST(kv_f16_attention_reads_half_exactly) {
 
 /* Log-softmax KL(p32 || p16) of two logit rows, in nats. */
 static double kl_rows(const float *a, const float *b, int n) {
+    if (n <= 0)
+        return 0;
     double ma = a[0], mb = b[0];
     for (int i = 1; i < n; i++) {
         ma = a[i] > ma ? a[i] : ma;
@@ -147,7 +149,8 @@ static double kl_rows(const float *a, const float *b, int n) {
         sa += exp(a[i] - ma);
         sb += exp(b[i] - mb);
     }
-    double la = ma + log(sa), lb = mb + log(sb), kl = 0;
+    /* sa, sb >= 1: the maximum term is exp(0) */
+    double la = ma + log(sa > 1 ? sa : 1), lb = mb + log(sb > 1 ? sb : 1), kl = 0;
     for (int i = 0; i < n; i++) {
         double lpa = a[i] - la, lpb = b[i] - lb;
         kl += exp(lpa) * (lpa - lpb);

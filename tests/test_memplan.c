@@ -395,3 +395,44 @@ TEST(memplan_recipe_equals_written_checkpoint) {
         free(dir);
     }
 }
+
+/* A host-unified device's weights are views of the host mapping, not device allocations: the
+ * full-size 4-bit model's 11.8 GB of weights fit a PoCL device reporting 3.35 GiB of global
+ * memory (the H100 VM's), whose own buffers are what its capacity must hold; the same device
+ * without host-unified memory must hold the weights too and is refused. */
+TEST(memplan_host_unified_weights_are_views) {
+    struct moecl_recipe r;
+    memset(&r, 0, sizeof r);
+    moecl_recipe_shape_full(&r);
+    REQUIRE(moecl_recipe_set(&r, "mlx-4bit", 0, MOECL_QMODE_AFFINE, 0, 0, 0, MOECL_DTYPE_BF16) ==
+            MOECL_OK);
+    struct moecl_memplan_model m;
+    REQUIRE(moecl_memplan_model_from_recipe(&r, &m) == MOECL_OK);
+    struct moecl_device_info devs[2];
+    fake_devices(devs);
+    devs[1].global_mem_bytes = 3597035520ull; /* 3.35 GiB */
+    devs[1].max_alloc_bytes = 1ull << 30;
+    struct moecl_placement p;
+    REQUIRE(moecl_placement_init(&p, m.cfg.n_layers, 1) == MOECL_OK);
+    struct moecl_memplan_ctx c;
+    moecl_memplan_ctx_init(&c, 4096);
+    struct moecl_memplan plan;
+    REQUIRE(moecl_memplan_build(&m, &p, devs, 2, &c, 0, &plan) == MOECL_OK);
+    CHECK(plan.fits);
+    CHECK(plan.dev[0].total > devs[1].global_mem_bytes);
+    CHECK_EQ(plan.dev[0].owned,
+             plan.dev[0].bytes[MOECL_MEM_KV_FULL] + plan.dev[0].bytes[MOECL_MEM_KV_SLIDING] +
+                 plan.dev[0].bytes[MOECL_MEM_ACTIVATIONS] + plan.dev[0].bytes[MOECL_MEM_SCRATCH] +
+                 plan.dev[0].bytes[MOECL_MEM_PROGRAMS]);
+    devs[1].host_unified_memory = 0;
+    REQUIRE(moecl_memplan_build(&m, &p, devs, 2, &c, 0, &plan) == MOECL_OK);
+    CHECK(!plan.fits);
+    CHECK_STR_CONTAINS(plan.reason, "device cpu:0 (Big CPU) needs 12.09 GB (expert weights");
+    /* the host still has to hold every weight */
+    devs[1].host_unified_memory = 1;
+    REQUIRE(moecl_memplan_build(&m, &p, devs, 2, &c, 8000000000ull, &plan) == MOECL_OK);
+    CHECK(!plan.fits);
+    CHECK_STR_CONTAINS(plan.reason, "host memory: needs 12.09 GB");
+    moecl_placement_free(&p);
+    moecl_memplan_model_free(&m);
+}

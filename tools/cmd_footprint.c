@@ -34,6 +34,13 @@ static const char usage[] =
     "                         place='all=pocl:0;attn=pocl:0,experts=pocl:1' (';' separates).\n"
     "                         A second --sweep makes the series of the first.\n"
     "  --csv FILE             sweep CSV to FILE (default stdout)\n"
+    "  --measure              also load DIR with the same placement and context, prefill\n"
+    "                         --measure-tokens random tokens (default 64: every expert gets\n"
+    "                         used, so every weight page is touched) and print planned beside\n"
+    "                         measured per device and class, and host planned vs RSS\n"
+    "  --measure-tokens N     tokens to prefill for --measure\n"
+    "  --populate             with --measure: prefault the whole checkpoint mapping\n"
+    "                         ($MOECL_MMAP_POPULATE=1), as if every expert had been used\n"
     "  --plot PREFIX          sweep plot PREFIX.png and PREFIX.svg (gnuplot): total bytes\n"
     "                         per device against the first sweep's values\n";
 
@@ -238,6 +245,133 @@ static int draw_plot(const char *prefix, const char *title, const struct sweep *
     return 0;
 }
 
+/* /proc/self/statm's resident pages in bytes (0 if unknown). */
+static uint64_t rss_now(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &res) != 2)
+        res = 0;
+    fclose(f);
+    return (uint64_t)res * 4096u;
+}
+
+static double pct(uint64_t measured, uint64_t planned) {
+    return planned ? 100.0 * ((double)measured - (double)planned) / (double)planned : 0.0;
+}
+
+/* Resident bytes of this process's mappings of *.safetensors files (/proc/self/smaps). */
+static uint64_t checkpoint_rss(void) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return 0;
+    char line[4608];
+    int in_ckpt = 0;
+    uint64_t total = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long kb;
+        if (strchr(line, '-') && strchr(line, ' ') && strchr(line, '-') < strchr(line, ' ')) {
+            size_t n = strlen(line);
+            while (n && (line[n - 1] == '\n' || line[n - 1] == ' '))
+                line[--n] = 0;
+            in_ckpt = n > 12 && !strcmp(line + n - 12, ".safetensors");
+        } else if (in_ckpt && sscanf(line, "Rss: %llu kB", &kb) == 1) {
+            total += (uint64_t)kb * 1024u;
+        }
+    }
+    fclose(f);
+    return total;
+}
+
+/* Loads the model as planned, prefills n random tokens and prints planned vs measured. */
+static int measure(const struct fp_args *a, const struct moecl_footprint *plan, int n_tokens) {
+    uint64_t rss0 = rss_now();
+    struct moecl_model_options mo;
+    memset(&mo, 0, sizeof mo);
+    mo.place = a->o.place;
+    mo.n_cpu_moe = a->o.n_cpu_moe == -2 ? -1 : a->o.n_cpu_moe < 0 ? 0 : a->o.n_cpu_moe;
+    struct moecl_model *model = NULL;
+    struct moecl_context *ctx = NULL;
+    enum moecl_status st = moecl_model_load(a->dir, &mo, &model);
+    if (st != MOECL_OK)
+        return moecl_cli_fail(a->dir, st);
+    struct moecl_context_options co;
+    memset(&co, 0, sizeof co);
+    co.prefill_chunk = a->o.prefill_chunk;
+    co.max_kv_size = a->o.max_kv_size;
+    co.all_logits = a->o.all_logits;
+    co.kv_type = a->o.kv_type;
+    st = moecl_context_create(model, a->o.n_ctx, &co, &ctx);
+    int32_t *toks = st == MOECL_OK ? malloc((size_t)n_tokens * sizeof *toks) : NULL;
+    if (st == MOECL_OK && !toks)
+        st = MOECL_ERR_NO_MEMORY;
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; toks && i < n_tokens; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = (int32_t)((x >> 33) % (uint64_t)moecl_model_vocab_size(model));
+    }
+    if (st == MOECL_OK && n_tokens > 0)
+        st = moecl_context_eval(ctx, toks, n_tokens);
+    struct moecl_memory_report *r = calloc(1, sizeof *r);
+    if (st == MOECL_OK && !r)
+        st = MOECL_ERR_NO_MEMORY;
+    if (st == MOECL_OK)
+        st = moecl_context_memory_report(ctx, r);
+    int rc = 0;
+    if (st != MOECL_OK) {
+        rc = moecl_cli_fail("measuring", st);
+    } else {
+        char b1[32], b2[32];
+        printf("\nmeasured after a prefill of %d tokens (%s)\n", n_tokens, r->placement);
+        printf("%-10s %-26s %14s %14s %9s\n", "device", "class", "planned", "measured", "diff");
+        for (int d = 0; d < r->n_devices; d++) {
+            const struct moecl_memory_device *md = &r->devices[d];
+            const struct moecl_footprint_row *pr = NULL;
+            for (int i = 0; i < plan->n_rows; i++)
+                if (!strcmp(plan->rows[i].name, md->name))
+                    pr = &plan->rows[i];
+            uint64_t tp = 0, tm = 0;
+            for (int c = 0; c < MOECL_MEM_N_CLASSES; c++) {
+                uint64_t pc = pr ? pr->bytes[c] : 0, mc = md->measured[c];
+                tp += pc;
+                tm += mc;
+                if (pc || mc)
+                    printf("%-10s %-26s %14s %14s %8.2f%%\n", md->name,
+                           moecl_mem_class_name((enum moecl_mem_class)c), moecl_cli_bytes(pc, b1),
+                           moecl_cli_bytes(mc, b2), pct(mc, pc));
+            }
+            printf("%-10s %-26s %14s %14s %8.2f%%  (%llu / %llu bytes)\n", md->name, "total",
+                   moecl_cli_bytes(tp, b1), moecl_cli_bytes(tm, b2), pct(tm, tp),
+                   (unsigned long long)tp, (unsigned long long)tm);
+        }
+        const struct moecl_footprint_row *h = &plan->rows[plan->n_rows - 1];
+        printf("%-10s %-26s %14s %14s %8.2f%%  (RSS now; %llu / %llu bytes)\n", "host",
+               "total vs RSS", moecl_cli_bytes(h->total, b1),
+               moecl_cli_bytes(r->host_rss_bytes, b2), pct(r->host_rss_bytes, h->total),
+               (unsigned long long)h->total, (unsigned long long)r->host_rss_bytes);
+        uint64_t grown = r->host_rss_bytes > rss0 ? r->host_rss_bytes - rss0 : 0;
+        char b3[32];
+        printf("%-10s %-26s %14s %14s %8.2f%%  (RSS less the %s before loading)\n", "host",
+               "total vs RSS growth", moecl_cli_bytes(h->total, b1), moecl_cli_bytes(grown, b2),
+               pct(grown, h->total), moecl_cli_bytes(rss0, b3));
+        uint64_t ck_rss = checkpoint_rss();
+        printf("%-10s %-26s %14s %14s %8.2f%%  (this process's Rss of the mapped files, smaps)\n",
+               "host", "weights vs mapped RSS", moecl_cli_bytes(plan->stored_bytes, b1),
+               moecl_cli_bytes(ck_rss, b2), pct(ck_rss, plan->stored_bytes));
+        printf("%-10s %-26s %14s %14s %8.2f%%  (page cache, mincore: also other processes' "
+               "reads)\n",
+               "host", "weights vs cached pages", moecl_cli_bytes(plan->stored_bytes, b1),
+               moecl_cli_bytes(r->checkpoint_resident_bytes, b2),
+               pct(r->checkpoint_resident_bytes, plan->stored_bytes));
+    }
+    free(r);
+    free(toks);
+    moecl_context_release(ctx);
+    moecl_model_release(model);
+    return rc;
+}
+
 MOECL_COMMAND(footprint, "plan memory per device and class before loading (and sweeps)") {
     struct fp_args a;
     memset(&a, 0, sizeof a);
@@ -246,6 +380,7 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
     struct sweep sw[2];
     int n_sweeps = 0;
     const char *csv = NULL, *plot = NULL;
+    int do_measure = 0, measure_tokens = 64;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long x;
@@ -315,6 +450,12 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
             if (parse_sweep(v, &sw[n_sweeps]))
                 return 2;
             n_sweeps++;
+        } else if (!strcmp(o, "--measure")) {
+            do_measure = 1;
+        } else if (!strcmp(o, "--populate")) {
+            setenv("MOECL_MMAP_POPULATE", "1", 1);
+        } else if (!strcmp(o, "--measure-tokens")) {
+            INT_VALUE(0, 1 << 20, measure_tokens);
         } else if (!strcmp(o, "--csv")) {
             NEED_VALUE();
             csv = v;
@@ -335,6 +476,11 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
                 usage);
         return 2;
     }
+    if (do_measure && (!a.dir || n_sweeps || (flags & MOECL_FOOTPRINT_JSON))) {
+        fprintf(stderr, "moecl footprint: --measure needs a checkpoint folder, no --sweep and "
+                        "no --json\n");
+        return 2;
+    }
     if ((csv || plot) && !n_sweeps) {
         fprintf(stderr, "moecl footprint: --csv and --plot go with --sweep\n");
         return 2;
@@ -350,6 +496,10 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
         if (rc == 0) {
             moecl_footprint_write(p, flags, stdout);
             rc = p->fits ? 0 : 3;
+        }
+        if (rc == 0 && do_measure) {
+            fflush(stdout);
+            rc = measure(&a, p, measure_tokens);
         }
         moecl_footprint_model_release(model);
         free(p);
