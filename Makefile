@@ -43,7 +43,7 @@ ATEST_OBJ    := $(call obj,$(BUILD)/asan,$(TEST_SRC))
 ATOOL_OBJ    := $(call obj,$(BUILD)/asan,$(TOOL_SRC))
 AMKMODEL_OBJ := $(call obj,$(BUILD)/asan,$(MKMODEL_SRC))
 
-.PHONY: all deps test asan check format format-check lint clean fixtures conformance tokcheck tokbench fuzz fuzz-smoke
+.PHONY: all deps test asan check format format-check lint clean fixtures conformance tokcheck tokbench fuzz fuzz-smoke kl-table
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/libmoecl.a $(BUILD)/moecl $(BUILD)/mkmodel
@@ -215,6 +215,10 @@ tokcheck: $(BUILD)/moecl
 tokbench: $(BUILD)/moecl
 	py="$$(bash tests/reference/setup_venv.sh | tail -n 1)" && \
 		"$$py" tests/reference/tokenizer_bench.py --moecl $(BUILD)/moecl
+
+# KL divergence / same-top-token table of the fixture recipes against f32 (README).
+kl-table: $(BUILD)/moecl
+	MOECL_CL_CACHE_DIR=$(BUILD)/clcache bash scripts/kl_table.sh tests/fixtures $(BUILD)/moecl
 
 clean:
 	rm -rf $(BUILD)

@@ -8,21 +8,57 @@
 
 #define HEAD_DIM_MAX 256
 
-/* Where key position j lives: the chunk's buffers for j >= pos0, else the cache ring. */
-inline __global const float *attn_key_row(__global const float *fresh, __global const float *ring,
-                                          uint j, uint pos0, uint cap, uint kv_width, uint kvh,
-                                          uint head_dim) {
-    if (j >= pos0)
-        return fresh + (ulong)(j - pos0) * kv_width + kvh * head_dim;
-    return ring + (ulong)(j % cap) * kv_width + kvh * head_dim;
+/* Key/value row j: the chunk's fresh float rows for j >= pos0, else ring slot j % cap, stored
+ * as float or (a.kv_f16) as half, read with vload_half; all arithmetic is float32. */
+inline float kv_row_dot(const float *qs, __global const float *fresh, __global const uchar *ring,
+                        uint j, uint pos0, uint cap, uint kv_width, uint kvh, uint head_dim,
+                        uint f16) {
+    float z = 0.0f;
+    if (j >= pos0) {
+        __global const float *r = fresh + (ulong)(j - pos0) * kv_width + kvh * head_dim;
+        for (uint d = 0; d < head_dim; d++)
+            z += qs[d] * r[d];
+    } else if (f16) {
+        __global const half *r =
+            (__global const half *)ring + (ulong)(j % cap) * kv_width + kvh * head_dim;
+        for (uint d = 0; d < head_dim; d++)
+            z += qs[d] * vload_half(d, r);
+    } else {
+        __global const float *r =
+            (__global const float *)ring + (ulong)(j % cap) * kv_width + kvh * head_dim;
+        for (uint d = 0; d < head_dim; d++)
+            z += qs[d] * r[d];
+    }
+    return z;
+}
+
+/* acc += p * value row j (same addressing as kv_row_dot). */
+inline void kv_row_axpy(float *acc, float p, __global const float *fresh,
+                        __global const uchar *ring, uint j, uint pos0, uint cap, uint kv_width,
+                        uint kvh, uint head_dim, uint f16) {
+    if (j >= pos0) {
+        __global const float *r = fresh + (ulong)(j - pos0) * kv_width + kvh * head_dim;
+        for (uint d = 0; d < head_dim; d++)
+            acc[d] += p * r[d];
+    } else if (f16) {
+        __global const half *r =
+            (__global const half *)ring + (ulong)(j % cap) * kv_width + kvh * head_dim;
+        for (uint d = 0; d < head_dim; d++)
+            acc[d] += p * vload_half(d, r);
+    } else {
+        __global const float *r =
+            (__global const float *)ring + (ulong)(j % cap) * kv_width + kvh * head_dim;
+        for (uint d = 0; d < head_dim; d++)
+            acc[d] += p * r[d];
+    }
 }
 
 /* q, out: [n_tokens][n_heads * head_dim]; k_new, v_new: [n_tokens][n_kv_heads * head_dim];
- * k_ring, v_ring: [cache_cap][n_kv_heads * head_dim] holding positions < pos0. One work-item
- * per (head, token). */
+ * k_ring, v_ring: [cache_cap][n_kv_heads * head_dim] float (or half with a.kv_f16) holding
+ * positions < pos0. One work-item per (head, token). */
 __kernel void attn_sinks_f32(__global const float *q, __global const float *k_new,
-                             __global const float *v_new, __global const float *k_ring,
-                             __global const float *v_ring, __global const uchar *sinks,
+                             __global const float *v_new, __global const uchar *k_ring,
+                             __global const uchar *v_ring, __global const uchar *sinks,
                              __global float *out, struct moecl_attn_args a) {
     uint h = get_global_id(0), t = get_global_id(1);
     if (h >= a.n_heads || t >= a.n_tokens)
@@ -39,20 +75,14 @@ __kernel void attn_sinks_f32(__global const float *q, __global const float *k_ne
     float sink = load_dt(sinks, a.sinks_offset, h, a.sinks_dt);
     float m = sink;
     for (uint j = lo; j <= p; j++) {
-        __global const float *kr = attn_key_row(k_new, k_ring, j, a.pos0, a.cache_cap, kv_width,
-                                                kvh, hd);
-        float z = 0.0f;
-        for (uint d = 0; d < hd; d++)
-            z += qs[d] * kr[d];
+        float z = kv_row_dot(qs, k_new, k_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd,
+                             a.kv_f16);
         m = fmax(m, round_act(z));
     }
     float sum = ref_exp(sink - m);
     for (uint j = lo; j <= p; j++) {
-        __global const float *kr = attn_key_row(k_new, k_ring, j, a.pos0, a.cache_cap, kv_width,
-                                                kvh, hd);
-        float z = 0.0f;
-        for (uint d = 0; d < hd; d++)
-            z += qs[d] * kr[d];
+        float z = kv_row_dot(qs, k_new, k_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd,
+                             a.kv_f16);
         sum += ref_exp(round_act(z) - m);
     }
     float inv = 1.0f / sum;
@@ -60,16 +90,10 @@ __kernel void attn_sinks_f32(__global const float *q, __global const float *k_ne
     for (uint d = 0; d < hd; d++)
         acc[d] = 0.0f;
     for (uint j = lo; j <= p; j++) {
-        __global const float *kr = attn_key_row(k_new, k_ring, j, a.pos0, a.cache_cap, kv_width,
-                                                kvh, hd);
-        __global const float *vr = attn_key_row(v_new, v_ring, j, a.pos0, a.cache_cap, kv_width,
-                                                kvh, hd);
-        float z = 0.0f;
-        for (uint d = 0; d < hd; d++)
-            z += qs[d] * kr[d];
+        float z = kv_row_dot(qs, k_new, k_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd,
+                             a.kv_f16);
         float pj = round_act(ref_exp(round_act(z) - m) * inv);
-        for (uint d = 0; d < hd; d++)
-            acc[d] += pj * vr[d];
+        kv_row_axpy(acc, pj, v_new, v_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd, a.kv_f16);
     }
     __global float *o = out + (ulong)t * a.n_heads * hd + h * hd;
     for (uint d = 0; d < hd; d++)
@@ -91,5 +115,21 @@ __kernel void kv_append_f32(__global const float *k_new, __global const float *v
     for (uint i = 0; i < kv_width; i++) {
         k_ring[slot + i] = ks[i];
         v_ring[slot + i] = vs[i];
+    }
+}
+
+/* kv_append_f32 for a half ring: each float is rounded to the nearest half (vstore_half_rte). */
+__kernel void kv_append_f16(__global const float *k_new, __global const float *v_new,
+                            __global half *k_ring, __global half *v_ring, uint n_tokens, uint pos0,
+                            uint cap, uint kv_width) {
+    uint t = get_global_id(0);
+    if (t >= n_tokens || (n_tokens > cap && t < n_tokens - cap))
+        return;
+    ulong slot = (ulong)((pos0 + t) % cap) * kv_width;
+    __global const float *ks = k_new + (ulong)t * kv_width;
+    __global const float *vs = v_new + (ulong)t * kv_width;
+    for (uint i = 0; i < kv_width; i++) {
+        vstore_half_rte(ks[i], slot + i, k_ring);
+        vstore_half_rte(vs[i], slot + i, v_ring);
     }
 }

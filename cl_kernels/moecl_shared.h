@@ -72,7 +72,7 @@ struct moecl_attn_args {
     moecl_u32 cache_cap; /* ring slots; position j lives in slot j % cache_cap */
     moecl_u32 sinks_dt;  /* MOECL_DT_* */
     float scale;         /* 1/sqrt(head_dim) */
-    moecl_u32 pad0;
+    moecl_u32 kv_f16;    /* 1: the rings hold half (enum moecl_kv_type MOECL_KV_F16) */
 };
 
 #endif

@@ -344,7 +344,12 @@ enum moecl_status moecl_st_open(const char *path, int file_index, struct moecl_s
                                "%s: truncated: %zu bytes, shorter than the 8-byte header length",
                                path, size);
     }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* $MOECL_MMAP_POPULATE=1 prefaults every page (MAP_POPULATE): the whole file is resident
+     * from the start, as the memory plan counts it (`moecl footprint --measure --populate`);
+     * otherwise pages come in as kernels first read them. */
+    const char *pop = getenv("MOECL_MMAP_POPULATE");
+    int flags = MAP_PRIVATE | (pop && pop[0] == '1' ? MAP_POPULATE : 0);
+    void *map = mmap(NULL, size, PROT_READ, flags, fd, 0);
     int e = errno;
     close(fd);
     if (map == MAP_FAILED)

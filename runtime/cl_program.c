@@ -337,15 +337,30 @@ enum moecl_status moecl_cl_program_build(cl_context ctx, cl_device_id device,
         goto cleanup;
     }
     if (*dir) {
-        size_t bin_size = 0;
-        if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof bin_size, &bin_size, NULL) ==
+        /* In a context of several devices the program holds one binary per device: take this
+         * device's. */
+        cl_uint n_devs = 0;
+        cl_device_id devs[16];
+        size_t sizes[16] = {0};
+        unsigned char *outs[16] = {NULL};
+        int at = -1;
+        if (clGetProgramInfo(prog, CL_PROGRAM_NUM_DEVICES, sizeof n_devs, &n_devs, NULL) ==
                 CL_SUCCESS &&
-            bin_size > 0 && bin_size <= CACHE_MAX_BINARY) {
-            unsigned char *out = malloc(bin_size);
-            unsigned char *outs[1] = {out};
-            if (out &&
-                clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof outs, outs, NULL) == CL_SUCCESS)
-                cache_write(dir, path, key, out, bin_size);
+            n_devs >= 1 && n_devs <= 16 &&
+            clGetProgramInfo(prog, CL_PROGRAM_DEVICES, n_devs * sizeof devs[0], devs, NULL) ==
+                CL_SUCCESS &&
+            clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, n_devs * sizeof sizes[0], sizes,
+                             NULL) == CL_SUCCESS) {
+            for (cl_uint i = 0; i < n_devs; i++)
+                if (devs[i] == device)
+                    at = (int)i;
+        }
+        if (at >= 0 && sizes[at] > 0 && sizes[at] <= CACHE_MAX_BINARY) {
+            unsigned char *out = malloc(sizes[at]);
+            outs[at] = out;
+            if (out && clGetProgramInfo(prog, CL_PROGRAM_BINARIES, n_devs * sizeof outs[0], outs,
+                                        NULL) == CL_SUCCESS)
+                cache_write(dir, path, key, out, sizes[at]);
             free(out);
         }
     }

@@ -7,6 +7,8 @@
  * never needs to hold more than the window. */
 #include "model_internal.h"
 
+#include "memplan.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,17 +19,20 @@ static void ctx_record_error(struct moecl_context *c) {
     snprintf(c->errmsg, sizeof c->errmsg, "%s", moecl_last_error());
 }
 
-static enum moecl_status make_buffer(cl_context cl, size_t n_bytes, cl_mem *out, size_t *total) {
-    enum moecl_status status = MOECL_OK;
-    cl_int err;
-    *out = clCreateBuffer(cl, CL_MEM_READ_WRITE, n_bytes ? n_bytes : 4, NULL, &err);
-    if (err != CL_SUCCESS) {
-        *out = NULL;
-        status = moecl_error_set(MOECL_ERR_CL, "clCreateBuffer(%zu bytes) failed: %s", n_bytes,
-                                 moecl_cl_err_name(err));
+/* Device masks (bit = model slot) of the parts of the placement. */
+struct masks {
+    unsigned embed, attn, experts, head, split;
+};
+
+static struct masks masks_of(const struct moecl_model *m) {
+    struct masks k = {1u << m->place.embed, 0, 0, 1u << m->place.lm_head, 0};
+    for (int l = 0; l < m->place.n_layers; l++) {
+        k.attn |= 1u << m->place.attn[l];
+        k.experts |= 1u << m->place.experts[l];
+        if (m->place.attn[l] != m->place.experts[l])
+            k.split = 1;
     }
-    *total += n_bytes;
-    return status;
+    return k;
 }
 
 enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
@@ -45,41 +50,77 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
     c->model = model;
     c->n_ctx = n_ctx;
-    c->chunk = options && options->prefill_chunk > 0 ? options->prefill_chunk : 512;
-    c->max_kv_size = options && options->max_kv_size > 0 ? options->max_kv_size : 0;
-    c->all_logits = options ? options->all_logits != 0 : 0;
-    if (c->chunk > n_ctx && !c->max_kv_size)
-        c->chunk = n_ctx;
+    /* Every size below comes from the memory plan (scheduler/memplan.h), so `moecl footprint`
+     * and the unified-memory manager count exactly what is allocated here. */
+    struct moecl_memplan_ctx shape;
+    moecl_memplan_ctx_init(&shape, n_ctx);
+    if (options) {
+        shape.prefill_chunk = options->prefill_chunk;
+        shape.max_kv_size = options->max_kv_size > 0 ? options->max_kv_size : 0;
+        shape.all_logits = options->all_logits != 0;
+        shape.kv_type = options->kv_type;
+    }
+    if (shape.kv_type != MOECL_KV_F32 && shape.kv_type != MOECL_KV_F16) {
+        status = moecl_error_set(MOECL_ERR_INVALID_ARG,
+                                 "moecl_context_create: KV type %d (expected f32 or f16)",
+                                 (int)shape.kv_type);
+        goto cleanup;
+    }
+    c->chunk = moecl_memplan_chunk(&shape);
+    c->max_kv_size = shape.max_kv_size;
+    c->all_logits = shape.all_logits;
+    c->kv_type = shape.kv_type;
+    /* Refused before allocating when the plan does not fit its devices. */
+    MOECL_TRY(moecl_memplan_build(&model->plan_model, &model->gplace, model->infos, model->n_infos,
+                                  &shape, 0, &c->plan));
+    MOECL_TRY(moecl_memplan_check(&c->plan));
     cl_int err;
-    /* profiling-enabled, so that moecl_context_set_profile can time launches */
+    /* queues are profiling-enabled, so that moecl_context_set_profile can time launches */
     cl_queue_properties qprops[] = {CL_QUEUE_PROPERTIES, CL_QUEUE_PROFILING_ENABLE, 0};
-    c->queue =
-        clCreateCommandQueueWithProperties(model->cl_ctx, model->device.device, qprops, &err);
-    MOECL_CL_CHECK(err, "clCreateCommandQueueWithProperties");
-    MOECL_TRY(moecl_kernels_create(&model->programs, &c->kernels));
+    for (int i = 0; i < model->n_devs; i++) {
+        const struct moecl_mdev *d = &model->devs[i];
+        c->devs[i].queue = clCreateCommandQueueWithProperties(d->ctx, d->cl.device, qprops, &err);
+        MOECL_CL_CHECK(err, "clCreateCommandQueueWithProperties");
+        MOECL_TRY(moecl_kernels_create(&d->programs, &c->devs[i].kernels));
+    }
 
-    size_t C = (size_t)c->chunk, H = (size_t)cfg->hidden_size;
-    size_t QW = (size_t)cfg->n_heads * (size_t)cfg->head_dim;
-    size_t KW = (size_t)cfg->n_kv_heads * (size_t)cfg->head_dim;
-    size_t K = (size_t)cfg->n_experts_per_tok, I = (size_t)cfg->intermediate_size;
-    size_t V = (size_t)cfg->vocab_size, F = sizeof(float);
-    cl_context cl = model->cl_ctx;
-    MOECL_TRY(make_buffer(cl, C * sizeof(int32_t), &c->tokens, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * H * F, &c->x, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * H * F, &c->xn, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * QW * F, &c->q, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * KW * F, &c->k, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * KW * F, &c->v, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * QW * F, &c->attn, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * H * F, &c->tmp, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * (size_t)cfg->n_experts * F, &c->rlogits, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * sizeof(int32_t), &c->ids, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * F, &c->wts, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * I * F, &c->gate, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * I * F, &c->up, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, C * K * H * F, &c->down, &c->act_bytes));
-    MOECL_TRY(make_buffer(cl, (c->all_logits ? C : 1) * V * F, &c->logits, &c->act_bytes));
-    c->host_logits = malloc(V * F);
+    struct moecl_umem *um = model->umem;
+    struct masks mk = masks_of(model);
+    /* Hand-off buffers need a host copy when a hand-off crosses contexts. */
+    int host = model->plan.n_handoffs[MOECL_HANDOFF_HOST] > 0;
+    unsigned split_mask = mk.split ? mk.experts : 0; /* tmp carries the experts' sum back */
+    static const char *const names[MOECL_BUF_COUNT] = {
+        "tokens",  "x",   "xn",  "q",    "k",  "v",    "attn",  "tmp",
+        "rlogits", "ids", "wts", "gate", "up", "down", "logits"};
+    struct {
+        struct moecl_ubuf **field;
+        unsigned mask;
+        int host;
+    } step_bufs[MOECL_BUF_COUNT] = {
+        [MOECL_BUF_TOKENS] = {&c->tokens, mk.embed, 0},
+        [MOECL_BUF_X] = {&c->x, mk.embed | mk.attn | mk.head, host},
+        [MOECL_BUF_XN] = {&c->xn, mk.attn | mk.experts | mk.head, host},
+        [MOECL_BUF_Q] = {&c->q, mk.attn, 0},
+        [MOECL_BUF_K] = {&c->k, mk.attn, 0},
+        [MOECL_BUF_V] = {&c->v, mk.attn, 0},
+        [MOECL_BUF_ATTN] = {&c->attn, mk.attn, 0},
+        [MOECL_BUF_TMP] = {&c->tmp, mk.attn | split_mask, host},
+        [MOECL_BUF_RLOGITS] = {&c->rlogits, mk.attn, 0},
+        [MOECL_BUF_IDS] = {&c->ids, mk.attn | mk.experts, host},
+        [MOECL_BUF_WTS] = {&c->wts, mk.attn | mk.experts, host},
+        [MOECL_BUF_GATE] = {&c->gate, mk.experts, 0},
+        [MOECL_BUF_UP] = {&c->up, mk.experts, 0},
+        [MOECL_BUF_DOWN] = {&c->down, mk.experts, 0},
+        [MOECL_BUF_LOGITS] = {&c->logits, mk.head, 0},
+    };
+    for (int b = 0; b < MOECL_BUF_COUNT; b++) {
+        enum moecl_mem_class cls;
+        uint64_t n_bytes = moecl_memplan_buf_bytes(cfg, (enum moecl_memplan_buf)b, &shape, &cls);
+        MOECL_TRY(moecl_umem_buffer_create(um, names[b], cls, n_bytes, step_bufs[b].mask,
+                                           step_bufs[b].host, step_bufs[b].field));
+        c->act_bytes += n_bytes;
+    }
+    c->host_logits = malloc((size_t)cfg->vocab_size * sizeof(float));
     c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
     if (!c->host_logits || !c->layers) {
         status = moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
@@ -87,15 +128,15 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
     }
     for (int l = 0; l < cfg->n_layers; l++) {
         struct moecl_ctx_layer *L = &c->layers[l];
-        if (cfg->layer_sliding[l]) {
-            L->window = (uint32_t)cfg->sliding_window;
-            L->cap = L->window;
-        } else {
-            L->window = (uint32_t)c->max_kv_size;
-            L->cap = c->max_kv_size ? (uint32_t)c->max_kv_size : (uint32_t)n_ctx;
-        }
-        MOECL_TRY(make_buffer(cl, L->cap * KW * F, &L->k, &c->kv_bytes));
-        MOECL_TRY(make_buffer(cl, L->cap * KW * F, &L->v, &c->kv_bytes));
+        L->window =
+            cfg->layer_sliding[l] ? (uint32_t)cfg->sliding_window : (uint32_t)c->max_kv_size;
+        L->cap = moecl_memplan_kv_cap(cfg, l, &shape);
+        uint64_t kv = moecl_memplan_kv_buffer_bytes(cfg, l, &shape);
+        enum moecl_mem_class cls = cfg->layer_sliding[l] ? MOECL_MEM_KV_SLIDING : MOECL_MEM_KV_FULL;
+        unsigned mask = 1u << model->place.attn[l];
+        MOECL_TRY(moecl_umem_buffer_create(um, "k cache", cls, kv, mask, 0, &L->k));
+        MOECL_TRY(moecl_umem_buffer_create(um, "v cache", cls, kv, mask, 0, &L->v));
+        c->kv_bytes += 2 * kv;
     }
     *ctx_out = c;
     c = NULL;
@@ -104,44 +145,51 @@ cleanup:
     return status;
 }
 
+static void finish_all(struct moecl_context *c) {
+    for (int i = 0; i < MOECL_UMEM_MAX_DEVICES; i++)
+        if (c->devs[i].queue)
+            clFinish(c->devs[i].queue);
+}
+
 void moecl_context_release(struct moecl_context *c) {
     if (!c)
         return;
-    if (c->queue)
-        clFinish(c->queue);
-    cl_mem *bufs[] = {&c->tokens,  &c->x,   &c->xn,  &c->q,    &c->k,  &c->v,    &c->attn,  &c->tmp,
-                      &c->rlogits, &c->ids, &c->wts, &c->gate, &c->up, &c->down, &c->logits};
+    finish_all(c);
+    struct moecl_umem *um = c->model ? c->model->umem : NULL;
+    struct moecl_ubuf **bufs[] = {&c->tokens, &c->x,    &c->xn,  &c->q,       &c->k,
+                                  &c->v,      &c->attn, &c->tmp, &c->rlogits, &c->ids,
+                                  &c->wts,    &c->gate, &c->up,  &c->down,    &c->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (*bufs[i])
-            clReleaseMemObject(*bufs[i]);
+        moecl_umem_buffer_free(um, *bufs[i]);
     if (c->layers && c->model) {
         for (int l = 0; l < c->model->ckpt->config.n_layers; l++) {
-            if (c->layers[l].k)
-                clReleaseMemObject(c->layers[l].k);
-            if (c->layers[l].v)
-                clReleaseMemObject(c->layers[l].v);
+            moecl_umem_buffer_free(um, c->layers[l].k);
+            moecl_umem_buffer_free(um, c->layers[l].v);
         }
     }
     free(c->layers);
     free(c->host_logits);
-    moecl_prof_free(c->kernels.prof);
-    moecl_kernels_free(&c->kernels);
-    if (c->queue)
-        clReleaseCommandQueue(c->queue);
+    moecl_prof_free(c->devs[0].kernels.prof); /* one, shared by every device's kernels */
+    for (int i = 0; i < MOECL_UMEM_MAX_DEVICES; i++) {
+        moecl_kernels_free(&c->devs[i].kernels);
+        if (c->devs[i].queue)
+            clReleaseCommandQueue(c->devs[i].queue);
+    }
     free(c);
 }
 
 /* Debugging aid: with $MOECL_DUMP_DIR set, step buffers are written there as raw float32
  * (<name>.bin) after the step; for comparing intermediates with a reference. */
-static void dump_buffer(struct moecl_context *c, const char *name, cl_mem m, size_t n_floats) {
+static void dump_buffer(struct moecl_context *c, int dev, const char *name, cl_mem m,
+                        size_t n_floats) {
     const char *dir = getenv("MOECL_DUMP_DIR");
-    if (!dir || !*dir)
+    if (!dir || !*dir || !m)
         return;
     float *h = malloc(n_floats * sizeof(float));
     if (!h)
         return;
-    if (clEnqueueReadBuffer(c->queue, m, CL_TRUE, 0, n_floats * sizeof(float), h, 0, NULL, NULL) ==
-        CL_SUCCESS) {
+    if (clEnqueueReadBuffer(c->devs[dev].queue, m, CL_TRUE, 0, n_floats * sizeof(float), h, 0, NULL,
+                            NULL) == CL_SUCCESS) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.bin", dir, name);
         FILE *f = fopen(path, "wb");
@@ -163,106 +211,175 @@ static int bias_mode_of(const struct moecl_dev_qweight *w) {
 }
 
 /* Enqueues one step of n tokens (already in c->tokens) at position c->n_past, through the
- * final norm and lm_head (rows: all n if all_rows, else the last). */
+ * final norm and lm_head (rows: all n if all_rows, else the last). The step follows the
+ * model's plan: each part on its device's queue, the hand-offs through the unified-memory
+ * manager (umem.h). */
 static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int all_rows) {
     enum moecl_status status = MOECL_OK;
     const struct moecl_model *m = c->model;
     const struct moecl_config *cfg = &m->ckpt->config;
-    const struct moecl_kernels *k = &c->kernels;
-    cl_command_queue q = c->queue;
+    struct moecl_umem *um = m->umem;
     uint32_t H = (uint32_t)cfg->hidden_size, hd = (uint32_t)cfg->head_dim;
     uint32_t QW = (uint32_t)cfg->n_heads * hd, KW = (uint32_t)cfg->n_kv_heads * hd;
     uint32_t E = (uint32_t)cfg->n_experts, K = (uint32_t)cfg->n_experts_per_tok;
     uint32_t I = (uint32_t)cfg->intermediate_size, V = (uint32_t)cfg->vocab_size;
     uint32_t pos0 = (uint32_t)c->n_past;
+    size_t xb = (size_t)n * H * sizeof(float), kb = (size_t)n * K * sizeof(float);
+    cl_mem X, XN, T, mems[3];
 
     const char *dl = getenv("MOECL_DUMP_LAYER");
     int dump_layer = dl ? atoi(dl) : 0;
     /* h = embed_tokens[ids] */
-    MOECL_TRY(moecl_launch_embed(q, k, &m->embed, c->tokens, n, c->x));
-    dump_buffer(c, "embed", c->x, (size_t)n * H);
+    {
+        int d = m->place.embed;
+        cl_command_queue q = c->devs[d].queue;
+        MOECL_TRY(moecl_umem_acquire(um, &c->tokens, 1, d, q, MOECL_UMEM_READ, &T));
+        MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, d, q, MOECL_UMEM_WRITE, &X));
+        MOECL_TRY(moecl_launch_embed(q, &c->devs[d].kernels, &m->embed, T, n, X));
+        moecl_umem_release(um, c->x, d, q, xb);
+        dump_buffer(c, d, "embed", X, (size_t)n * H);
+    }
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct moecl_dev_layer *D = &m->layers[l];
         const struct moecl_ctx_layer *L = &c->layers[l];
+        int a = m->place.attn[l], e = m->place.experts[l];
+        cl_command_queue q = c->devs[a].queue;
+        const struct moecl_kernels *k = &c->devs[a].kernels;
+        cl_mem IDS, WTS;
+        struct moecl_ubuf *outs[3] = {c->xn, c->ids, c->wts};
+        MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, a, q, MOECL_UMEM_READ, &X));
+        MOECL_TRY(moecl_umem_acquire(um, outs, 3, a, q, MOECL_UMEM_WRITE, mems));
+        XN = mems[0];
+        IDS = mems[1];
+        WTS = mems[2];
+        cl_mem Q = moecl_umem_view(um, c->q, a), Kc = moecl_umem_view(um, c->k, a);
+        cl_mem Vc = moecl_umem_view(um, c->v, a), ATT = moecl_umem_view(um, c->attn, a);
+        cl_mem TMP = moecl_umem_view(um, c->tmp, a), RL = moecl_umem_view(um, c->rlogits, a);
+        cl_mem KR = moecl_umem_view(um, L->k, a), VR = moecl_umem_view(um, L->v, a);
+        cl_mem inv_freq = m->devs[a].inv_freq;
         /* attention: norm -> q, k, v (+bias) -> rope -> attend with sinks -> append kv */
-        MOECL_TRY(moecl_launch_rmsnorm(q, k, c->x, c->xn, D->input_norm.mem, D->input_norm.offset,
+        MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->input_norm.mem, D->input_norm.offset,
                                        D->input_norm.dt, n, H, cfg->rms_norm_eps));
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->q, c->xn, 0, H, 1, NULL, c->q, QW, n,
-                                      bias_mode_of(&D->q)));
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->k, c->xn, 0, H, 1, NULL, c->k, KW, n,
-                                      bias_mode_of(&D->k)));
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->v, c->xn, 0, H, 1, NULL, c->v, KW, n,
-                                      bias_mode_of(&D->v)));
-        MOECL_TRY(moecl_launch_rope(q, k, c->q, m->inv_freq, n, (uint32_t)cfg->n_heads, hd, QW,
-                                    pos0, m->mscale));
-        MOECL_TRY(moecl_launch_rope(q, k, c->k, m->inv_freq, n, (uint32_t)cfg->n_kv_heads, hd, KW,
-                                    pos0, m->mscale));
-        struct moecl_attn_args a;
-        memset(&a, 0, sizeof a);
-        a.sinks_offset = D->sinks.offset;
-        a.n_tokens = n;
-        a.pos0 = pos0;
-        a.n_heads = (uint32_t)cfg->n_heads;
-        a.n_kv_heads = (uint32_t)cfg->n_kv_heads;
-        a.head_dim = hd;
-        a.window = L->window;
-        a.cache_cap = L->cap;
-        a.sinks_dt = (uint32_t)D->sinks.dt;
-        a.scale = 1.0f / sqrtf((float)hd);
-        MOECL_TRY(moecl_launch_attn(q, k, c->q, c->k, c->v, L->k, L->v, D->sinks.mem, &a, c->attn));
-        MOECL_TRY(moecl_launch_kv_append(q, k, c->k, c->v, L->k, L->v, n, pos0, L->cap, KW));
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->q, XN, 0, H, 1, NULL, Q, QW, n, bias_mode_of(&D->q)));
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->k, XN, 0, H, 1, NULL, Kc, KW, n, bias_mode_of(&D->k)));
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->v, XN, 0, H, 1, NULL, Vc, KW, n, bias_mode_of(&D->v)));
+        MOECL_TRY(moecl_launch_rope(q, k, Q, inv_freq, n, (uint32_t)cfg->n_heads, hd, QW, pos0,
+                                    m->mscale));
+        MOECL_TRY(moecl_launch_rope(q, k, Kc, inv_freq, n, (uint32_t)cfg->n_kv_heads, hd, KW, pos0,
+                                    m->mscale));
+        struct moecl_attn_args aa;
+        memset(&aa, 0, sizeof aa);
+        aa.sinks_offset = D->sinks.offset;
+        aa.n_tokens = n;
+        aa.pos0 = pos0;
+        aa.n_heads = (uint32_t)cfg->n_heads;
+        aa.n_kv_heads = (uint32_t)cfg->n_kv_heads;
+        aa.head_dim = hd;
+        aa.window = L->window;
+        aa.cache_cap = L->cap;
+        aa.sinks_dt = (uint32_t)D->sinks.dt;
+        aa.scale = 1.0f / sqrtf((float)hd);
+        aa.kv_f16 = c->kv_type == MOECL_KV_F16;
+        MOECL_TRY(moecl_launch_attn(q, k, Q, Kc, Vc, KR, VR, D->sinks.mem, &aa, ATT));
+        MOECL_TRY(moecl_launch_kv_append(q, k, Kc, Vc, KR, VR, n, pos0, L->cap, KW,
+                                         c->kv_type == MOECL_KV_F16));
         if (l == dump_layer) {
-            dump_buffer(c, "l0_xn", c->xn, (size_t)n * H);
-            dump_buffer(c, "l0_q", c->q, (size_t)n * QW);
-            dump_buffer(c, "l0_k", c->k, (size_t)n * KW);
-            dump_buffer(c, "l0_v", c->v, (size_t)n * KW);
-            dump_buffer(c, "l0_attn", c->attn, (size_t)n * QW);
-            dump_buffer(c, "l0_kring", L->k, (size_t)L->cap * KW);
-            dump_buffer(c, "l0_vring", L->v, (size_t)L->cap * KW);
+            dump_buffer(c, a, "l0_xn", XN, (size_t)n * H);
+            dump_buffer(c, a, "l0_q", Q, (size_t)n * QW);
+            dump_buffer(c, a, "l0_k", Kc, (size_t)n * KW);
+            dump_buffer(c, a, "l0_v", Vc, (size_t)n * KW);
+            dump_buffer(c, a, "l0_attn", ATT, (size_t)n * QW);
+            if (c->kv_type == MOECL_KV_F32) {
+                dump_buffer(c, a, "l0_kring", KR, (size_t)L->cap * KW);
+                dump_buffer(c, a, "l0_vring", VR, (size_t)L->cap * KW);
+            }
         }
         /* o_proj (+bias) -> residual */
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->o, c->attn, 0, QW, 1, NULL, c->tmp, H, n,
-                                      bias_mode_of(&D->o)));
-        MOECL_TRY(moecl_launch_add(q, k, c->x, c->tmp, n * H));
-        /* MoE: norm -> router -> top-k softmax -> experts (gate, up, swiglu, down) -> sum */
-        MOECL_TRY(moecl_launch_rmsnorm(q, k, c->x, c->xn, D->post_norm.mem, D->post_norm.offset,
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->o, ATT, 0, QW, 1, NULL, TMP, H, n, bias_mode_of(&D->o)));
+        MOECL_TRY(moecl_launch_add(q, k, X, TMP, n * H));
+        /* MoE: norm -> router -> top-k softmax [attention device] */
+        MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
                                        D->post_norm.dt, n, H, cfg->rms_norm_eps));
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->router, c->xn, 0, H, 1, NULL, c->rlogits, E, n,
+        MOECL_TRY(moecl_launch_matmul(q, k, &D->router, XN, 0, H, 1, NULL, RL, E, n,
                                       bias_mode_of(&D->router)));
-        MOECL_TRY(moecl_launch_router_topk(q, k, c->rlogits, c->ids, c->wts, n, E, K));
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->gate, c->xn, 0, H, K, c->ids, c->gate, I, n * K,
+        MOECL_TRY(moecl_launch_router_topk(q, k, RL, IDS, WTS, n, E, K));
+        /* experts (gate, up, swiglu, down) -> weighted sum [expert device] */
+        cl_command_queue qe = q;
+        const struct moecl_kernels *ke = k;
+        cl_mem SUM = X;
+        if (e != a) {
+            /* hand-off: normed activation, expert ids, weights */
+            for (int i = 0; i < 3; i++)
+                moecl_umem_release(um, outs[i], a, q, i == 0 ? xb : kb);
+            qe = c->devs[e].queue;
+            ke = &c->devs[e].kernels;
+            MOECL_TRY(moecl_umem_acquire(um, outs, 3, e, qe, MOECL_UMEM_READ, mems));
+            XN = mems[0];
+            IDS = mems[1];
+            WTS = mems[2];
+            MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, e, qe, MOECL_UMEM_WRITE, &SUM));
+            float zero = 0.0f;
+            MOECL_CL_CALL(clEnqueueFillBuffer(qe, SUM, &zero, sizeof zero, 0, xb, 0, NULL, NULL));
+        }
+        cl_mem G = moecl_umem_view(um, c->gate, e), U = moecl_umem_view(um, c->up, e);
+        cl_mem DN = moecl_umem_view(um, c->down, e);
+        MOECL_TRY(moecl_launch_matmul(qe, ke, &D->gate, XN, 0, H, K, IDS, G, I, n * K,
                                       bias_mode_of(&D->gate)));
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->up, c->xn, 0, H, K, c->ids, c->up, I, n * K,
+        MOECL_TRY(moecl_launch_matmul(qe, ke, &D->up, XN, 0, H, K, IDS, U, I, n * K,
                                       bias_mode_of(&D->up)));
-        MOECL_TRY(moecl_launch_swiglu(q, k, c->gate, c->up, n * K * I, cfg->swiglu_alpha,
-                                      cfg->swiglu_limit));
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->down, c->gate, 0, I, 1, c->ids, c->down, H, n * K,
+        MOECL_TRY(
+            moecl_launch_swiglu(qe, ke, G, U, n * K * I, cfg->swiglu_alpha, cfg->swiglu_limit));
+        MOECL_TRY(moecl_launch_matmul(qe, ke, &D->down, G, 0, I, 1, IDS, DN, H, n * K,
                                       bias_mode_of(&D->down)));
         if (l == dump_layer) {
-            dump_buffer(c, "l0_h1", c->x, (size_t)n * H);
-            dump_buffer(c, "l0_xn2", c->xn, (size_t)n * H);
-            dump_buffer(c, "l0_router", c->rlogits, (size_t)n * E);
-            dump_buffer(c, "l0_wts", c->wts, (size_t)n * K);
-            dump_buffer(c, "l0_ids", c->ids, (size_t)n * K);
-            dump_buffer(c, "l0_act", c->gate, (size_t)n * K * I);
-            dump_buffer(c, "l0_down", c->down, (size_t)n * K * H);
+            dump_buffer(c, a, "l0_h1", X, (size_t)n * H);
+            dump_buffer(c, e, "l0_xn2", XN, (size_t)n * H);
+            dump_buffer(c, a, "l0_router", RL, (size_t)n * E);
+            dump_buffer(c, e, "l0_wts", WTS, (size_t)n * K);
+            dump_buffer(c, e, "l0_ids", IDS, (size_t)n * K);
+            dump_buffer(c, e, "l0_act", G, (size_t)n * K * I);
+            dump_buffer(c, e, "l0_down", DN, (size_t)n * K * H);
         }
-        MOECL_TRY(moecl_launch_moe_combine(q, k, c->x, c->down, c->wts, n, H, K));
+        /* Same device: the sum joins the residual directly. Split: the expert device sums
+         * into zeros (round(0 + s) == round(s)), hands the sum back, and the attention device
+         * adds it (round(x + round(s)): the same arithmetic as the combine kernel). */
+        MOECL_TRY(moecl_launch_moe_combine(qe, ke, SUM, DN, WTS, n, H, K));
+        if (e != a) {
+            moecl_umem_release(um, c->tmp, e, qe, xb);
+            MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, a, q, MOECL_UMEM_READ, &SUM));
+            MOECL_TRY(moecl_launch_add(q, k, X, SUM, n * H));
+        }
+        moecl_umem_release(um, c->x, a, q, xb);
         {
             char nm[32];
             snprintf(nm, sizeof nm, "layer%d", l);
-            dump_buffer(c, nm, c->x, (size_t)n * H);
+            dump_buffer(c, a, nm, X, (size_t)n * H);
         }
     }
     /* final norm -> lm_head */
-    MOECL_TRY(moecl_launch_rmsnorm(q, k, c->x, c->xn, m->final_norm.mem, m->final_norm.offset,
-                                   m->final_norm.dt, n, H, cfg->rms_norm_eps));
-    if (all_rows)
-        MOECL_TRY(moecl_launch_matmul(q, k, &m->lm_head, c->xn, 0, H, 1, NULL, c->logits, V, n,
-                                      MOECL_BIAS_NONE));
-    else
-        MOECL_TRY(moecl_launch_matmul(q, k, &m->lm_head, c->xn, (n - 1) * H, H, 1, NULL, c->logits,
-                                      V, 1, MOECL_BIAS_NONE));
+    {
+        int h = m->place.lm_head;
+        cl_command_queue q = c->devs[h].queue;
+        const struct moecl_kernels *k = &c->devs[h].kernels;
+        cl_mem LG;
+        MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, h, q, MOECL_UMEM_READ, &X));
+        MOECL_TRY(moecl_umem_acquire(um, &c->xn, 1, h, q, MOECL_UMEM_WRITE, &XN));
+        MOECL_TRY(moecl_umem_acquire(um, &c->logits, 1, h, q, MOECL_UMEM_WRITE, &LG));
+        MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, m->final_norm.mem, m->final_norm.offset,
+                                       m->final_norm.dt, n, H, cfg->rms_norm_eps));
+        if (all_rows)
+            MOECL_TRY(moecl_launch_matmul(q, k, &m->lm_head, XN, 0, H, 1, NULL, LG, V, n,
+                                          MOECL_BIAS_NONE));
+        else
+            MOECL_TRY(moecl_launch_matmul(q, k, &m->lm_head, XN, (n - 1) * H, H, 1, NULL, LG, V, 1,
+                                          MOECL_BIAS_NONE));
+        moecl_umem_release(um, c->xn, h, q, xb);
+        moecl_umem_release(um, c->logits, h, q, (size_t)(all_rows ? n : 1) * V * sizeof(float));
+    }
 cleanup:
     return status;
 }
@@ -287,29 +404,40 @@ static enum moecl_status eval_impl(struct moecl_context *c, const int32_t *token
                                    "eval: token %d at index %d is outside the vocabulary (%d)",
                                    tokens[i], i, cfg->vocab_size);
     size_t V = (size_t)cfg->vocab_size;
+    const struct moecl_model *m = c->model;
+    int e = m->place.embed, h = m->place.lm_head;
+    cl_command_queue qe = c->devs[e].queue, qh = c->devs[h].queue;
     for (int done = 0; done < n;) {
         uint32_t step = (uint32_t)(n - done < c->chunk ? n - done : c->chunk);
         int last = done + (int)step == n;
-        MOECL_CL_CALL(clEnqueueWriteBuffer(c->queue, c->tokens, CL_FALSE, 0, step * sizeof(int32_t),
+        cl_mem T, LG;
+        /* The step's first writes (tokens, x) come after the previous step's last reads:
+         * every part of a step feeds its logits, so waiting for the lm_head queue suffices. */
+        MOECL_TRY(moecl_umem_order(m->umem, h, qh, e, qe));
+        MOECL_TRY(moecl_umem_acquire(m->umem, &c->tokens, 1, e, qe, MOECL_UMEM_WRITE, &T));
+        MOECL_CL_CALL(clEnqueueWriteBuffer(qe, T, CL_FALSE, 0, step * sizeof(int32_t),
                                            tokens + done, 0, NULL, NULL));
+        moecl_umem_release(m->umem, c->tokens, e, qe, step * sizeof(int32_t));
         MOECL_TRY(enqueue_step(c, step, all_out != NULL));
+        MOECL_TRY(moecl_umem_acquire(m->umem, &c->logits, 1, h, qh, MOECL_UMEM_READ, &LG));
         if (all_out)
-            MOECL_CL_CALL(clEnqueueReadBuffer(c->queue, c->logits, CL_TRUE, 0,
-                                              step * V * sizeof(float), all_out + (size_t)done * V,
-                                              0, NULL, NULL));
+            MOECL_CL_CALL(clEnqueueReadBuffer(qh, LG, CL_TRUE, 0, step * V * sizeof(float),
+                                              all_out + (size_t)done * V, 0, NULL, NULL));
         if (last) {
             size_t off = all_out ? (size_t)(step - 1) * V * sizeof(float) : 0;
-            MOECL_CL_CALL(clEnqueueReadBuffer(c->queue, c->logits, CL_TRUE, off, V * sizeof(float),
+            MOECL_CL_CALL(clEnqueueReadBuffer(qh, LG, CL_TRUE, off, V * sizeof(float),
                                               c->host_logits, 0, NULL, NULL));
         }
         c->n_past += (int)step;
+        c->n_tokens += step;
+        c->n_steps++;
         done += (int)step;
     }
     c->have_logits = 1;
-    MOECL_TRY(moecl_prof_collect(c->kernels.prof));
+    MOECL_TRY(moecl_prof_collect(c->devs[0].kernels.prof)); /* shared by the devices */
 cleanup:
     if (status != MOECL_OK)
-        clFinish(c->queue); /* no pending command may still read the caller's tokens */
+        finish_all(c); /* no pending command may still read the caller's tokens */
     return status;
 }
 

@@ -278,12 +278,12 @@ static enum moecl_status enqueue(cl_command_queue q, const struct moecl_kernels 
 /* The op class of a product, from its module. */
 static int matmul_class(const struct moecl_qweight *w) {
     if (w->n_experts > 0)
-        return MOECL_OP_EXPERTS;
+        return MOECL_OPC_EXPERTS;
     if (w->name && strstr(w->name, "router"))
-        return MOECL_OP_ROUTER;
+        return MOECL_OPC_ROUTER;
     if (w->name && strstr(w->name, "lm_head"))
-        return MOECL_OP_LM_HEAD;
-    return MOECL_OP_ATTN_PROJ;
+        return MOECL_OPC_LM_HEAD;
+    return MOECL_OPC_ATTN_PROJ;
 }
 
 enum moecl_status moecl_prof_collect(struct moecl_prof *prof) {
@@ -431,8 +431,8 @@ enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kern
     ARG(kern, 3, tokens);
     ARG(kern, 4, y);
     ARG(kern, 5, a);
-    status = enqueue(q, k, kern, "embed", MOECL_OP_EMBED, 2, (a.cols + group - 1) / group, n_tokens,
-                     k->local_rows);
+    status = enqueue(q, k, kern, "embed", MOECL_OPC_EMBED, 2, (a.cols + group - 1) / group,
+                     n_tokens, k->local_rows);
 cleanup:
     return status;
 }
@@ -453,7 +453,7 @@ enum moecl_status moecl_launch_rmsnorm(cl_command_queue q, const struct moecl_ke
     ARG(k->rmsnorm_f32, 5, n_rows);
     ARG(k->rmsnorm_f32, 6, n);
     ARG(k->rmsnorm_f32, 7, eps);
-    status = enqueue(q, k, k->rmsnorm_f32, "rmsnorm_f32", MOECL_OP_NORM, 1, n_rows, 1, 1);
+    status = enqueue(q, k, k->rmsnorm_f32, "rmsnorm_f32", MOECL_OPC_NORM, 1, n_rows, 1, 1);
 cleanup:
     return status;
 }
@@ -473,7 +473,7 @@ enum moecl_status moecl_launch_rope(cl_command_queue q, const struct moecl_kerne
     ARG(k->rope_f32, 5, stride);
     ARG(k->rope_f32, 6, pos0);
     ARG(k->rope_f32, 7, mscale);
-    status = enqueue(q, k, k->rope_f32, "rope_f32", MOECL_OP_ROPE, 2, n_heads, n_tokens, 1);
+    status = enqueue(q, k, k->rope_f32, "rope_f32", MOECL_OPC_ROPE, 2, n_heads, n_tokens, 1);
 cleanup:
     return status;
 }
@@ -487,7 +487,7 @@ enum moecl_status moecl_launch_add(cl_command_queue q, const struct moecl_kernel
     ARG(k->add_f32, 1, y);
     ARG(k->add_f32, 2, n);
     status =
-        enqueue(q, k, k->add_f32, "add_f32", MOECL_OP_COMBINE, 1, (n + 63) / 64, 1, k->local_rows);
+        enqueue(q, k, k->add_f32, "add_f32", MOECL_OPC_COMBINE, 1, (n + 63) / 64, 1, k->local_rows);
 cleanup:
     return status;
 }
@@ -511,7 +511,7 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     ARG(kern, 6, out);
     MOECL_CL_CALL(clSetKernelArg(kern, 7, sizeof *a, a));
     status =
-        enqueue(q, k, kern, "attn_sinks_f32", MOECL_OP_ATTENTION, 2, a->n_heads, a->n_tokens, 1);
+        enqueue(q, k, kern, "attn_sinks_f32", MOECL_OPC_ATTENTION, 2, a->n_heads, a->n_tokens, 1);
 cleanup:
     return status;
 }
@@ -519,20 +519,21 @@ cleanup:
 enum moecl_status moecl_launch_kv_append(cl_command_queue q, const struct moecl_kernels *k,
                                          cl_mem k_new, cl_mem v_new, cl_mem k_ring, cl_mem v_ring,
                                          uint32_t n_tokens, uint32_t pos0, uint32_t cap,
-                                         uint32_t kv_width) {
+                                         uint32_t kv_width, int kv_f16) {
     enum moecl_status status = MOECL_OK;
     if (!n_tokens || !cap || !kv_width)
         return bad_shape("kv_append: empty");
-    ARG(k->kv_append_f32, 0, k_new);
-    ARG(k->kv_append_f32, 1, v_new);
-    ARG(k->kv_append_f32, 2, k_ring);
-    ARG(k->kv_append_f32, 3, v_ring);
-    ARG(k->kv_append_f32, 4, n_tokens);
-    ARG(k->kv_append_f32, 5, pos0);
-    ARG(k->kv_append_f32, 6, cap);
-    ARG(k->kv_append_f32, 7, kv_width);
-    status =
-        enqueue(q, k, k->kv_append_f32, "kv_append_f32", MOECL_OP_ATTENTION, 1, n_tokens, 1, 1);
+    cl_kernel kern = kv_f16 ? k->kv_append_f16 : k->kv_append_f32;
+    ARG(kern, 0, k_new);
+    ARG(kern, 1, v_new);
+    ARG(kern, 2, k_ring);
+    ARG(kern, 3, v_ring);
+    ARG(kern, 4, n_tokens);
+    ARG(kern, 5, pos0);
+    ARG(kern, 6, cap);
+    ARG(kern, 7, kv_width);
+    status = enqueue(q, k, kern, kv_f16 ? "kv_append_f16" : "kv_append_f32", MOECL_OPC_ATTENTION, 1,
+                     n_tokens, 1, 1);
 cleanup:
     return status;
 }
@@ -550,7 +551,7 @@ enum moecl_status moecl_launch_router_topk(cl_command_queue q, const struct moec
     ARG(k->router_topk_f32, 4, n_experts);
     ARG(k->router_topk_f32, 5, top_k);
     status =
-        enqueue(q, k, k->router_topk_f32, "router_topk_f32", MOECL_OP_ROUTER, 1, n_tokens, 1, 1);
+        enqueue(q, k, k->router_topk_f32, "router_topk_f32", MOECL_OPC_ROUTER, 1, n_tokens, 1, 1);
 cleanup:
     return status;
 }
@@ -566,7 +567,7 @@ enum moecl_status moecl_launch_swiglu(cl_command_queue q, const struct moecl_ker
     ARG(k->swiglu_f32, 2, n);
     ARG(k->swiglu_f32, 3, alpha);
     ARG(k->swiglu_f32, 4, limit);
-    status = enqueue(q, k, k->swiglu_f32, "swiglu_f32", MOECL_OP_SWIGLU, 1, (n + 63) / 64, 1,
+    status = enqueue(q, k, k->swiglu_f32, "swiglu_f32", MOECL_OPC_SWIGLU, 1, (n + 63) / 64, 1,
                      k->local_rows);
 cleanup:
     return status;
@@ -584,7 +585,7 @@ enum moecl_status moecl_launch_moe_combine(cl_command_queue q, const struct moec
     ARG(k->moe_combine_f32, 3, n_tokens);
     ARG(k->moe_combine_f32, 4, n);
     ARG(k->moe_combine_f32, 5, top_k);
-    status = enqueue(q, k, k->moe_combine_f32, "moe_combine_f32", MOECL_OP_COMBINE, 2,
+    status = enqueue(q, k, k->moe_combine_f32, "moe_combine_f32", MOECL_OPC_COMBINE, 2,
                      (n + 63) / 64, n_tokens, k->local_rows);
 cleanup:
     return status;

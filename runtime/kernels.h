@@ -29,6 +29,7 @@
     X(add_f32)                                                                                     \
     X(attn_sinks_f32)                                                                              \
     X(kv_append_f32)                                                                               \
+    X(kv_append_f16)                                                                               \
     X(router_topk_f32)                                                                             \
     X(swiglu_f32)                                                                                  \
     X(moe_combine_f32)
@@ -89,8 +90,8 @@ struct moecl_prof {
     int n, cap;
     cl_event *ev;
     unsigned char *cls;
-    double seconds[MOECL_OP_COUNT];
-    uint64_t launches[MOECL_OP_COUNT];
+    double seconds[MOECL_OPC_COUNT];
+    uint64_t launches[MOECL_OPC_COUNT];
 };
 
 /* Waits for the pending events, adds their device times to the totals and releases them. */
@@ -161,7 +162,7 @@ MOECL_WUR enum moecl_status moecl_launch_kv_append(cl_command_queue q,
                                                    const struct moecl_kernels *k, cl_mem k_new,
                                                    cl_mem v_new, cl_mem k_ring, cl_mem v_ring,
                                                    uint32_t n_tokens, uint32_t pos0, uint32_t cap,
-                                                   uint32_t kv_width);
+                                                   uint32_t kv_width, int kv_f16);
 
 MOECL_WUR enum moecl_status moecl_launch_router_topk(cl_command_queue q,
                                                      const struct moecl_kernels *k, cl_mem logits,

@@ -436,6 +436,15 @@ struct moecl_model_options {
      * reference fixtures use). 1: round every product and partial sum to the activation
      * dtype, bit-compatible with mlx-lm on MLX's CPU backend (less accurate). */
     int mlx_cpu_rounding;
+    /* Where each part runs, applied after `device` (which acts as "all=DEV"): a spec as
+     * `moecl --place` takes it, e.g. "attn=gpu,experts=cpu", "experts[0-11]=pocl:1",
+     * "embed=cpu,lm_head=nvidia:0" (keys all, attn, attn[A-B], experts, experts[A-B], embed,
+     * lm_head; devices as moecl_device_resolve() accepts them). NULL or "": none. */
+    const char *place;
+    /* llama.cpp's shorthands, applied after `place`: N > 0 puts the experts of the first N
+     * layers on the first CPU device (--n-cpu-moe N), N < 0 those of every layer (--cpu-moe),
+     * 0 nothing. */
+    int n_cpu_moe;
 };
 
 /* Loads the checkpoint folder `dir` (every format the loader reads) onto a device. options
@@ -452,8 +461,26 @@ void moecl_model_release(struct moecl_model *model);
 /* Vocabulary size (the length of a logits row). */
 int moecl_model_vocab_size(const struct moecl_model *model);
 
-/* The device the model runs on (a pointer into the model, valid until its release). */
+/* The device the model runs on, the attention device of layer 0 when it uses several (a pointer
+ * into the model, valid until its release). */
 const struct moecl_device_info *moecl_model_device(const struct moecl_model *model);
+
+/* The placement in force, e.g. "embed=pocl:0 attn=pocl:0 experts[0-11]=pocl:1
+ * experts[12-23]=pocl:0 lm_head=pocl:0" (the model's string, valid until its release). */
+const char *moecl_model_placement(const struct moecl_model *model);
+
+/* How the KV cache stores keys and values: float32, or float16 (half the bytes; stored with
+ * vstore_half and read with vload_half, all arithmetic stays float32). */
+enum moecl_kv_type {
+    MOECL_KV_F32 = 0,
+    MOECL_KV_F16 = 1,
+};
+
+/* Bytes per KV element (4 or 2); "f32" or "f16" ("?" out of range); parse "f32"/"f16"
+ * (also "float32"/"float16"), INVALID_ARG naming the text otherwise. */
+size_t moecl_kv_type_size(enum moecl_kv_type t);
+const char *moecl_kv_type_name(enum moecl_kv_type t);
+MOECL_WUR enum moecl_status moecl_kv_type_parse(const char *text, enum moecl_kv_type *type_out);
 
 struct moecl_context_options {
     int prefill_chunk; /* tokens per prefill step; <= 0: 512 */
@@ -463,6 +490,8 @@ struct moecl_context_options {
     /* 1: keep logits of every position of a step (needed by moecl_context_eval_all; costs
      * prefill_chunk * vocab floats of device memory); 0: only the last position's. */
     int all_logits;
+    /* Storage of the KV cache (default MOECL_KV_F32). */
+    enum moecl_kv_type kv_type;
 };
 
 /* An evaluation state on a model: the KV cache (full-attention layers hold n_ctx positions,
@@ -516,17 +545,17 @@ MOECL_WUR enum moecl_status moecl_default_model_path(char *buf, size_t n, int *c
 
 /* What a kernel launch of the forward pass is for (`moecl bench --profile`). */
 enum moecl_op_class {
-    MOECL_OP_EMBED,     /* embedding rows */
-    MOECL_OP_NORM,      /* rms norms */
-    MOECL_OP_ATTN_PROJ, /* q, k, v, o products (with their biases) */
-    MOECL_OP_ROPE,      /* rotary embedding of q and k */
-    MOECL_OP_ATTENTION, /* attention with sinks, KV cache append */
-    MOECL_OP_ROUTER,    /* router product, top-k and softmax */
-    MOECL_OP_EXPERTS,   /* expert gate, up and down products */
-    MOECL_OP_SWIGLU,    /* clamped SwiGLU */
-    MOECL_OP_COMBINE,   /* weighted expert sum + residual, residual adds */
-    MOECL_OP_LM_HEAD,   /* output projection */
-    MOECL_OP_COUNT
+    MOECL_OPC_EMBED,     /* embedding rows */
+    MOECL_OPC_NORM,      /* rms norms */
+    MOECL_OPC_ATTN_PROJ, /* q, k, v, o products (with their biases) */
+    MOECL_OPC_ROPE,      /* rotary embedding of q and k */
+    MOECL_OPC_ATTENTION, /* attention with sinks, KV cache append */
+    MOECL_OPC_ROUTER,    /* router product, top-k and softmax */
+    MOECL_OPC_EXPERTS,   /* expert gate, up and down products */
+    MOECL_OPC_SWIGLU,    /* clamped SwiGLU */
+    MOECL_OPC_COMBINE,   /* weighted expert sum + residual, residual adds */
+    MOECL_OPC_LM_HEAD,   /* output projection */
+    MOECL_OPC_COUNT
 };
 
 /* "embed", "norm", "attn_proj", "rope", "attention", "router", "experts", "swiglu", "combine",
@@ -536,8 +565,8 @@ const char *moecl_op_class_id(enum moecl_op_class c);
 /* Device time per op class accumulated over the evaluations since profiling was switched on
  * or reset. */
 struct moecl_profile {
-    double seconds[MOECL_OP_COUNT];
-    uint64_t launches[MOECL_OP_COUNT];
+    double seconds[MOECL_OPC_COUNT];
+    uint64_t launches[MOECL_OPC_COUNT];
 };
 
 /* on = 1: time every kernel launch of later evaluations with OpenCL profiling events, per op
@@ -602,12 +631,253 @@ struct moecl_memory_stats {
     uint64_t kv_bytes, act_bytes; /* the context's KV cache and activation buffers */
 };
 
+#define MOECL_MAX_DEVICES 8
+
+/* One device's memory by class: measured, every buffer the unified-memory manager made for the
+ * device (weight views or mirrors, KV cache, activations, scratch; weight pieces include their
+ * page alignment); planned, the memory plan's count for the same placement and context. */
+struct moecl_memory_device {
+    char name[64];     /* "pocl:0" */
+    int zero_copy;     /* 1: weights and activations are views of host memory */
+    int weight_pieces; /* weight buffers (pieces cut at max_alloc_bytes) */
+    uint64_t measured[MOECL_MEM_N_CLASSES];
+    uint64_t planned[MOECL_MEM_N_CLASSES];      /* the memory plan's (scheduler/memplan.h) */
+    uint64_t global_mem_bytes, max_alloc_bytes; /* the device's (max_alloc after any stand-in) */
+};
+
+struct moecl_memory_report {
+    char placement[512];
+    int n_devices;
+    struct moecl_memory_device devices[MOECL_MAX_DEVICES];
+    int handoffs_per_step[2];   /* planned hand-offs per step: [0] event (same platform),
+                                   [1] through host memory (across platforms) */
+    uint64_t moved_bytes;       /* copied between devices (device -> host -> device) so far */
+    uint64_t uploaded_bytes;    /* weight mirrors uploaded to discrete devices (once) */
+    uint64_t n_tokens, n_steps; /* evaluated so far: moved_bytes / n_tokens per token */
+    uint64_t host_rss_bytes, host_peak_rss_bytes;
+    uint64_t checkpoint_bytes, checkpoint_resident_bytes; /* the mapped files, pages resident */
+};
+
+/* Fills *report for a context and its model. */
+MOECL_WUR enum moecl_status moecl_context_memory_report(const struct moecl_context *ctx,
+                                                        struct moecl_memory_report *report_out);
+
 /* The process's peak resident set in bytes (0 if unknown). */
 uint64_t moecl_host_peak_rss_bytes(void);
 
 /* Memory held for a context and its model on their device, and the host peak. */
 MOECL_WUR enum moecl_status moecl_context_memory(const struct moecl_context *ctx,
                                                  struct moecl_memory_stats *stats_out);
+
+/* ------------------------------------------------------------------ evaluation: perplexity, KL */
+
+/* Perplexity windows over a token sequence (`moecl perplexity --ctx --stride`). Window k holds
+ * the tokens [k*stride, k*stride + ctx) and is evaluated from an empty context; only whole
+ * windows are used (a tail shorter than one is not scored). Each window scores, as next-token
+ * predictions from its own earlier tokens, the targets that no earlier window scored, never its
+ * own first token (it has no context for it):
+ *   stride == ctx: targets start+1 .. start+ctx-1 of every window (mlx_lm.perplexity's chunks:
+ *     logits of tokens[:-1] against tokens[1:]); the window = stride = 4096 method of the cards;
+ *   stride < ctx: window 0 scores 1..ctx-1, every later one its last `stride` tokens, each with
+ *     at least ctx-stride tokens of context (llama.cpp's --ppl-stride, Hugging Face's sliding
+ *     window), so every token but the first is scored exactly once.
+ * No BOS is inserted (gpt-oss's tokenizer adds none). */
+struct moecl_ppl_window {
+    int64_t start;        /* first token of the window */
+    int64_t first_target; /* first token it scores */
+    int64_t end;          /* one past its last token: start + ctx */
+};
+
+/* Windows and scored targets of n_tokens. INVALID_ARG (naming --ctx/--stride) for ctx < 2,
+ * stride < 1, stride > ctx, or fewer than ctx tokens. */
+MOECL_WUR enum moecl_status moecl_ppl_plan(int64_t n_tokens, int ctx, int stride,
+                                           int64_t *n_windows_out, int64_t *n_scored_out);
+/* Window k (0 <= k < n_windows). */
+void moecl_ppl_window_at(int ctx, int stride, int64_t k, struct moecl_ppl_window *window_out);
+/* The token position that scored row `row` predicts (rows count the scored targets in order). */
+int64_t moecl_ppl_row_target(int ctx, int stride, int64_t row);
+
+/* log(sum(exp(logits[0..n)))) in double precision around the maximum (no overflow); the
+ * natural-log softmax of logit l is l - this. -inf for n <= 0. */
+double moecl_log_sum_exp(const float *logits, int n);
+
+/* Running statistics of per-token negative log-likelihoods (Welford; zero-initialise). */
+struct moecl_nll_stats {
+    int64_t n;
+    double mean, m2;
+};
+void moecl_nll_stats_add(struct moecl_nll_stats *stats, double nll);
+
+/* Perplexity with its standard error, as mlx_lm.perplexity and llama.cpp report it:
+ * mean_nll_se = sample standard deviation (n-1) / sqrt(n); ppl = exp(mean_nll);
+ * ppl_se = ppl * mean_nll_se (delta method). Standard errors are 0 when n < 2. */
+struct moecl_ppl_result {
+    int64_t n;
+    double mean_nll, mean_nll_se, ppl, ppl_se;
+};
+void moecl_nll_stats_result(const struct moecl_nll_stats *stats, struct moecl_ppl_result *out);
+
+/* The `fraction` quantile (0..1) of n ascending values, interpolating linearly between the two
+ * nearest ranks (numpy's default, llama.cpp's KL percentiles). NaN for n == 0. */
+double moecl_percentile(const double *sorted, int64_t n, double fraction);
+
+/* Saved log-probabilities (`--save-logits`), one file per reference run. Little-endian:
+ *   header, 64 bytes: magic "MOECL-LP", u32 version (1), u32 flags (bit 0: full rows; others 0),
+ *     u32 n_vocab, u32 top_k (0 with full rows), u32 ctx, u32 stride, u64 n_tokens, u64 n_rows
+ *     (= the scored targets of moecl_ppl_plan), 16 zero bytes;
+ *   i32 tokens[n_tokens]: the evaluated token ids (a comparison with other tokens is refused);
+ *   n_rows rows in target order (moecl_ppl_row_target), each
+ *     top-K: f32 log p(target); u32 ids[K]; f32 log p(ids[i])[K], descending (ties: lower id
+ *            first); f32 log of the remaining probability mass (-inf when nothing remains);
+ *     full:  f32 log p(v) for every v < n_vocab.
+ * Log-probabilities are natural-log softmax values computed in double and stored as f32. */
+#define MOECL_LOGITS_MAGIC "MOECL-LP"
+#define MOECL_LOGITS_VERSION 1
+#define MOECL_LOGITS_HEADER_BYTES 64
+
+struct moecl_logits_info {
+    int version;
+    int n_vocab;
+    int top_k; /* 0: full rows */
+    int ctx, stride;
+    int64_t n_tokens, n_rows;
+    const int32_t *tokens; /* n_tokens ids; owned by the file object */
+};
+
+/* Writes a logits file: rows are added in target order; the file appears at `path` only when
+ * moecl_logits_writer_finish succeeds (it is written to path.tmp and renamed). top_k 0 writes
+ * full rows; top_k >= n_vocab is refused (use full rows). The tokens are copied. */
+struct moecl_logits_writer;
+MOECL_WUR enum moecl_status moecl_logits_writer_create(const char *path, int n_vocab,
+                                                       const int32_t *tokens, int64_t n_tokens,
+                                                       int ctx, int stride, int top_k,
+                                                       struct moecl_logits_writer **writer_out);
+/* Adds the next row from a row of raw logits [n_vocab] (its target is the next scored one). */
+MOECL_WUR enum moecl_status moecl_logits_writer_add(struct moecl_logits_writer *writer,
+                                                    const float *logits);
+/* Checks that every row was added, flushes and renames into place. */
+MOECL_WUR enum moecl_status moecl_logits_writer_finish(struct moecl_logits_writer *writer);
+/* NULL-safe; an unfinished file is removed. */
+void moecl_logits_writer_release(struct moecl_logits_writer *writer);
+
+/* A saved logits file opened for comparison. Opening validates the header, the token ids and
+ * the exact file size (a truncated or padded file is refused); rows are validated as they are
+ * read. */
+struct moecl_logits_file;
+MOECL_WUR enum moecl_status moecl_logits_file_open(const char *path,
+                                                   struct moecl_logits_file **file_out);
+void moecl_logits_file_release(struct moecl_logits_file *file);
+/* Valid until the file's release. */
+const struct moecl_logits_info *moecl_logits_file_info(const struct moecl_logits_file *file);
+
+/* Refuses (INVALID_ARG, naming the file and what differs) a comparison run whose vocabulary,
+ * tokens (count, or the first differing position and both ids), ctx or stride differ. */
+MOECL_WUR enum moecl_status moecl_logits_file_check(const struct moecl_logits_file *file,
+                                                    int n_vocab, const int32_t *tokens,
+                                                    int64_t n_tokens, int ctx, int stride);
+
+/* One scored position compared with the saved reference P:
+ * kl = KL(P || Q) in nats. Full rows: the exact sum over the vocabulary. Top-K rows: over the
+ * K saved tokens plus one bucket for the rest, sum_{i in K} p_i log(p_i/q_i) + p_r log(p_r/q_r)
+ * with p_r, q_r the mass outside those K tokens; merging tokens can only lower KL, so this is a
+ * lower bound of the exact value, equal to it when the rest holds no mass.
+ * Q's values are rounded to f32 exactly as saved ones are, so a run against its own file gives
+ * exactly 0; where P and Q nearly agree, rounding can make kl a tiny negative number (~1e-7),
+ * which is returned as is. same_top: P's and Q's most likely tokens agree (lowest id on ties). */
+struct moecl_kl_row {
+    double kl;
+    double nll_ref, nll; /* -log p(target), -log q(target) */
+    int same_top;
+};
+/* Compares row `row` with Q's raw logits [n_vocab]. FORMAT (naming the file and row) for a row
+ * that is not a distribution; IO on a read failure. */
+MOECL_WUR enum moecl_status moecl_logits_file_compare(struct moecl_logits_file *file, int64_t row,
+                                                      const float *logits, int n_vocab,
+                                                      struct moecl_kl_row *out);
+
+/* What `moecl perplexity --kl-divergence` reports (llama.cpp's statistics): */
+struct moecl_kl_summary {
+    int64_t n;
+    double kl_mean, kl_mean_se, kl_median, kl_p99, kl_p999, kl_max;
+    double same_top, same_top_se; /* fraction, binomial standard error */
+    struct moecl_ppl_result ref, ppl;
+    double ppl_ratio, ppl_ratio_se; /* exp(mean(nll - nll_ref)), delta-method error from the
+                                       per-token differences */
+};
+MOECL_WUR enum moecl_status moecl_kl_summarize(const struct moecl_kl_row *rows, int64_t n,
+                                               struct moecl_kl_summary *out);
+
+/* ------------------------------------------------------------------ memory footprint */
+
+/* A model described for memory planning: every weight byte classified (scheduler/memplan.h),
+ * from a checkpoint folder (headers only: no weight byte is read) or from a writer preset
+ * without any file. Also holds this machine's device list. */
+struct moecl_footprint_model;
+
+/* Opens `dir` (a checkpoint folder) or, with dir NULL, the full-size gpt-oss-20b shape written
+ * with preset `like` ("mlx-4bit", ...; see tools/mkmodel.md). Errors: the loader's for dir,
+ * INVALID_ARG naming an unknown preset, NO_DEVICE without any OpenCL device. */
+MOECL_WUR enum moecl_status moecl_footprint_model_open(const char *dir, const char *like,
+                                                       struct moecl_footprint_model **model_out);
+void moecl_footprint_model_release(struct moecl_footprint_model *model);
+
+/* What to plan for. */
+struct moecl_footprint_options {
+    const char *place; /* placement spec (scheduler/placement.h); NULL/"": the default device */
+    int n_cpu_moe;     /* >= 0: experts of the first N layers on the CPU device (--n-cpu-moe);
+                          -2: all of them (--cpu-moe); -1: off */
+    int n_ctx;         /* context length (> 0) */
+    int prefill_chunk; /* tokens per prefill step (<= 0: 512) */
+    int micro_batch;   /* tokens per micro-batch on the expert device (<= 0: the chunk) */
+    int max_kv_size;   /* rotating window of full layers (0: off) */
+    int all_logits;
+    enum moecl_kv_type kv_type;
+    uint64_t host_memory_bytes; /* 0: this machine's physical memory */
+};
+
+/* Defaults: placement default, n_cpu_moe -1, n_ctx 4096, f32 KV. */
+void moecl_footprint_options_init(struct moecl_footprint_options *o);
+
+#define MOECL_FOOTPRINT_MAX_ROWS 17
+
+/* One device's (or the host's) planned bytes. */
+struct moecl_footprint_row {
+    char name[64];         /* "pocl:0", ... or "host" */
+    char device_name[256]; /* the device's own name, or "host memory" */
+    int is_host, host_unified;
+    uint64_t bytes[MOECL_MEM_N_CLASSES];
+    uint64_t total, capacity, max_alloc; /* capacity 0: unknown */
+    uint64_t owned;   /* what the device allocates itself (a host-unified device's weights are
+                         views of host memory and count against the host only) */
+    int64_t left;     /* capacity - owned */
+    uint64_t largest; /* the largest single buffer it holds */
+    char largest_what[96];
+    int fits;
+};
+
+struct moecl_footprint {
+    char model[256];     /* folder or "like:<preset>" */
+    char placement[512]; /* as moecl_placement_describe writes it */
+    int n_ctx, chunk, max_kv_size;
+    enum moecl_kv_type kv_type;
+    uint64_t stored_bytes; /* the checkpoint's tensor bytes (disk size) */
+    int n_rows;            /* devices used, then the host row */
+    struct moecl_footprint_row rows[MOECL_FOOTPRINT_MAX_ROWS];
+    int fits;
+    char reason[1024]; /* why not, naming device, classes and numbers */
+};
+
+/* Plans `model` for `options`. A plan that does not fit is MOECL_OK with fits 0 and the
+ * reason; INVALID_ARG / PLACEMENT for bad options (the message names the option). */
+MOECL_WUR enum moecl_status moecl_footprint_plan(const struct moecl_footprint_model *model,
+                                                 const struct moecl_footprint_options *options,
+                                                 struct moecl_footprint *plan_out);
+
+#define MOECL_FOOTPRINT_JSON 1u
+
+/* Writes the plan as a table (per class and device: bytes, capacity, left, verdict) or, with
+ * MOECL_FOOTPRINT_JSON, as one JSON object. */
+void moecl_footprint_write(const struct moecl_footprint *plan, unsigned flags, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -10,23 +10,34 @@
 #include <string.h>
 
 const char *moecl_op_class_id(enum moecl_op_class c) {
-    static const char *const ids[MOECL_OP_COUNT] = {"embed",     "norm",   "attn_proj", "rope",
-                                                    "attention", "router", "experts",   "swiglu",
-                                                    "combine",   "lm_head"};
-    return (int)c >= 0 && c < MOECL_OP_COUNT ? ids[c] : "?";
+    static const char *const ids[MOECL_OPC_COUNT] = {"embed",     "norm",   "attn_proj", "rope",
+                                                     "attention", "router", "experts",   "swiglu",
+                                                     "combine",   "lm_head"};
+    return (int)c >= 0 && c < MOECL_OPC_COUNT ? ids[c] : "?";
+}
+
+/* One profile per context, shared by every device's kernel set (devs[0] holds it). */
+static struct moecl_prof *ctx_prof(const struct moecl_context *ctx) {
+    return ctx->devs[0].kernels.prof;
 }
 
 enum moecl_status moecl_context_set_profile(struct moecl_context *ctx, int on) {
     if (!ctx)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "context_set_profile: context is NULL");
+    struct moecl_prof *prof = ctx_prof(ctx);
     if (!on) {
-        clFinish(ctx->queue);
-        moecl_prof_free(ctx->kernels.prof);
-        ctx->kernels.prof = NULL;
+        for (int i = 0; i < MOECL_UMEM_MAX_DEVICES; i++) {
+            if (ctx->devs[i].queue)
+                clFinish(ctx->devs[i].queue);
+            ctx->devs[i].kernels.prof = NULL;
+        }
+        moecl_prof_free(prof);
         return MOECL_OK;
     }
-    if (!ctx->kernels.prof && !(ctx->kernels.prof = calloc(1, sizeof *ctx->kernels.prof)))
+    if (!prof && !(prof = calloc(1, sizeof *prof)))
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "context_set_profile: out of memory");
+    for (int i = 0; i < MOECL_UMEM_MAX_DEVICES; i++)
+        ctx->devs[i].kernels.prof = prof;
     return MOECL_OK;
 }
 
@@ -37,19 +48,21 @@ enum moecl_status moecl_context_profile(const struct moecl_context *ctx,
     if (!ctx || !out)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "context_profile: %s is NULL",
                                ctx ? "out" : "context");
-    if (!ctx->kernels.prof)
+    const struct moecl_prof *prof = ctx_prof(ctx);
+    if (!prof)
         return moecl_error_set(MOECL_ERR_INVALID_ARG,
-                               "context_profile: the context was created without `profile`");
-    memcpy(out->seconds, ctx->kernels.prof->seconds, sizeof out->seconds);
-    memcpy(out->launches, ctx->kernels.prof->launches, sizeof out->launches);
+                               "context_profile: profiling is off (moecl_context_set_profile)");
+    memcpy(out->seconds, prof->seconds, sizeof out->seconds);
+    memcpy(out->launches, prof->launches, sizeof out->launches);
     return MOECL_OK;
 }
 
 void moecl_context_profile_reset(struct moecl_context *ctx) {
-    if (!ctx || !ctx->kernels.prof)
+    struct moecl_prof *prof = ctx ? ctx_prof(ctx) : NULL;
+    if (!prof)
         return;
-    memset(ctx->kernels.prof->seconds, 0, sizeof ctx->kernels.prof->seconds);
-    memset(ctx->kernels.prof->launches, 0, sizeof ctx->kernels.prof->launches);
+    memset(prof->seconds, 0, sizeof prof->seconds);
+    memset(prof->launches, 0, sizeof prof->launches);
 }
 
 /* Bytes of `n_rows` rows of one expert (or of the plain module) of w, with their bias. */

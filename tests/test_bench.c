@@ -59,24 +59,24 @@ TEST(bench_profile_counts_launches_per_class) {
     REQUIRE(moecl_context_eval(c, tok, 1) == MOECL_OK); /* one decode step */
     REQUIRE(moecl_context_profile(c, &p) == MOECL_OK);
     const uint64_t L = 4, steps = 2;
-    CHECK_EQ(p.launches[MOECL_OP_EMBED], steps);
-    CHECK_EQ(p.launches[MOECL_OP_NORM], steps * (2 * L + 1));
-    CHECK_EQ(p.launches[MOECL_OP_ATTN_PROJ], steps * 4 * L);
-    CHECK_EQ(p.launches[MOECL_OP_ROPE], steps * 2 * L);
-    CHECK_EQ(p.launches[MOECL_OP_ATTENTION], steps * 2 * L);
-    CHECK_EQ(p.launches[MOECL_OP_ROUTER], steps * 2 * L);
-    CHECK_EQ(p.launches[MOECL_OP_EXPERTS], steps * 3 * L);
-    CHECK_EQ(p.launches[MOECL_OP_SWIGLU], steps * L);
-    CHECK_EQ(p.launches[MOECL_OP_COMBINE], steps * 2 * L);
-    CHECK_EQ(p.launches[MOECL_OP_LM_HEAD], steps);
-    for (int k = 0; k < MOECL_OP_COUNT; k++)
+    CHECK_EQ(p.launches[MOECL_OPC_EMBED], steps);
+    CHECK_EQ(p.launches[MOECL_OPC_NORM], steps * (2 * L + 1));
+    CHECK_EQ(p.launches[MOECL_OPC_ATTN_PROJ], steps * 4 * L);
+    CHECK_EQ(p.launches[MOECL_OPC_ROPE], steps * 2 * L);
+    CHECK_EQ(p.launches[MOECL_OPC_ATTENTION], steps * 2 * L);
+    CHECK_EQ(p.launches[MOECL_OPC_ROUTER], steps * 2 * L);
+    CHECK_EQ(p.launches[MOECL_OPC_EXPERTS], steps * 3 * L);
+    CHECK_EQ(p.launches[MOECL_OPC_SWIGLU], steps * L);
+    CHECK_EQ(p.launches[MOECL_OPC_COMBINE], steps * 2 * L);
+    CHECK_EQ(p.launches[MOECL_OPC_LM_HEAD], steps);
+    for (int k = 0; k < MOECL_OPC_COUNT; k++)
         CHECK(p.seconds[k] > 0);
     moecl_context_profile_reset(c);
     REQUIRE(moecl_context_profile(c, &p) == MOECL_OK);
-    CHECK_EQ(p.launches[MOECL_OP_EXPERTS], 0);
-    CHECK(p.seconds[MOECL_OP_EXPERTS] == 0);
-    CHECK(strcmp(moecl_op_class_id(MOECL_OP_EXPERTS), "experts") == 0);
-    CHECK(strcmp(moecl_op_class_id(MOECL_OP_COUNT), "?") == 0);
+    CHECK_EQ(p.launches[MOECL_OPC_EXPERTS], 0);
+    CHECK(p.seconds[MOECL_OPC_EXPERTS] == 0);
+    CHECK(strcmp(moecl_op_class_id(MOECL_OPC_EXPERTS), "experts") == 0);
+    CHECK(strcmp(moecl_op_class_id(MOECL_OPC_COUNT), "?") == 0);
     REQUIRE(moecl_context_set_profile(c, 0) == MOECL_OK);
     CHECK_EQ(moecl_context_profile(c, &p), MOECL_ERR_INVALID_ARG);
     moecl_context_release(c);

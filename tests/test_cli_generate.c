@@ -257,3 +257,30 @@ TEST(cli_generate_stop_tokens) {
     moecl_test_rmtree(dir);
     free(dir);
 }
+
+/* --place / --n-cpu-moe / --report-memory through `moecl generate` on the two PoCL devices:
+ * the same greedy text as one device, the report names both devices and the hand-offs; a bad
+ * spec is an error (1) naming the entry. */
+TEST(cli_generate_placement) {
+    char *one = NULL, *split = NULL, *report = NULL, *bad = NULL;
+    const char *base = "generate -p 'The capital of France is' --temp 0 --max-tokens 5";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s --device pocl:0", base);
+    CHECK_EQ(moecl(cmd, 0, &one), 0);
+    snprintf(cmd, sizeof cmd, "%s --place attn=pocl:0,experts=pocl:1", base);
+    CHECK_EQ(moecl(cmd, 0, &split), 0);
+    REQUIRE(one && split);
+    CHECK(strcmp(one, split) == 0);
+    snprintf(cmd, sizeof cmd, "%s --device pocl:1 --n-cpu-moe 1 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &report), 0);
+    CHECK_STR_CONTAINS(report, "memory report: embed=pocl:1 attn=pocl:1 experts[0-0]=pocl:0");
+    CHECK_STR_CONTAINS(report, "pocl:0     expert weights");
+    CHECK_STR_CONTAINS(report, "between devices: 2 event + 0 host hand-offs per step");
+    CHECK_STR_CONTAINS(report, "checkpoint ");
+    CHECK_EQ(moecl("generate -p x --place attn=amd:0", 1, &bad), 1);
+    CHECK_STR_CONTAINS(bad, "--place entry 'attn=amd:0'");
+    free(one);
+    free(split);
+    free(report);
+    free(bad);
+}

@@ -1,10 +1,9 @@
-/* Weight pieces (zero copy, limits) and the model/context API on a fixture checkpoint:
+/* The model/context API on a fixture checkpoint:
  * eval/reset determinism, decode == prefill, argument errors, max_kv_size rotation. */
 #include "test.h"
 
 #include "model_internal.h"
 #include "moecl.h"
-#include "weights.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,74 +13,6 @@ static const char *fixture(const char *name) {
     const char *d = getenv("MOECL_FIXTURES_DIR");
     snprintf(path, sizeof path, "%s/%s", d && *d ? d : "tests/fixtures", name);
     return path;
-}
-
-static int first_device(cl_context *ctx, cl_device_id *dev, int *unified) {
-    struct moecl_cl_device *devs = NULL;
-    int n = 0;
-    if (moecl_cl_devices_enumerate(&devs, &n) != MOECL_OK || !n)
-        return -1;
-    cl_int err;
-    *dev = devs[0].device;
-    *unified = devs[0].info.host_unified_memory;
-    free(devs);
-    *ctx = clCreateContext(NULL, 1, dev, NULL, NULL, &err);
-    return err == CL_SUCCESS ? 0 : -1;
-}
-
-/* USE_HOST_PTR pieces alias the mapping: a map returns the very host pointer (PoCL copies
- * instead when the pointer is misaligned, which page-aligned pieces never are). A small limit
- * forces many pieces; every tensor is still found whole in one. */
-TEST(forward_weights_zero_copy_pieces) {
-    struct moecl_ckpt *ck = NULL;
-    REQUIRE(moecl_ckpt_open(fixture("affine_b4_g64"), &ck) == MOECL_OK);
-    cl_context ctx;
-    cl_device_id dev;
-    int unified = 0;
-    REQUIRE(first_device(&ctx, &dev, &unified) == 0);
-    if (!unified) {
-        clReleaseContext(ctx);
-        moecl_ckpt_close(ck);
-        SKIP("device is not host-unified");
-    }
-    struct moecl_weights *w = NULL;
-    REQUIRE(moecl_weights_create(ctx, ck, 64 << 10, 1, &w) == MOECL_OK);
-    CHECK(w->n_pieces > 3);
-    CHECK_EQ(w->device_bytes, 0);
-    cl_int err;
-    cl_command_queue q = clCreateCommandQueueWithProperties(ctx, dev, NULL, &err);
-    int aliased = 0;
-    for (int i = 0; i < w->n_pieces; i++) {
-        CHECK(w->pieces[i].n_bytes <= (64u << 10));
-        CHECK_EQ((uintptr_t)w->pieces[i].host % 128, 0);
-        void *p = clEnqueueMapBuffer(q, w->pieces[i].mem, CL_TRUE, CL_MAP_READ, 0,
-                                     w->pieces[i].n_bytes, 0, NULL, NULL, &err);
-        aliased += p == (const void *)w->pieces[i].host;
-        if (p)
-            clEnqueueUnmapMemObject(q, w->pieces[i].mem, p, 0, NULL, NULL);
-    }
-    clFinish(q);
-    CHECK_EQ(aliased, w->n_pieces);
-    for (int i = 0; i < ck->n_tensors; i++) {
-        cl_mem m;
-        size_t off;
-        CHECK(moecl_weights_find(w, ck->tensors[i]->data, ck->tensors[i]->n_bytes,
-                                 ck->tensors[i]->name, &m, &off) == MOECL_OK);
-    }
-    /* a range that no piece holds */
-    cl_mem m;
-    size_t off;
-    int local;
-    CHECK(moecl_weights_find(w, &local, 4, "stack", &m, &off) == MOECL_ERR_NOT_FOUND);
-    moecl_weights_release(w);
-    /* a tensor above the device limit is refused by name */
-    w = NULL;
-    CHECK(moecl_weights_create(ctx, ck, 4096, 1, &w) == MOECL_ERR_DEVICE_MEMORY);
-    CHECK_STR_CONTAINS(moecl_last_error(), "over the device's max allocation");
-    CHECK(w == NULL);
-    clReleaseCommandQueue(q);
-    clReleaseContext(ctx);
-    moecl_ckpt_close(ck);
 }
 
 static float max_abs_diff(const float *a, const float *b, int n) {
@@ -99,7 +30,7 @@ TEST(forward_context_api) {
     CHECK(V > 0);
     CHECK(moecl_model_device(model) != NULL);
     struct moecl_context *c = NULL;
-    struct moecl_context_options o = {4, 0, 0};
+    struct moecl_context_options o = {4, 0, 0, MOECL_KV_F32};
     REQUIRE(moecl_context_create(model, 16, &o, &c) == MOECL_OK);
     CHECK(moecl_context_logits(c) == NULL);
     int32_t toks[10] = {1, 5, 9, 100, 7, 3, 2, 8, 11, 12};
@@ -128,7 +59,7 @@ TEST(forward_context_api) {
 
     /* max_kv_size: full layers keep a ring; the context runs past n_ctx, and while the
      * sequence fits the ring the logits equal the unbounded context's */
-    struct moecl_context_options r = {3, 12, 0};
+    struct moecl_context_options r = {3, 12, 0, MOECL_KV_F32};
     REQUIRE(moecl_context_create(model, 8, &r, &c) == MOECL_OK);
     REQUIRE(moecl_context_eval(c, toks, 10) == MOECL_OK);
     CHECK(max_abs_diff(first, moecl_context_logits(c), V) == 0.0f);
@@ -148,7 +79,7 @@ TEST(forward_model_load_errors) {
     CHECK(moecl_model_load("/nonexistent/moecl-model", NULL, &model) != MOECL_OK);
     CHECK(model == NULL);
     CHECK_STR_CONTAINS(moecl_last_error(), "/nonexistent/moecl-model");
-    struct moecl_model_options o = {"no-such-device", 0};
+    struct moecl_model_options o = {"no-such-device", 0, NULL, 0};
     CHECK(moecl_model_load(fixture("bf16"), &o, &model) == MOECL_ERR_NOT_FOUND);
     CHECK_STR_CONTAINS(moecl_last_error(), "no-such-device");
     CHECK(model == NULL);

@@ -260,7 +260,7 @@ TEST(kernel_kv_append_ring) {
     cl_mem a = mk(&e, kn, sizeof kn), b = mk(&e, vn, sizeof vn), c = mk(&e, kr, sizeof kr),
            d = mk(&e, vr, sizeof vr);
     REQUIRE(moecl_launch_kv_append(e.q, &e.k, a, b, c, d, (uint32_t)n, (uint32_t)pos0,
-                                   (uint32_t)cap, (uint32_t)W) == MOECL_OK);
+                                   (uint32_t)cap, (uint32_t)W, 0) == MOECL_OK);
     rd(&e, c, kr, sizeof kr);
     rd(&e, d, vr, sizeof vr);
     /* the last 4 tokens (positions 13..16) land in slots 13%4.. */

@@ -12,10 +12,28 @@
 #include <time.h>
 #include <unistd.h>
 
+#define PLACE_HELP                                                                                 \
+    "  --place SPEC           where each part runs, e.g. attn=gpu,experts=cpu or\n"                \
+    "                         experts[0-11]=pocl:1,embed=cpu,lm_head=nvidia:0 (keys: all,\n"       \
+    "                         attn, attn[A-B], experts, experts[A-B], embed, lm_head)\n"           \
+    "  --cpu-moe              experts of every layer on the CPU device\n"                          \
+    "  --n-cpu-moe N          experts of the first N layers on the CPU device\n"                   \
+    "  --report-memory        print memory per device and class (planned and measured),\n"         \
+    "                         bytes moved between devices, host RSS, resident checkpoint\n"
+
+#define KV_OPTIONS_HELP                                                                            \
+    "  --kv-type T            KV cache storage: f32 (default) or f16 (half the bytes)\n"           \
+    "  --max-kv-size N        full-attention layers keep only the last N positions (a\n"           \
+    "                         rotating window, as mlx-lm's --max-kv-size)\n"
+
+const char gen_model_options_help[] = "  --device SPEC          device as `moecl devices` names it "
+                                      "(cpu, gpu, pocl:1, 2)\n" PLACE_HELP KV_OPTIONS_HELP;
+
 const char gen_options_help[] =
     "  -m, --model DIR        checkpoint folder (default: the built-in default model, made\n"
     "                         on first use; random weights, so its output is noise)\n"
-    "  --device SPEC          device as `moecl devices` names it (cpu, gpu, pocl:1, 2)\n"
+    "  --device SPEC          device as `moecl devices` names it (cpu, gpu, pocl:1, "
+    "2)\n" PLACE_HELP KV_OPTIONS_HELP
     "  --max-tokens N         most tokens to generate (default 256)\n"
     "  --temp T               temperature; 0 = greedy (default 0, as mlx-lm)\n"
     "  --top-p P              nucleus filter, active for 0 < P < 1 (default 1)\n"
@@ -61,11 +79,9 @@ static int parse_ll(const char *opt, const char *v, long long lo, long long hi, 
     return 0;
 }
 
-int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
+int gen_parse_model_option(struct gen_opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
-    double d;
-    long long ll;
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         if (!v)
             goto missing;
@@ -74,7 +90,65 @@ int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
         if (!v)
             goto missing;
         o->device = v;
-    } else if (!strcmp(a, "--max-tokens")) {
+    } else if (!strcmp(a, "--kv-type")) {
+        if (!v)
+            goto missing;
+        if (moecl_kv_type_parse(v, &o->kv_type) != MOECL_OK) {
+            fprintf(stderr, "moecl: error: --kv-type: %s\n", moecl_last_error());
+            return -1;
+        }
+    } else if (!strcmp(a, "--max-kv-size")) {
+        long long ll;
+        if (parse_ll(a, v, 1, INT32_MAX, &ll))
+            return -1;
+        o->max_kv_size = (int)ll;
+    } else if (!strcmp(a, "--place")) {
+        if (!v)
+            goto missing;
+        o->place = v;
+    } else if (!strcmp(a, "--n-cpu-moe")) {
+        long long ll;
+        if (parse_ll(a, v, 0, 4096, &ll))
+            return -1;
+        o->n_cpu_moe = ll == 0 ? o->n_cpu_moe : (int)ll;
+    } else if (!strcmp(a, "--cpu-moe")) {
+        o->n_cpu_moe = -1;
+        return 1;
+    } else if (!strcmp(a, "--report-memory")) {
+        o->report_memory = 1;
+        return 1;
+    } else {
+        return 0;
+    }
+    (*i)++;
+    return 1;
+missing:
+    fprintf(stderr, "moecl: error: %s needs a value\n", a);
+    return -1;
+}
+
+void gen_model_options(const struct gen_opts *o, struct moecl_model_options *mo) {
+    memset(mo, 0, sizeof *mo);
+    mo->device = o->device;
+    mo->place = o->place;
+    mo->n_cpu_moe = o->n_cpu_moe;
+}
+
+void gen_context_options(const struct gen_opts *o, struct moecl_context_options *co) {
+    memset(co, 0, sizeof *co);
+    co->kv_type = o->kv_type;
+    co->max_kv_size = o->max_kv_size;
+}
+
+int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    double d;
+    long long ll;
+    int r = gen_parse_model_option(o, argc, argv, i);
+    if (r != 0)
+        return r;
+    if (!strcmp(a, "--max-tokens")) {
         if (parse_ll(a, v, 0, 1 << 20, &ll))
             return -1;
         o->max_tokens = (int)ll;
@@ -148,15 +222,17 @@ int gen_open(struct gen_session *s, const struct gen_opts *o, int n_ctx) {
     if (st != MOECL_OK)
         return moecl_cli_fail("loading the tokenizer", st);
     struct moecl_model_options mo;
-    memset(&mo, 0, sizeof mo);
-    mo.device = o->device;
+    gen_model_options(o, &mo);
     st = moecl_model_load(s->dir, &mo, &s->model);
     if (st != MOECL_OK) {
         gen_close(s);
         return moecl_cli_fail(s->dir, st);
     }
     s->n_ctx = n_ctx;
-    st = n_ctx > 0 ? moecl_context_create(s->model, n_ctx, NULL, &s->ctx) : MOECL_OK;
+    s->report_memory = o->report_memory;
+    struct moecl_context_options co;
+    gen_context_options(o, &co);
+    st = n_ctx > 0 ? moecl_context_create(s->model, n_ctx, &co, &s->ctx) : MOECL_OK;
     if (st == MOECL_OK) {
         struct moecl_sampler_params sp = o->sampler;
         if (!o->seed_given)
@@ -386,4 +462,48 @@ void gen_print_stats(const struct gen_session *s, const struct gen_stats *st) {
                 moecl_cli_bytes(moecl_host_peak_rss_bytes(), b1));
     }
     fprintf(stderr, "%s\n", st->interrupted ? " (interrupted)" : "");
+    if (s->report_memory)
+        gen_print_memory_report(s->ctx);
+}
+
+int gen_print_memory_report(const struct moecl_context *ctx) {
+    struct moecl_memory_report r;
+    char b1[32], b2[32], b3[32], b4[32];
+    enum moecl_status st = moecl_context_memory_report(ctx, &r);
+    if (st != MOECL_OK)
+        return moecl_cli_fail("memory report", st);
+    fprintf(stderr, "memory report: %s\n", r.placement);
+    fprintf(stderr, "  %-10s %-26s %12s %12s\n", "device", "class", "planned", "measured");
+    for (int d = 0; d < r.n_devices; d++) {
+        const struct moecl_memory_device *md = &r.devices[d];
+        uint64_t tp = 0, tm = 0;
+        for (int c = 0; c < MOECL_MEM_N_CLASSES; c++) {
+            tp += md->planned[c];
+            tm += md->measured[c];
+            if (!md->planned[c] && !md->measured[c])
+                continue;
+            fprintf(stderr, "  %-10s %-26s %12s %12s\n", md->name,
+                    moecl_mem_class_name((enum moecl_mem_class)c),
+                    moecl_cli_bytes(md->planned[c], b1), moecl_cli_bytes(md->measured[c], b2));
+        }
+        fprintf(stderr, "  %-10s %-26s %12s %12s  (%s, %d weight pieces, max buffer %s)\n",
+                md->name, "total", moecl_cli_bytes(tp, b1), moecl_cli_bytes(tm, b2),
+                md->zero_copy ? "zero-copy views of host memory" : "device memory",
+                md->weight_pieces, moecl_cli_bytes(md->max_alloc_bytes, b3));
+    }
+    fprintf(stderr,
+            "  between devices: %d event + %d host hand-offs per step; moved %s in %llu tokens "
+            "(%.0f bytes/token); weight uploads %s\n",
+            r.handoffs_per_step[0], r.handoffs_per_step[1], moecl_cli_bytes(r.moved_bytes, b1),
+            (unsigned long long)r.n_tokens,
+            r.n_tokens ? (double)r.moved_bytes / (double)r.n_tokens : 0.0,
+            moecl_cli_bytes(r.uploaded_bytes, b2));
+    fprintf(stderr, "  host: RSS %s (peak %s); checkpoint %s mapped, %s resident (%.1f%%)\n",
+            moecl_cli_bytes(r.host_rss_bytes, b1), moecl_cli_bytes(r.host_peak_rss_bytes, b2),
+            moecl_cli_bytes(r.checkpoint_bytes, b3),
+            moecl_cli_bytes(r.checkpoint_resident_bytes, b4),
+            r.checkpoint_bytes
+                ? 100.0 * (double)r.checkpoint_resident_bytes / (double)r.checkpoint_bytes
+                : 0.0);
+    return 0;
 }

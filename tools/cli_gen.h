@@ -22,11 +22,28 @@ struct gen_opts {
     int seed_given;
     enum moecl_reasoning_effort effort;
     int show_reasoning;
-    int color; /* 1: dim the analysis channel (stdout is a terminal) */
+    int color;                  /* 1: dim the analysis channel (stdout is a terminal) */
+    enum moecl_kv_type kv_type; /* --kv-type */
+    int max_kv_size;            /* --max-kv-size (0: off) */
+    const char *place;          /* --place SPEC */
+    int n_cpu_moe;              /* --n-cpu-moe N (N > 0), --cpu-moe (-1) */
+    int report_memory;          /* --report-memory */
 };
 
-/* Parses one option at argv[*i] shared by generate and chat. Returns 1 if consumed (advancing
- * *i past its value), 0 if not ours, -1 on a bad value (message printed). */
+/* Parses one of the model/device/context options that every command loading a model shares
+ * (-m, --device; placement and KV-cache options belong here too). Returns 1 if consumed
+ * (advancing *i past its value), 0 if not ours, -1 on a bad value (message printed). */
+int gen_parse_model_option(struct gen_opts *o, int argc, char **argv, int *i);
+/* Those options' help text (without -m, whose default differs per command). */
+extern const char gen_model_options_help[];
+/* The model and context options they describe (gen_open uses these; so do commands that load
+ * a model themselves). */
+void gen_model_options(const struct gen_opts *o, struct moecl_model_options *mo);
+void gen_context_options(const struct gen_opts *o, struct moecl_context_options *co);
+
+/* Parses one option at argv[*i] shared by generate and chat (the model options above too). Returns
+ * 1 if consumed (advancing *i past its value), 0 if not ours, -1 on a bad value (message printed).
+ */
 int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i);
 void gen_opts_init(struct gen_opts *o);
 /* The shared options' help text. */
@@ -41,6 +58,7 @@ struct gen_session {
     int32_t stops[16];
     int n_stops;
     int n_ctx;
+    int report_memory;
 };
 
 /* Statistics of one generation. */
@@ -65,7 +83,12 @@ int gen_run(struct gen_session *s, const struct gen_opts *o, const int32_t *prom
             volatile sig_atomic_t *interrupt, struct gen_stats *stats, char **answer_out,
             char **thinking_out);
 
-/* Prints the stats line to stderr. */
+/* Prints the memory report of a context to stderr: per device and class, planned and
+ * measured; bytes moved between devices (total, per token) and hand-offs per step; host RSS
+ * and the checkpoint's resident pages. Returns 0 or 1 (error printed). */
+int gen_print_memory_report(const struct moecl_context *ctx);
+
+/* Prints the stats line to stderr (and the memory report with --report-memory). */
 void gen_print_stats(const struct gen_session *s, const struct gen_stats *st);
 
 /* Builds the conversation settings from the options (date today, effort, instructions). */

@@ -142,7 +142,7 @@ static int run_test(struct gen_session *s, const struct bench_opts *o, const int
 static void json_profile(const struct bench_result *r) {
     printf(", \"profile_ms_per_token\": {");
     double total = 0;
-    for (int c = 0; c < MOECL_OP_COUNT; c++) {
+    for (int c = 0; c < MOECL_OPC_COUNT; c++) {
         double ms = r->prof.seconds[c] * 1e3 / (double)r->prof_tokens;
         total += ms;
         printf("%s\"%s\": %.4f", c ? ", " : "", moecl_op_class_id((enum moecl_op_class)c), ms);
@@ -162,12 +162,12 @@ static void md_profile(const struct bench_result *res, int n) {
         printf("---:|");
     printf("\n");
     double tot[2 * MAX_TESTS] = {0};
-    for (int c = 0; c < MOECL_OP_COUNT; c++) {
+    for (int c = 0; c < MOECL_OPC_COUNT; c++) {
         printf("| %s |", moecl_op_class_id((enum moecl_op_class)c));
         for (int i = 0; i < n; i++) {
             double ms = res[i].prof.seconds[c] * 1e3 / (double)res[i].prof_tokens;
             double all = 0;
-            for (int d = 0; d < MOECL_OP_COUNT; d++)
+            for (int d = 0; d < MOECL_OPC_COUNT; d++)
                 all += res[i].prof.seconds[d];
             tot[i] += ms;
             printf(" %.3f (%.0f%%) |", ms, all > 0 ? 100.0 * res[i].prof.seconds[c] / all : 0.0);

@@ -84,7 +84,7 @@ MOECL_COMMAND(eval, "evaluate token ids on a model, print the top-5 next-token l
     struct moecl_model *model = NULL;
     struct moecl_context *ctx = NULL;
     int rc = 1;
-    struct moecl_model_options mo = {device, 0};
+    struct moecl_model_options mo = {device, 0, NULL, 0};
     double t0 = now_s();
     enum moecl_status st = moecl_model_load(dir, &mo, &model);
     if (st != MOECL_OK) {
@@ -92,7 +92,7 @@ MOECL_COMMAND(eval, "evaluate token ids on a model, print the top-5 next-token l
         goto done;
     }
     double t1 = now_s();
-    struct moecl_context_options co = {chunk, 0, 0};
+    struct moecl_context_options co = {chunk, 0, 0, MOECL_KV_F32};
     st = moecl_context_create(model, n_ctx > 0 ? n_ctx : (n > 4096 ? n : 4096), &co, &ctx);
     if (st != MOECL_OK) {
         rc = moecl_cli_fail("creating the context", st);

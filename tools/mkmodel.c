@@ -93,38 +93,18 @@ struct dims_opt {
 };
 
 static const struct dims_opt dims_opts[] = {
-    {"--hidden", offsetof(struct mk_opts, hidden), 1, 1 << 16},
-    {"--intermediate", offsetof(struct mk_opts, intermediate), 1, 1 << 17},
-    {"--layers", offsetof(struct mk_opts, n_layers), 1, 1024},
-    {"--experts", offsetof(struct mk_opts, n_experts), 1, 4096},
-    {"--top-k", offsetof(struct mk_opts, top_k), 1, 4096},
-    {"--heads", offsetof(struct mk_opts, n_heads), 1, 1024},
-    {"--kv-heads", offsetof(struct mk_opts, n_kv_heads), 1, 1024},
-    {"--head-dim", offsetof(struct mk_opts, head_dim), 2, 1024},
-    {"--vocab", offsetof(struct mk_opts, vocab), 1, 1 << 22},
-    {"--window", offsetof(struct mk_opts, window), 1, 1 << 24},
+    {"--hidden", offsetof(struct mk_opts, r.hidden), 1, 1 << 16},
+    {"--intermediate", offsetof(struct mk_opts, r.intermediate), 1, 1 << 17},
+    {"--layers", offsetof(struct mk_opts, r.n_layers), 1, 1024},
+    {"--experts", offsetof(struct mk_opts, r.n_experts), 1, 4096},
+    {"--top-k", offsetof(struct mk_opts, r.top_k), 1, 4096},
+    {"--heads", offsetof(struct mk_opts, r.n_heads), 1, 1024},
+    {"--kv-heads", offsetof(struct mk_opts, r.n_kv_heads), 1, 1024},
+    {"--head-dim", offsetof(struct mk_opts, r.head_dim), 2, 1024},
+    {"--vocab", offsetof(struct mk_opts, r.vocab), 1, 1 << 22},
+    {"--window", offsetof(struct mk_opts, r.window), 1, 1 << 24},
 };
 #define N_DIMS_OPTS (int)(sizeof dims_opts / sizeof dims_opts[0])
-
-static void set_tiny(struct mk_opts *o) {
-    o->hidden = 192, o->intermediate = 192, o->n_layers = 4, o->n_experts = 8, o->top_k = 4;
-    o->n_heads = 4, o->n_kv_heads = 2, o->head_dim = 64, o->vocab = 201088, o->window = 8;
-}
-
-static void set_full(struct mk_opts *o) {
-    o->hidden = 2880, o->intermediate = 2880, o->n_layers = 24, o->n_experts = 32, o->top_k = 4;
-    o->n_heads = 64, o->n_kv_heads = 8, o->head_dim = 64, o->vocab = 201088, o->window = 128;
-}
-
-static const struct {
-    const char *name;
-    enum mk_preset preset;
-} presets[] = {
-    {"mlx-4bit", MK_PRESET_MLX_4BIT}, {"mlx-5bit-gs32", MK_PRESET_MLX_5BIT_GS32},
-    {"mlx-6bit", MK_PRESET_MLX_6BIT}, {"optiq-4bit", MK_PRESET_OPTIQ_4BIT},
-    {"mxfp4", MK_PRESET_MXFP4},       {"hf-mxfp4", MK_PRESET_HF_MXFP4},
-    {"hf-bf16", MK_PRESET_HF_BF16},
-};
 
 static int parse_mode(const char *v, enum moecl_qmode *m) {
     static const struct {
@@ -145,36 +125,10 @@ static int parse_mode(const char *v, enum moecl_qmode *m) {
     return -1;
 }
 
-/* Checks (bits, group) for a mode as mx.quantize accepts them (spec §3.1). */
-static int check_q(const char *what, struct mk_q q) {
-    int ok = 1;
-    switch (q.mode) {
-    case MOECL_QMODE_AFFINE:
-        ok = (q.bits >= 2 && q.bits <= 8 && q.bits != 7) &&
-             (q.group_size == 32 || q.group_size == 64 || q.group_size == 128);
-        break;
-    case MOECL_QMODE_MXFP4:
-        ok = q.bits == 4 && q.group_size == 32;
-        break;
-    case MOECL_QMODE_MXFP8:
-        ok = q.bits == 8 && q.group_size == 32;
-        break;
-    case MOECL_QMODE_NVFP4:
-        ok = q.bits == 4 && q.group_size == 16;
-        break;
-    case MOECL_QMODE_NONE:
-        break;
-    }
-    if (!ok)
-        fprintf(stderr, "mkmodel: %s: %s with %d bits and group %d is not a valid MLX recipe\n",
-                what, moecl_qmode_name(q.mode), q.bits, q.group_size);
-    return ok ? 0 : -1;
-}
-
 static int parse_args(int argc, char **argv, struct mk_opts *o) {
     memset(o, 0, sizeof(*o));
-    set_tiny(o);
-    o->fdtype = MOECL_DTYPE_BF16;
+    moecl_recipe_shape_tiny(&o->r);
+    o->r.fdtype = MOECL_DTYPE_BF16;
     o->max_shard_bytes = (uint64_t)5 << 30;
     o->tiktoken = "data/o200k_base.tiktoken";
     int dims_set[N_DIMS_OPTS] = {0};
@@ -203,9 +157,9 @@ static int parse_args(int argc, char **argv, struct mk_opts *o) {
             fputs(usage, stdout);
             exit(0);
         } else if (!strcmp(a, "--tiny")) {
-            set_tiny(o);
+            moecl_recipe_shape_tiny(&o->r);
         } else if (!strcmp(a, "--full")) {
-            set_full(o);
+            moecl_recipe_shape_full(&o->r);
         } else if (!strcmp(a, "--quiet")) {
             o->quiet = 1;
         } else if (!strcmp(a, "--dry-run")) {
@@ -263,103 +217,9 @@ static int parse_args(int argc, char **argv, struct mk_opts *o) {
         return -1;
     }
 
-    /* recipe: preset first, then explicit options */
-    o->preset = MK_PRESET_NONE;
-    if (like) {
-        size_t k;
-        for (k = 0; k < sizeof presets / sizeof presets[0]; k++)
-            if (!strcmp(like, presets[k].name))
-                break;
-        int lo, hi;
-        char tail;
-        if (k == sizeof presets / sizeof presets[0] &&
-            (sscanf(like, "mixed-%d-%d%c", &lo, &hi, &tail) == 2 ||
-             sscanf(like, "mixed_%d_%d%c", &lo, &hi, &tail) == 2) &&
-            ((lo == 2 && hi == 6) || (lo == 3 && hi == 4) || (lo == 3 && hi == 6) ||
-             (lo == 4 && hi == 6))) {
-            o->mixed_low = lo;
-            o->mixed_high = hi;
-            o->preset = MK_PRESET_MIXED;
-        } else if (k == sizeof presets / sizeof presets[0]) {
-            fprintf(stderr, "mkmodel: --like: unknown preset \"%s\"\n", like);
-            return -1;
-        } else {
-            o->preset = presets[k].preset;
-        }
-    } else if (!have_mode) {
-        o->preset = MK_PRESET_MLX_4BIT;
-    }
-    o->layout = MK_LAYOUT_MLX;
-    o->base_has_mode = 1;
-    o->router_pred = 1;
-    switch (o->preset) {
-    case MK_PRESET_MLX_4BIT:
-    case MK_PRESET_OPTIQ_4BIT:
-    case MK_PRESET_MIXED:
-        o->base = (struct mk_q){MOECL_QMODE_AFFINE, 4, 64};
-        break;
-    case MK_PRESET_MLX_5BIT_GS32:
-        o->base = (struct mk_q){MOECL_QMODE_AFFINE, 5, 32};
-        o->fdtype = MOECL_DTYPE_F16;
-        o->router_pred = 0;
-        break;
-    case MK_PRESET_MLX_6BIT:
-        o->base = (struct mk_q){MOECL_QMODE_AFFINE, 6, 64};
-        break;
-    case MK_PRESET_MXFP4:
-        o->base = (struct mk_q){MOECL_QMODE_MXFP4, 4, 32};
-        o->others = (struct mk_q){MOECL_QMODE_AFFINE, bits ? bits : 8, group ? group : 64};
-        bits = group = 0;
-        if (check_q("--like mxfp4 non-expert modules", o->others))
-            return -1;
-        break;
-    case MK_PRESET_HF_MXFP4:
-        o->layout = MK_LAYOUT_HF_MXFP4;
-        o->base = (struct mk_q){MOECL_QMODE_MXFP4, 4, 32};
-        break;
-    case MK_PRESET_HF_BF16:
-        o->layout = MK_LAYOUT_HF_BF16;
-        o->base = (struct mk_q){MOECL_QMODE_NONE, 0, 0};
-        break;
-    case MK_PRESET_NONE: {
-        static const int def_bits[] = {[MOECL_QMODE_NONE] = 0,
-                                       [MOECL_QMODE_AFFINE] = 4,
-                                       [MOECL_QMODE_MXFP4] = 4,
-                                       [MOECL_QMODE_MXFP8] = 8,
-                                       [MOECL_QMODE_NVFP4] = 4};
-        static const int def_group[] = {[MOECL_QMODE_NONE] = 0,
-                                        [MOECL_QMODE_AFFINE] = 64,
-                                        [MOECL_QMODE_MXFP4] = 32,
-                                        [MOECL_QMODE_MXFP8] = 32,
-                                        [MOECL_QMODE_NVFP4] = 16};
-        o->base = (struct mk_q){mode, def_bits[mode], def_group[mode]};
-        break;
-    }
-    }
-    if (have_mode && o->preset != MK_PRESET_NONE && mode != o->base.mode) {
-        fprintf(stderr, "mkmodel: --mode %s contradicts --like %s\n", moecl_qmode_name(mode), like);
-        return -1;
-    }
-    if (o->layout != MK_LAYOUT_MLX && (bits || group)) {
-        fprintf(stderr, "mkmodel: --bits/--group do not apply to the Hugging Face layouts\n");
-        return -1;
-    }
-    if (bits)
-        o->base.bits = bits;
-    if (group)
-        o->base.group_size = group;
-    if (have_dtype)
-        o->fdtype = dtype;
-    if (check_q("recipe", o->base))
-        return -1;
-
-    /* shape sanity */
-    if (o->n_heads % o->n_kv_heads || o->top_k > o->n_experts) {
-        fprintf(stderr, "mkmodel: heads must be a multiple of kv heads and top-k <= experts\n");
-        return -1;
-    }
-    if (o->layout == MK_LAYOUT_HF_MXFP4 && (o->hidden % 32 || o->intermediate % 32)) {
-        fprintf(stderr, "mkmodel: hf-mxfp4 needs hidden and intermediate multiples of 32\n");
+    if (moecl_recipe_set(&o->r, like, have_mode, mode, bits, group, have_dtype, dtype) !=
+        MOECL_OK) {
+        fprintf(stderr, "mkmodel: %s\n", moecl_last_error());
         return -1;
     }
     return 0;
@@ -385,7 +245,7 @@ static int write_json(const char *dir, const char *file, cJSON *j) {
     return ok ? 0 : -1;
 }
 
-static cJSON *q_record(struct mk_q q, int with_mode) {
+static cJSON *q_record(struct moecl_recipe_q q, int with_mode) {
     cJSON *r = cJSON_CreateObject();
     cJSON_AddNumberToObject(r, "group_size", q.group_size);
     cJSON_AddNumberToObject(r, "bits", q.bits);
@@ -394,23 +254,24 @@ static cJSON *q_record(struct mk_q q, int with_mode) {
     return r;
 }
 
-static void add_entry(cJSON *quant, const struct mk_opts *o, enum mk_module mod, int layer) {
-    enum mk_entry e;
-    struct mk_q q = mk_module_q(o, mod, layer, &e);
-    if (e == MK_ENTRY_NONE)
+static void add_entry(cJSON *quant, const struct mk_opts *o, enum moecl_recipe_module mod,
+                      int layer) {
+    enum moecl_recipe_entry e;
+    struct moecl_recipe_q q = moecl_recipe_module_q(&o->r, mod, layer, &e);
+    if (e == MOECL_RECIPE_ENTRY_NONE)
         return;
     char path[128];
-    cJSON_AddItemToObject(quant, mk_module_path(mod, layer, path, sizeof path),
-                          q_record(q, e == MK_ENTRY_WITHMODE));
+    cJSON_AddItemToObject(quant, moecl_recipe_module_path(mod, layer, path, sizeof path),
+                          q_record(q, e == MOECL_RECIPE_ENTRY_WITHMODE));
 }
 
 static cJSON *quantization_map(const struct mk_opts *o) {
-    cJSON *q = q_record(o->base, o->base_has_mode);
-    add_entry(q, o, MK_MOD_EMBED, -1);
-    for (int l = 0; l < o->n_layers; l++)
-        for (int m = MK_MOD_Q; m <= MK_MOD_DOWN; m++)
-            add_entry(q, o, (enum mk_module)m, l);
-    add_entry(q, o, MK_MOD_LM_HEAD, -1);
+    cJSON *q = q_record(o->r.base, o->r.base_has_mode);
+    add_entry(q, o, MOECL_RMOD_EMBED, -1);
+    for (int l = 0; l < o->r.n_layers; l++)
+        for (int m = MOECL_RMOD_Q; m <= MOECL_RMOD_DOWN; m++)
+            add_entry(q, o, (enum moecl_recipe_module)m, l);
+    add_entry(q, o, MOECL_RMOD_LM_HEAD, -1);
     return q;
 }
 
@@ -423,30 +284,31 @@ static int write_config(const struct mk_opts *o) {
     cJSON_AddBoolToObject(c, "attention_bias", 1);
     cJSON_AddRawToObject(c, "attention_dropout", "0.0");
     cJSON_AddNumberToObject(c, "eos_token_id", 200002);
-    cJSON_AddNumberToObject(c, "experts_per_token", o->top_k);
-    cJSON_AddNumberToObject(c, "head_dim", o->head_dim);
+    cJSON_AddNumberToObject(c, "experts_per_token", o->r.top_k);
+    cJSON_AddNumberToObject(c, "head_dim", o->r.head_dim);
     cJSON_AddStringToObject(c, "hidden_act", "silu");
-    cJSON_AddNumberToObject(c, "hidden_size", o->hidden);
+    cJSON_AddNumberToObject(c, "hidden_size", o->r.hidden);
     cJSON_AddNumberToObject(c, "initial_context_length", 4096);
     cJSON_AddNumberToObject(c, "initializer_range", 0.02);
-    cJSON_AddNumberToObject(c, "intermediate_size", o->intermediate);
+    cJSON_AddNumberToObject(c, "intermediate_size", o->r.intermediate);
     cJSON *lt = cJSON_AddArrayToObject(c, "layer_types");
-    for (int l = 0; l < o->n_layers; l++)
-        cJSON_AddItemToArray(
-            lt, cJSON_CreateString(l % 2 == 0 ? "sliding_attention" : "full_attention"));
+    for (int l = 0; l < o->r.n_layers; l++)
+        cJSON_AddItemToArray(lt,
+                             cJSON_CreateString(moecl_recipe_layer_sliding(l) ? "sliding_attention"
+                                                                              : "full_attention"));
     cJSON_AddNumberToObject(c, "max_position_embeddings", 131072);
     cJSON_AddStringToObject(c, "model_type", "gpt_oss");
-    cJSON_AddNumberToObject(c, "num_attention_heads", o->n_heads);
-    cJSON_AddNumberToObject(c, "num_experts_per_tok", o->top_k);
-    cJSON_AddNumberToObject(c, "num_hidden_layers", o->n_layers);
-    cJSON_AddNumberToObject(c, "num_key_value_heads", o->n_kv_heads);
-    cJSON_AddNumberToObject(c, "num_local_experts", o->n_experts);
+    cJSON_AddNumberToObject(c, "num_attention_heads", o->r.n_heads);
+    cJSON_AddNumberToObject(c, "num_experts_per_tok", o->r.top_k);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", o->r.n_layers);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", o->r.n_kv_heads);
+    cJSON_AddNumberToObject(c, "num_local_experts", o->r.n_experts);
     cJSON_AddBoolToObject(c, "output_router_logits", 0);
     cJSON_AddNumberToObject(c, "pad_token_id", 199999);
-    if (o->layout == MK_LAYOUT_MLX && o->base.mode != MOECL_QMODE_NONE) {
+    if (o->r.layout == MOECL_RECIPE_LAYOUT_MLX && o->r.base.mode != MOECL_QMODE_NONE) {
         cJSON_AddItemToObject(c, "quantization", quantization_map(o));
         cJSON_AddItemToObject(c, "quantization_config", quantization_map(o));
-    } else if (o->layout == MK_LAYOUT_HF_MXFP4) {
+    } else if (o->r.layout == MOECL_RECIPE_LAYOUT_HF_MXFP4) {
         cJSON *qc = cJSON_AddObjectToObject(c, "quantization_config");
         const char *keep[] = {"model.layers.*.self_attn", "model.layers.*.mlp.router",
                               "model.embed_tokens", "lm_head"};
@@ -463,14 +325,14 @@ static int write_config(const struct mk_opts *o) {
     cJSON_AddBoolToObject(rs, "truncate", 0);
     cJSON_AddNumberToObject(c, "rope_theta", 150000);
     cJSON_AddNumberToObject(c, "router_aux_loss_coef", 0.9);
-    cJSON_AddNumberToObject(c, "sliding_window", o->window);
+    cJSON_AddNumberToObject(c, "sliding_window", o->r.window);
     cJSON_AddRawToObject(c, "swiglu_limit", "7.0");
     cJSON_AddBoolToObject(c, "tie_word_embeddings", 0);
-    if (o->layout == MK_LAYOUT_HF_BF16)
+    if (o->r.layout == MOECL_RECIPE_LAYOUT_HF_BF16)
         cJSON_AddStringToObject(c, "torch_dtype", "bfloat16");
     cJSON_AddStringToObject(c, "transformers_version", "4.55.0.dev0");
     cJSON_AddBoolToObject(c, "use_cache", 1);
-    cJSON_AddNumberToObject(c, "vocab_size", o->vocab);
+    cJSON_AddNumberToObject(c, "vocab_size", o->r.vocab);
     int rc = write_json(o->out, "config.json", c);
     cJSON_Delete(c);
     return rc;
@@ -542,7 +404,7 @@ static int write_index(const struct mk_opts *o, const struct mk_plan *p) {
     cJSON *j = cJSON_CreateObject();
     cJSON *md = cJSON_AddObjectToObject(j, "metadata");
     cJSON_AddNumberToObject(md, "total_size", (double)p->total_bytes);
-    if (o->layout == MK_LAYOUT_MLX)
+    if (o->r.layout == MOECL_RECIPE_LAYOUT_MLX)
         cJSON_AddNumberToObject(md, "total_parameters", (double)p->total_params);
     cJSON *wm = cJSON_AddObjectToObject(j, "weight_map");
     for (int i = 0; i < p->n; i++) {
@@ -575,7 +437,8 @@ static int write_shard(const struct mk_opts *o, const struct mk_plan *p, int s) 
     struct moecl_st_writer *w = NULL;
     enum moecl_status st = moecl_st_writer_create(path, &w);
     if (st == MOECL_OK)
-        st = moecl_st_writer_metadata(w, "format", o->layout == MK_LAYOUT_MLX ? "mlx" : "pt");
+        st = moecl_st_writer_metadata(w, "format",
+                                      o->r.layout == MOECL_RECIPE_LAYOUT_MLX ? "mlx" : "pt");
     for (int i = 0; i < p->n && st == MOECL_OK; i++)
         if (p->t[i].shard == s)
             st = moecl_st_writer_declare(w, p->t[i].name, p->t[i].dtype, p->t[i].n_dims,

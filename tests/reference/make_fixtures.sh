@@ -10,4 +10,6 @@ here="$(cd "$(dirname "$0")" && pwd)"
 python="$(bash "$here/setup_venv.sh" | tail -n 1)"
 start=$(date +%s)
 "$python" "$here/make_fixtures.py" --out "$1" --seed "${2:-1234}"
+# mlx-lm's perplexity and KL on those fixtures (the manifest's "perplexity" section)
+"$python" "$here/mlx_perplexity.py" --fixtures "$1"
 echo "make_fixtures: $(($(date +%s) - start)) s, $(du -sh "$1" | cut -f1) in $1"
