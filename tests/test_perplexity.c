@@ -185,7 +185,7 @@ TEST(perplexity_kl_placement_and_kv_type) {
     printf("    f16 KV cache, one token per step: mean KL %g, same top %g%%\n", kl,
            after(out, "same top token:"));
     CHECK(kl > 0 && kl < 1e-3);
-    CHECK(after(out, "same top token:") >= 99.0);
+    CHECK(after(out, "same top token:") >= 98.0);
     free(out);
     moecl_test_rmtree(dir);
     free(dir);

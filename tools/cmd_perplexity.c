@@ -395,15 +395,21 @@ MOECL_COMMAND(perplexity, "perplexity of a text in windows; save logits, KL dive
         struct moecl_ppl_window w;
         moecl_ppl_window_at(ctx, stride, k, &w);
         moecl_context_reset(mctx);
-        for (int64_t pos = w.start; pos < w.end; pos += batch) {
-            int n = (int)(w.end - pos < batch ? w.end - pos : batch);
-            st = moecl_context_eval_all(mctx, tokens + pos, n, logits);
+        /* Positions before first_target - 1 predict nothing scored: they are evaluated without
+         * the logits of every row (the lm_head of all rows is most of the work). */
+        int64_t first_row = w.first_target - 1;
+        for (int64_t pos = w.start; pos < w.end;) {
+            int64_t limit = pos < first_row ? first_row : w.end;
+            int n = (int)(limit - pos < batch ? limit - pos : batch);
+            int rows = pos >= first_row;
+            st = rows ? moecl_context_eval_all(mctx, tokens + pos, n, logits)
+                      : moecl_context_eval(mctx, tokens + pos, n);
             if (st != MOECL_OK) {
                 rc = moecl_cli_fail("evaluating", st);
                 goto done;
             }
             /* row j predicts token pos + j + 1 */
-            for (int j = 0; j < n; j++) {
+            for (int j = 0; rows && j < n; j++) {
                 int64_t t = pos + j + 1;
                 if (t < w.first_target || t >= w.end)
                     continue;
@@ -421,6 +427,7 @@ MOECL_COMMAND(perplexity, "perplexity of a text in windows; save logits, KL dive
                 row++;
             }
             evaluated += n;
+            pos += n;
             progress_show(&pr, evaluated, k + 1, n_windows, exp(nll.mean));
         }
     }
