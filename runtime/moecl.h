@@ -765,6 +765,15 @@ MOECL_WUR enum moecl_status moecl_footprint_model_open(const char *dir, const ch
                                                        struct moecl_footprint_model **model_out);
 void moecl_footprint_model_release(struct moecl_footprint_model *model);
 
+/* Adds a hypothetical device to plan for ("would an 8 GB GPU hold the attention?"): a GPU
+ * named "virtual:N" (N counts the added ones) with global_mem_bytes of its own memory (not
+ * host-unified) and a largest buffer of max_alloc_bytes (0: a quarter of its memory, as
+ * NVIDIA's OpenCL reports). Placements then name it "virtual:0", or "gpu" when no real GPU
+ * comes first. */
+MOECL_WUR enum moecl_status moecl_footprint_model_add_gpu(struct moecl_footprint_model *model,
+                                                          uint64_t global_mem_bytes,
+                                                          uint64_t max_alloc_bytes);
+
 /* What to plan for. */
 struct moecl_footprint_options {
     const char *place; /* placement spec (scheduler/placement.h); NULL/"": the default device */
