@@ -2,6 +2,7 @@
  * headers or a writer preset, the memory plan for a placement and context, and its report.
  * Every number comes from scheduler/memplan.c; this file only gathers inputs and prints. */
 #include "checkpoint.h"
+#include "loader_internal.h"
 #include "memplan.h"
 #include "moecl.h"
 #include "moecl_error.h"
@@ -32,7 +33,9 @@ enum moecl_status moecl_footprint_model_open(const char *dir, const char *like,
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "footprint: out of host memory");
     if (dir) {
         struct moecl_ckpt *ck = NULL;
-        st = moecl_ckpt_open(dir, &ck);
+        /* headers only: Hugging Face bf16 experts are not transposed (the plan counts the
+         * buffers loading would make) */
+        st = moecl_ckpt_open_ex(dir, MOECL_CKPT_LAZY_HF_BF16, &ck);
         if (st == MOECL_OK)
             st = moecl_memplan_model_from_ckpt(ck, &fm->m);
         moecl_ckpt_close(ck);
