@@ -599,7 +599,9 @@ struct moecl_memory_report {
     uint64_t uploaded_bytes;    /* weight mirrors uploaded to discrete devices (once) */
     uint64_t n_tokens, n_steps; /* evaluated so far: moved_bytes / n_tokens per token */
     uint64_t host_rss_bytes, host_peak_rss_bytes;
-    uint64_t checkpoint_bytes, checkpoint_resident_bytes; /* the mapped files, pages resident */
+    /* The mapped checkpoint files, and how much of them is in the page cache (mincore: pages
+     * any process or an earlier run brought in; this process's share is in host_rss_bytes). */
+    uint64_t checkpoint_bytes, checkpoint_resident_bytes;
 };
 
 /* Fills *report for a context and its model. */

@@ -31,7 +31,8 @@ struct run {
     int32_t greedy[24];
     uint64_t moved_decode; /* bytes moved over the decode pass */
     int handoffs[2];
-    int pipelined; /* the context set up micro-batch pipelining */
+    int pipelined;          /* the context set up micro-batch pipelining */
+    uint64_t handoff_bytes; /* per split layer and token: xn, ids, wts out, the sum back */
     char placement[512];
 };
 
@@ -69,6 +70,10 @@ static int run_placement(const char *dir, const char *device, const char *place,
         goto done;
     }
     r->pipelined = c->mbs != NULL;
+    {
+        const struct moecl_config *cfg = &m->ckpt->config;
+        r->handoff_bytes = (uint64_t)(2 * cfg->hidden_size + 2 * cfg->n_experts_per_tok) * 4;
+    }
     moecl_context_reset(c);
     struct moecl_memory_report rep;
     if (moecl_context_memory_report(c, &rep) != MOECL_OK)
@@ -245,6 +250,10 @@ static void check_placements(const char *mode) {
             CHECK(r.handoffs[0] + r.handoffs[1] >= 2);
         if (strstr(mode, "copy") && cases[i].split)
             CHECK(r.moved_decode > 0);
+        /* attention on A, every layer's experts on B: in decode, per token and layer, the
+         * hand-off and the hand-back and nothing else, each copied device -> host -> device */
+        if (strstr(mode, "copy") && i == 1)
+            CHECK_EQ(r.moved_decode, (uint64_t)T * 4 * 2 * r.handoff_bytes);
         /* pipelining applies where every layer's attention is on one device and some
          * experts are elsewhere */
         if (!strncmp(mode, "pipe", 4))
