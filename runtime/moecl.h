@@ -587,6 +587,12 @@ struct moecl_token_bytes {
     /* Multiply-adds of one token's matrix products: in the layers (attention projections,
      * router, top-k experts) and in the lm_head (prefill computes it for the last token only). */
     uint64_t macs_layers, macs_lm_head;
+    /* The same bytes split by the device that reads them under the model's placement: the
+     * devices (indices as moecl_devices_list gives them) and each one's bytes per token. The
+     * devices take turns within a token, so the bound is the sum of bytes / bandwidth. */
+    int n_devices;
+    int device_index[8];
+    uint64_t device_bytes[8];
 };
 /* Locks the checkpoint's mapped files in memory (mlock, like llama.cpp's --mlock), so that the
  * weights stay resident however the system reclaims page cache; *locked_bytes_out (may be

@@ -92,8 +92,10 @@ enum moecl_status moecl_model_bytes_per_token(const struct moecl_model *model,
     const struct moecl_ckpt *ck = model->ckpt;
     const struct moecl_config *cfg = &ck->config;
     uint64_t k = (uint64_t)cfg->n_experts_per_tok;
+    uint64_t slot_bytes[MOECL_UMEM_MAX_DEVICES] = {0};
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct moecl_layer *L = &ck->layers[l];
+        uint64_t before_attn = out->attn + out->router + out->norms, before_exp = out->experts;
         out->attn +=
             rows_bytes(&L->q, (uint64_t)L->q.rows) + rows_bytes(&L->k, (uint64_t)L->k.rows) +
             rows_bytes(&L->v, (uint64_t)L->v.rows) + rows_bytes(&L->o, (uint64_t)L->o.rows);
@@ -107,12 +109,22 @@ enum moecl_status moecl_model_bytes_per_token(const struct moecl_model *model,
                             k * (uint64_t)(L->gate.rows + L->up.rows) * H +
                             k * (uint64_t)L->down.rows * (uint64_t)L->down.cols;
         out->norms += vec_bytes(&L->input_norm) + vec_bytes(&L->post_norm) + vec_bytes(&L->sinks);
+        slot_bytes[model->place.attn[l]] += out->attn + out->router + out->norms - before_attn;
+        slot_bytes[model->place.experts[l]] += out->experts - before_exp;
     }
     out->norms += vec_bytes(&ck->final_norm);
     out->embed = rows_bytes(&ck->embed, 1);
     out->lm_head = rows_bytes(&ck->lm_head, (uint64_t)ck->lm_head.rows);
     out->macs_lm_head = (uint64_t)ck->lm_head.rows * (uint64_t)ck->lm_head.cols;
     out->total = out->attn + out->router + out->experts + out->embed + out->lm_head + out->norms;
+    slot_bytes[model->place.embed] += out->embed;
+    slot_bytes[model->place.lm_head] += out->lm_head + vec_bytes(&ck->final_norm);
+    for (int i = 0; i < model->n_devs && out->n_devices < 8; i++) {
+        if (!slot_bytes[i])
+            continue;
+        out->device_index[out->n_devices] = model->devs[i].cl.info.index;
+        out->device_bytes[out->n_devices++] = slot_bytes[i];
+    }
     return MOECL_OK;
 }
 

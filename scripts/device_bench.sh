@@ -12,7 +12,8 @@
 # (default ./device-bench-out).
 #
 # Environment: REPS (repetitions, default 3), PP (default 512), TG (default 128), MODELS, OUT,
-# KEEP=1 to keep the checkpoints, SKIP_MXFP4=1 to measure the 4-bit one only.
+# KEEP=1 to keep the checkpoints, SKIP_MXFP4=1 to measure the 4-bit one only; for a dry run of
+# the script elsewhere: DEVICE=cpu SIZE=--tiny (defaults gpu and --full).
 set -euo pipefail
 
 REPS=${REPS:-3}
@@ -20,6 +21,8 @@ PP=${PP:-512}
 TG=${TG:-128}
 MODELS=${MODELS:-/tmp/moecl-models}
 OUT=${OUT:-./device-bench-out}
+DEVICE=${DEVICE:-gpu}
+SIZE=${SIZE:---full}
 JOBS=$(nproc 2>/dev/null || echo 8)
 mkdir -p "$MODELS" "$OUT"
 
@@ -27,7 +30,7 @@ make -j"$JOBS" UNICODE_DIR="$PWD/build/unicode" build/moecl build/mkmodel >"$OUT
     { tail -30 "$OUT/build.log"; exit 1; }
 
 ./build/moecl devices | tee "$OUT/devices.txt"
-if ! ./build/moecl devices | grep -q ' gpu '; then
+if [ "$DEVICE" = gpu ] && ! ./build/moecl devices | grep -q ' gpu '; then
     echo "device_bench: no GPU listed (is NVIDIA's ICD registered? see .device/README.md)" >&2
     exit 1
 fi
@@ -42,20 +45,20 @@ if ./build/moecl bench --help 2>&1 | grep -q -- '--cpu-moe'; then
 fi
 
 for preset in "${presets[@]}"; do
-    dir="$MODELS/gpt-oss-20b-$preset"
+    dir="$MODELS/gpt-oss-20b-$preset$SIZE"
     if [ ! -f "$dir/config.json" ]; then
         echo "== writing $dir"
-        /usr/bin/time -f "%e s, %M KB max RSS" ./build/mkmodel --full --like "$preset" --out "$dir" \
+        /usr/bin/time -f "%e s, %M KB max RSS" ./build/mkmodel "$SIZE" --like "$preset" --out "$dir" \
             --quiet 2>&1 | tail -1
     fi
-    echo "== $preset, everything on the GPU"
-    ./build/moecl bench -m "$dir" --device gpu -p "$PP" -n "$TG" -r "$REPS" --membw --fma \
+    echo "== $preset, everything on $DEVICE"
+    ./build/moecl bench -m "$dir" --device "$DEVICE" -p "$PP" -n "$TG" -r "$REPS" --membw --fma \
         | tee "$OUT/$preset-gpu.md"
-    ./build/moecl bench -m "$dir" --device gpu -p "$PP" -n "$TG" -r 1 --membw --profile --json \
+    ./build/moecl bench -m "$dir" --device "$DEVICE" -p "$PP" -n "$TG" -r 1 --membw --profile --json \
         >"$OUT/$preset-gpu-profile.json" || true
     if [ ${#place_args[@]} -gt 0 ]; then
         echo "== $preset, attention on the GPU, experts on the CPU (${place_args[*]})"
-        ./build/moecl bench -m "$dir" --device gpu "${place_args[@]}" -p "$PP" -n "$TG" \
+        ./build/moecl bench -m "$dir" --device "$DEVICE" "${place_args[@]}" -p "$PP" -n "$TG" \
             -r "$REPS" --membw --fma | tee "$OUT/$preset-cpu-moe.md"
         # the bound that matters there: host memory bandwidth for the expert bytes
         ./build/moecl bench --device cpu --membw -r 5 | tee "$OUT/cpu-membw.md"

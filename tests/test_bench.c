@@ -36,6 +36,24 @@ TEST(bench_bytes_per_token_matches_inspect) {
     /* multiply-adds: q,k,v,o and router per layer from the config, experts k of E */
     CHECK(tb.macs_layers > 0);
     CHECK_EQ(tb.macs_lm_head, V * H);
+    /* one device reads everything */
+    CHECK_EQ(tb.n_devices, 1);
+    CHECK_EQ(tb.device_bytes[0], tb.total);
+    moecl_model_release(m);
+    /* attention on pocl:0, experts on pocl:1: the experts' bytes are read on pocl:1 */
+    struct moecl_model_options mo;
+    memset(&mo, 0, sizeof mo);
+    mo.place = "all=pocl:0,experts=pocl:1";
+    m = NULL;
+    REQUIRE(moecl_model_load(dir, &mo, &m) == MOECL_OK);
+    struct moecl_token_bytes ts;
+    REQUIRE(moecl_model_bytes_per_token(m, &ts) == MOECL_OK);
+    CHECK_EQ(ts.total, tb.total);
+    CHECK_EQ(ts.n_devices, 2);
+    CHECK_EQ(ts.device_index[0], 0);
+    CHECK_EQ(ts.device_index[1], 1);
+    CHECK_EQ(ts.device_bytes[1], tb.experts);
+    CHECK_EQ(ts.device_bytes[0] + ts.device_bytes[1], tb.total);
     moecl_model_release(m);
     struct moecl_token_bytes z;
     CHECK_EQ(moecl_model_bytes_per_token(NULL, &z), MOECL_ERR_INVALID_ARG);

@@ -331,12 +331,26 @@ MOECL_COMMAND(bench, "speed of a checkpoint (llama-bench style) and of the devic
     }
 
     double bw = 0, bw_best = 0, flops = 0;
+    double dev_bw[8] = {0}; /* per device of the placement (with a model) */
     if (o.membw) {
         uint64_t bytes = devs[dev].type == MOECL_DEVICE_GPU ? (1ull << 30) : (512ull << 20);
         st = moecl_device_probe_bandwidth(dev, bytes, o.reps, &bw, &bw_best);
         if (st != MOECL_OK) {
             moecl_cli_fail("measuring bandwidth", st);
             goto done;
+        }
+        for (int d = 0; with_model && d < tb.n_devices; d++) {
+            int di = tb.device_index[d];
+            if (di == dev) {
+                dev_bw[d] = bw;
+                continue;
+            }
+            uint64_t b2 = devs[di].type == MOECL_DEVICE_GPU ? (1ull << 30) : (512ull << 20);
+            st = moecl_device_probe_bandwidth(di, b2, o.reps, &dev_bw[d], NULL);
+            if (st != MOECL_OK) {
+                moecl_cli_fail("measuring bandwidth", st);
+                goto done;
+            }
         }
     }
     if (o.fma) {
@@ -347,7 +361,12 @@ MOECL_COMMAND(bench, "speed of a checkpoint (llama-bench style) and of the devic
         }
     }
     /* generation bound: bandwidth / bytes per token; prompt processing: flops per token */
-    double bound_ts = bw > 0 && tb.total ? bw / (double)tb.total : 0;
+    /* the devices of a placement take turns: the bound is 1 / sum(bytes_d / bandwidth_d) */
+    double bound_ts = 0, bound_s = 0;
+    for (int d = 0; d < tb.n_devices; d++)
+        bound_s += dev_bw[d] > 0 ? (double)tb.device_bytes[d] / dev_bw[d] : 1e30;
+    if (o.membw && tb.n_devices > 0 && bound_s < 1e29)
+        bound_ts = 1.0 / bound_s;
     if (o.json) {
         printf("{\"device\": ");
         moecl_cli_json_str(stdout, devs[dev].name);
@@ -368,6 +387,16 @@ MOECL_COMMAND(bench, "speed of a checkpoint (llama-bench style) and of the devic
                    (unsigned long long)tb.experts, (unsigned long long)tb.embed,
                    (unsigned long long)tb.lm_head, (unsigned long long)tb.norms,
                    (unsigned long long)tb.total);
+            printf(", \"devices\": [");
+            for (int d = 0; d < tb.n_devices; d++) {
+                printf("%s{\"device\": ", d ? ", " : "");
+                moecl_cli_json_str(stdout, devs[tb.device_index[d]].name);
+                printf(", \"bytes_per_token\": %llu", (unsigned long long)tb.device_bytes[d]);
+                if (dev_bw[d] > 0)
+                    printf(", \"read_bw_gbs_median\": %.2f", dev_bw[d] * 1e-9);
+                printf("}");
+            }
+            printf("]");
             if (bound_ts > 0)
                 printf(", \"bandwidth_bound_tokens_per_s\": %.3f", bound_ts);
             printf(", \"tests\": [");
@@ -407,8 +436,17 @@ MOECL_COMMAND(bench, "speed of a checkpoint (llama-bench style) and of the devic
                    "experts %.3f, embedding %.4f, lm_head %.3f)",
                    s.dir, (double)tb.total * 1e-9, (double)tb.attn * 1e-9, (double)tb.router * 1e-9,
                    (double)tb.experts * 1e-9, (double)tb.embed * 1e-9, (double)tb.lm_head * 1e-9);
-            if (bound_ts > 0)
+            if (bound_ts > 0) {
                 printf("; bandwidth bound %.2f tokens/s", bound_ts);
+                if (tb.n_devices > 1) {
+                    printf(" = 1 / (");
+                    for (int d = 0; d < tb.n_devices; d++)
+                        printf("%s%.3f GB / %.1f GB/s on %s", d ? " + " : "",
+                               (double)tb.device_bytes[d] * 1e-9, dev_bw[d] * 1e-9,
+                               devs[tb.device_index[d]].name);
+                    printf(")");
+                }
+            }
             printf("\n\n| test | t/s (median of %d) | min | max | of bound |\n"
                    "|---|---:|---:|---:|---:|\n",
                    o.reps);
