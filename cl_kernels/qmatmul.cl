@@ -288,6 +288,21 @@ __kernel void MOECL_CAT(embed_f32_, WNAME)(__global const uchar *w, __global con
 #define LANE_WORDS 0
 #endif
 
+#define WORD_AT(rows, l, wi) (((__global const uint *)rows[l])[wi])
+#if LANES == 1
+#define LANE_GATHER(rows, wi) WORD_AT(rows, 0, wi)
+#elif LANES == 8
+#define LANE_GATHER(rows, wi)                                                                      \
+    ((uint8)(WORD_AT(rows, 0, wi), WORD_AT(rows, 1, wi), WORD_AT(rows, 2, wi), WORD_AT(rows, 3, wi), WORD_AT(rows, 4, wi),      \
+             WORD_AT(rows, 5, wi), WORD_AT(rows, 6, wi), WORD_AT(rows, 7, wi)))
+#else
+#define LANE_GATHER(rows, wi)                                                                      \
+    ((uint16)(WORD_AT(rows, 0, wi), WORD_AT(rows, 1, wi), WORD_AT(rows, 2, wi), WORD_AT(rows, 3, wi), WORD_AT(rows, 4, wi),     \
+              WORD_AT(rows, 5, wi), WORD_AT(rows, 6, wi), WORD_AT(rows, 7, wi), WORD_AT(rows, 8, wi), WORD_AT(rows, 9, wi),     \
+              WORD_AT(rows, 10, wi), WORD_AT(rows, 11, wi), WORD_AT(rows, 12, wi), WORD_AT(rows, 13, wi),                 \
+              WORD_AT(rows, 14, wi), WORD_AT(rows, 15, wi)))
+#endif
+
 /* FP4 (E2M1) codes in the low 4 bits of each lane -> values (as e2m1_to_f32). */
 inline VF e2m1_vec(VU c) {
     VU mag = c & 7u;
@@ -347,10 +362,10 @@ __attribute__((always_inline)) inline void fast_rows(__global const uchar *w, __
 #if LANE_WORDS
 #define EPW (32 / BITS) /* elements per word */
         for (uint k = 0; k < QGROUP / EPW; k++) {
-            uint wt[LANES];
-            for (uint l = 0; l < LANES; l++)
-                wt[l] = ((__global const uint *)wrow[l])[g * (QGROUP / EPW) + k];
-            VU words = VLOAD(0, wt);
+            /* word k of the group in every lane's row, built as one vector (no trip through
+             * private memory: a vector literal of loads becomes a gather or inserts) */
+            uint wi = g * (QGROUP / EPW) + k;
+            VU words = LANE_GATHER(wrow, wi);
 #pragma unroll
             for (uint j = 0; j < EPW; j++) {
                 uint col = g * QGROUP + k * EPW + j;

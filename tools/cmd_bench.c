@@ -15,7 +15,7 @@
 #define MAX_REPS 1000
 
 struct bench_opts {
-    int membw, fma, json, reps, profile, mlock;
+    int membw, fma, json, reps, profile, mlock, no_warmup;
     int n_pp, n_tg;
     int pp[MAX_TESTS], tg[MAX_TESTS];
     struct gen_opts gen; /* model and device options (shared with generate) */
@@ -115,7 +115,7 @@ static double run_once(struct moecl_context *ctx, const int32_t *tokens, int n_p
 static int run_test(struct gen_session *s, const struct bench_opts *o, const int32_t *tokens,
                     struct bench_result *r) {
     int n_tok = r->n_prompt + r->n_gen;
-    for (int rep = -1; rep < o->reps; rep++) { /* rep -1: warm-up */
+    for (int rep = o->no_warmup ? 0 : -1; rep < o->reps; rep++) { /* rep -1: warm-up */
         if (o->profile && rep == 0) {
             if (moecl_context_set_profile(s->ctx, 1) != MOECL_OK)
                 return moecl_cli_fail("--profile", MOECL_ERR_CL);
@@ -202,6 +202,8 @@ MOECL_COMMAND(bench, "speed of a checkpoint (llama-bench style) and of the devic
             o.profile = 1;
         } else if (strcmp(a, "--mlock") == 0) {
             o.mlock = 1;
+        } else if (strcmp(a, "--no-warmup") == 0) {
+            o.no_warmup = 1;
         } else if (strcmp(a, "-p") == 0 || strcmp(a, "--n-prompt") == 0) {
             if ((o.n_pp = parse_list(a, v, o.pp)) < 0)
                 return 2;
