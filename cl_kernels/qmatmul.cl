@@ -255,8 +255,12 @@ __kernel void MOECL_CAT(embed_f32_, WNAME)(__global const uchar *w, __global con
  * one work-group per thread and keeps explicit vector code as it is), ~64 row blocks. GPUs
  * (LANES 1): one row per work-item, 64 work-items per group. */
 
+#ifndef MOECL_NO_FAST
 #ifndef LANES
 #define LANES 8 /* rows per vector: 16 where the device's native float vector has 16 lanes */
+#endif
+#if LANES != 1 && LANES != 8 && LANES != 16
+#error "LANES must be 1, 8 or 16"
 #endif
 #if LANES == 1
 /* GPUs: one row per work-item, consecutive rows in neighbouring work-items */
@@ -303,7 +307,24 @@ __kernel void MOECL_CAT(embed_f32_, WNAME)(__global const uchar *w, __global con
               WORD_AT(rows, 14, wi), WORD_AT(rows, 15, wi)))
 #endif
 
-/* FP4 (E2M1) codes in the low 4 bits of each lane -> values (as e2m1_to_f32). */
+/* FP4 (E2M1) codes (0..15 in each lane) -> values (as e2m1_to_f32). On x86 CPUs one table
+ * lookup (vpermps) where the compiler offers the builtin, else the bit construction. */
+#ifndef __has_builtin
+#define __has_builtin(x) 0
+#endif
+#if LANES == 16 && defined(__AVX512F__) && __has_builtin(__builtin_ia32_permvarsf512)
+inline VF e2m1_vec(VU c) {
+    const float16 t = (float16)(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
+                                -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+    return __builtin_ia32_permvarsf512(t, as_int16(c));
+}
+#elif LANES == 8 && defined(__AVX2__) && __has_builtin(__builtin_ia32_permvarsf256)
+inline VF e2m1_vec(VU c) {
+    const float8 t = (float8)(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+    VF v = __builtin_ia32_permvarsf256(t, as_int8(c & 7u));
+    return ASF(ASU(v) | ((c & 8u) << 28));
+}
+#elif LANES > 1
 inline VF e2m1_vec(VU c) {
     VU mag = c & 7u;
     VF v = ASF((((mag >> 1) + 126u) << 23) | ((mag & 1u) << 22));
@@ -311,11 +332,16 @@ inline VF e2m1_vec(VU c) {
     v = select(v, sub, CONVI(mag < 2u)); /* exponent 0: 0 or 0.5 */
     return ASF(ASU(v) | ((c & 8u) << 28));
 }
+#else
+inline VF e2m1_vec(VU c) {
+    return e2m1_to_f32(c);
+}
+#endif
 
 /* Accumulates one element column's weights wv into the tile's sums. */
 #define FAST_ACC(sum, wv)                                                                          \
-    _Pragma("unroll") for (uint t = 0; t < tt; t++)                                                \
-        sum[t] = sum[t] + (VF)(xv[t][col]) * (wv);
+    _Pragma("unroll") for (uint t = 0; t < FAST_T; t++) if (t < tt) sum[t] =                       \
+        sum[t] + (VF)(xv[t][col]) * (wv);
 
 /* Rows [r0, r0 + LANES) (clamped to the last row) of expert e against the vectors tp[0..tt)
  * (tt a constant after inlining: 1 or FAST_T; entries past nt repeat the last vector), of
@@ -369,11 +395,21 @@ __attribute__((always_inline)) inline void fast_rows(__global const uchar *w, __
 #pragma unroll
             for (uint j = 0; j < EPW; j++) {
                 uint col = g * QGROUP + k * EPW + j;
+#if QMODE == MOECL_QM_AFFINE && BITS == 4 && LANES == 16 && defined(__AVX512F__) &&             \
+    __has_builtin(__builtin_ia32_permvarsf512)
+                /* the code's float by lookup: vpermps reads only the index's low 4 bits */
+                VF qf = __builtin_ia32_permvarsf512(
+                    (float16)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f, 8.0f, 9.0f, 10.0f,
+                              11.0f, 12.0f, 13.0f, 14.0f, 15.0f),
+                    as_int16(words >> (j * BITS)));
+                VF wv = qf * s + b;
+                FAST_ACC(acc, wv)
+#elif QMODE == MOECL_QM_AFFINE
                 VU q = (words >> (j * BITS)) & ((1u << BITS) - 1u);
-#if QMODE == MOECL_QM_AFFINE
                 VF wv = CONVF(q) * s + b;
                 FAST_ACC(acc, wv)
 #else
+                VU q = (words >> (j * BITS)) & ((1u << BITS) - 1u);
                 VF wv = e2m1_vec(q);
                 FAST_ACC(gacc, wv)
 #endif
@@ -405,14 +441,18 @@ __attribute__((always_inline)) inline void fast_rows(__global const uchar *w, __
         }
 #endif
 #if QMODE != MOECL_QM_FLOAT && QMODE != MOECL_QM_AFFINE
-        for (uint t = 0; t < tt; t++)
-            acc[t] = acc[t] + s * gacc[t];
+#pragma unroll
+        for (uint t = 0; t < FAST_T; t++)
+            if (t < tt)
+                acc[t] = acc[t] + s * gacc[t];
 #endif
     }
     uint nl = min((uint)LANES, a->rows - r0);
     float out[FAST_T][LANES];
-    for (uint t = 0; t < tt; t++)
-        VSTORE(acc[t], 0, out[t]);
+#pragma unroll
+    for (uint t = 0; t < FAST_T; t++)
+        if (t < tt)
+            VSTORE(acc[t], 0, out[t]);
     for (uint t = 0; t < nt; t++) {
         __global float *yr = y + (ulong)tp[t] * a->y_stride + r0;
         for (uint l = 0; l < nl; l++) {
@@ -464,3 +504,4 @@ __kernel void MOECL_CAT(matmul_fast_f32_, WNAME)(__global const uchar *w, __glob
         }
     }
 }
+#endif /* MOECL_NO_FAST */

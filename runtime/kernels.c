@@ -139,9 +139,10 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     clGetDeviceInfo(dev, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof native, &native, NULL);
     clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     p->lanes = (type & CL_DEVICE_TYPE_GPU) ? 1 : native >= 16 ? 16 : 8;
-    /* $MOECL_FAST_LANES=1|8|16 overrides (testing the GPU decomposition on a CPU) */
+    /* $MOECL_FAST_LANES overrides (tests: 1 runs the GPU decomposition on a CPU; a width the
+     * kernels reject, e.g. 3, exercises the fallback to the reference-order kernel) */
     const char *fl = getenv("MOECL_FAST_LANES");
-    if (fl && (!strcmp(fl, "1") || !strcmp(fl, "8") || !strcmp(fl, "16")))
+    if (fl && atoi(fl) >= 1 && atoi(fl) <= 16)
         p->lanes = atoi(fl);
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files, 4, opts, &p->core, NULL));
     for (int i = 0; i < n_formats; i++) {
@@ -155,8 +156,15 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
                  act, seq_round && act != MOECL_ACT_F32 ? 1 : 0, qm_code(f->mode), f->bits,
                  f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), p->lanes, suffix, cr);
         p->formats[i] = *f;
-        MOECL_TRY(
-            moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL));
+        if (moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL) !=
+            MOECL_OK) {
+            /* a compiler that rejects the fast kernels still gets the reference-order ones */
+            size_t len = strlen(opts);
+            snprintf(opts + len, sizeof opts - len, " -DMOECL_NO_FAST=1");
+            MOECL_TRY(
+                moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL));
+            p->no_fast[i] = 1;
+        }
         p->n_formats = i + 1;
     }
 cleanup:
@@ -202,11 +210,13 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         char suffix[64], name[128];
         moecl_qformat_suffix(&p->formats[i], suffix, sizeof suffix);
         k->n_formats = i + 1;
-#define X(field, prefix)                                                                           \
-    snprintf(name, sizeof name, "%s%s", prefix, suffix);                                           \
-    MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].field));
-        MOECL_FORMAT_KERNELS(X)
-#undef X
+        snprintf(name, sizeof name, "matmul_f32_%s", suffix);
+        MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul));
+        snprintf(name, sizeof name, "embed_f32_%s", suffix);
+        MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].embed));
+        snprintf(name, sizeof name, "matmul_fast_f32_%s", suffix);
+        if (!p->no_fast[i]) /* NULL: the launcher uses the reference-order kernel */
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fast));
     }
 cleanup:
     if (status != MOECL_OK)
@@ -369,7 +379,8 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     a.tile = ids ? 1u : 4u;
     a.x_offset = x_offset;
     size_t g0 = (size_t)w->rows, g1 = (n_vec + a.tile - 1) / a.tile, l0 = k->local_rows;
-    if (!k->exact_matmul && k->lanes == 1) {
+    int fast = !k->exact_matmul && k->formats[dw->format].matmul_fast;
+    if (fast && k->lanes == 1) {
         /* fast kernel on a GPU: a row per work-item; columns are experts (ids) or blocks of 8
          * vectors */
         kern = k->formats[dw->format].matmul_fast;
@@ -378,7 +389,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         g0 = a.rows;
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
         l0 = 64;
-    } else if (!k->exact_matmul) {
+    } else if (fast) {
         /* fast kernel on a CPU: ~64 row blocks of whole vectors of rows; columns are experts
          * (ids) or one block of all vectors */
         kern = k->formats[dw->format].matmul_fast;

@@ -68,6 +68,7 @@ struct moecl_programs {
     int n_formats;
     struct moecl_qformat formats[32];
     cl_program format_programs[32];
+    int no_fast[32]; /* 1: built with -DMOECL_NO_FAST (the compiler rejected the fast kernels) */
 };
 
 /* Builds the core program and one program per format in `formats`; seq_round selects MLX

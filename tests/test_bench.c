@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *fixture(const char *name) {
     static char path[4096];
@@ -156,4 +157,21 @@ TEST(bench_command_bad_options) {
         CHECK_STR_CONTAINS(out, cases[i][1]);
         free(out);
     }
+}
+
+/* --mlock: every mapped shard is locked (the bytes are the files' sizes); NULL is refused. */
+TEST(bench_lock_weights) {
+    uint64_t locked = 1;
+    CHECK_EQ(moecl_model_lock_weights(NULL, &locked), MOECL_ERR_INVALID_ARG);
+    CHECK_EQ(locked, 0);
+    const char *dir = fixture("affine_b4_g64");
+    struct moecl_model *m = NULL;
+    REQUIRE(moecl_model_load(dir, NULL, &m) == MOECL_OK);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    struct stat sb;
+    REQUIRE(stat(path, &sb) == 0);
+    CHECK_EQ(moecl_model_lock_weights(m, &locked), MOECL_OK);
+    CHECK_EQ(locked, (uint64_t)sb.st_size);
+    moecl_model_release(m);
 }

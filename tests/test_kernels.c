@@ -423,6 +423,33 @@ TEST(kernel_matmul_many_rows_per_item) {
     g_compare_exact = 0;
 }
 
+/* A device compiler that rejects the fast kernels (forced here with a vector width they refuse)
+ * still gets a working product: the program is rebuilt without them and the launcher uses the
+ * reference-order kernel. */
+TEST(kernel_matmul_fast_build_failure_falls_back) {
+    const char *old = getenv("MOECL_FAST_LANES");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    setenv("MOECL_FAST_LANES", "3", 1);
+    struct qcase qc = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1};
+    int bad = run_qcase(&qc, 50, 0);
+    struct moecl_qformat f = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16};
+    struct kenv e;
+    int opened = kenv_open(&e, MOECL_ACT_F32, &f, 1);
+    if (old)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(opened, 0);
+    if (opened == 0) {
+        CHECK_EQ(e.progs.no_fast[0], 1);
+        CHECK(e.k.formats[0].matmul_fast == NULL);
+    }
+    kenv_close(&e);
+}
+
 /* One row, one token: the smallest launch. */
 TEST(kernel_matmul_single_row) {
     struct qcase qc = {MOECL_QMODE_AFFINE, 5, 32, MOECL_DTYPE_BF16, 1, 64, 0, 1, 1, 0, 0};
