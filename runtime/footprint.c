@@ -2,6 +2,7 @@
  * headers or a writer preset, the memory plan for a placement and context, and its report.
  * Every number comes from scheduler/memplan.c; this file only gathers inputs and prints. */
 #include "checkpoint.h"
+#include "loader_internal.h"
 #include "memplan.h"
 #include "moecl.h"
 #include "moecl_error.h"
@@ -32,7 +33,9 @@ enum moecl_status moecl_footprint_model_open(const char *dir, const char *like,
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "footprint: out of host memory");
     if (dir) {
         struct moecl_ckpt *ck = NULL;
-        st = moecl_ckpt_open(dir, &ck);
+        /* headers only: Hugging Face bf16 experts are not transposed (the plan counts the
+         * buffers loading would make) */
+        st = moecl_ckpt_open_ex(dir, MOECL_CKPT_LAZY_HF_BF16, &ck);
         if (st == MOECL_OK)
             st = moecl_memplan_model_from_ckpt(ck, &fm->m);
         moecl_ckpt_close(ck);
@@ -53,6 +56,35 @@ enum moecl_status moecl_footprint_model_open(const char *dir, const char *like,
         return st;
     }
     *model_out = fm;
+    return MOECL_OK;
+}
+
+enum moecl_status moecl_footprint_model_add_gpu(struct moecl_footprint_model *fm,
+                                                uint64_t global_mem_bytes,
+                                                uint64_t max_alloc_bytes) {
+    if (!fm || !global_mem_bytes)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "footprint: a virtual GPU needs memory");
+    if (fm->n_devs >= 1000)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "footprint: too many devices");
+    struct moecl_device_info *d = realloc(fm->devs, (size_t)(fm->n_devs + 1) * sizeof *d);
+    if (!d)
+        return moecl_error_set(MOECL_ERR_NO_MEMORY, "footprint: out of host memory");
+    fm->devs = d;
+    int n_virtual = 0;
+    for (int i = 0; i < fm->n_devs; i++)
+        n_virtual += strncmp(d[i].name, "virtual:", 8) == 0;
+    struct moecl_device_info *v = &d[fm->n_devs];
+    memset(v, 0, sizeof *v);
+    v->index = fm->n_devs;
+    v->platform_index = -1;
+    v->index_in_platform = n_virtual;
+    v->type = MOECL_DEVICE_GPU;
+    snprintf(v->name, sizeof v->name, "virtual:%d", n_virtual);
+    snprintf(v->device_name, sizeof v->device_name, "virtual GPU of %.2f GB",
+             (double)global_mem_bytes / 1e9);
+    v->global_mem_bytes = global_mem_bytes;
+    v->max_alloc_bytes = max_alloc_bytes ? max_alloc_bytes : global_mem_bytes / 4;
+    fm->n_devs++;
     return MOECL_OK;
 }
 

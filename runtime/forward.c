@@ -35,6 +35,59 @@ static struct masks masks_of(const struct moecl_model *m) {
     return k;
 }
 
+/* Pipelined prefill applies when every layer's attention is on one device, some layer's
+ * experts are elsewhere, a chunk holds at least two micro-batches of $MOECL_MICRO_BATCH rows
+ * (unset or 0: off) and a micro-batch of x starts on the device's base-address alignment. */
+static enum moecl_status pipe_setup(struct moecl_context *c, unsigned split_mask, int host) {
+    enum moecl_status status = MOECL_OK;
+    const struct moecl_model *m = c->model;
+    const struct moecl_config *cfg = &m->ckpt->config;
+    struct moecl_umem *um = m->umem;
+    const char *env = getenv("MOECL_MICRO_BATCH");
+    int mb = env && *env ? atoi(env) : 0;
+    int a = m->place.attn[0];
+    if (mb <= 0 || !split_mask || c->chunk < 2 * mb)
+        return MOECL_OK;
+    for (int l = 0; l < cfg->n_layers; l++)
+        if (m->place.attn[l] != a)
+            return MOECL_OK;
+    size_t H = (size_t)cfg->hidden_size, K = (size_t)cfg->n_experts_per_tok;
+    size_t rows_bytes = (size_t)mb * H * sizeof(float);
+    cl_uint align_bits = 0;
+    if (clGetDeviceInfo(m->devs[a].cl.device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits,
+                        &align_bits, NULL) != CL_SUCCESS ||
+        !align_bits || rows_bytes % (align_bits / 8))
+        return MOECL_OK;
+    int n_mb = (c->chunk + mb - 1) / mb;
+    c->mbs = calloc((size_t)n_mb, sizeof *c->mbs);
+    if (!c->mbs)
+        return moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
+    c->n_mb = n_mb;
+    c->mb = mb;
+    c->pipe_attn = a;
+    unsigned mask = (1u << a) | split_mask;
+    cl_mem x = moecl_umem_view(um, c->x, a);
+    for (int j = 0; j < n_mb; j++) {
+        struct moecl_ctx_mb *B = &c->mbs[j];
+        size_t rows = (size_t)(c->chunk - j * mb < mb ? c->chunk - j * mb : mb);
+        cl_buffer_region region = {(size_t)j * rows_bytes, rows * H * sizeof(float)};
+        cl_int err;
+        B->x_sub =
+            clCreateSubBuffer(x, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+        MOECL_CL_CHECK(err, "clCreateSubBuffer(x micro-batch)");
+        MOECL_TRY(moecl_umem_buffer_create(um, "xn mb", MOECL_MEM_ACTIVATIONS, rows_bytes, mask,
+                                           host, &B->xn));
+        MOECL_TRY(moecl_umem_buffer_create(um, "ids mb", MOECL_MEM_ACTIVATIONS,
+                                           (size_t)mb * K * sizeof(int32_t), mask, host, &B->ids));
+        MOECL_TRY(moecl_umem_buffer_create(um, "wts mb", MOECL_MEM_ACTIVATIONS,
+                                           (size_t)mb * K * sizeof(float), mask, host, &B->wts));
+        MOECL_TRY(moecl_umem_buffer_create(um, "tmp mb", MOECL_MEM_ACTIVATIONS, rows_bytes, mask,
+                                           host, &B->tmp));
+    }
+cleanup:
+    return status;
+}
+
 enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
                                        const struct moecl_context_options *options,
                                        struct moecl_context **ctx_out) {
@@ -118,6 +171,7 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
                                            step_bufs[b].host, step_bufs[b].field));
         c->act_bytes += n_bytes;
     }
+    MOECL_TRY(pipe_setup(c, split_mask, host));
     c->host_logits = malloc((size_t)cfg->vocab_size * sizeof(float));
     c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
     if (!c->host_logits || !c->layers) {
@@ -165,6 +219,15 @@ void moecl_context_release(struct moecl_context *c) {
             moecl_umem_buffer_free(um, c->layers[l].v);
         }
     }
+    for (int j = 0; c->mbs && j < c->n_mb; j++) {
+        if (c->mbs[j].x_sub)
+            clReleaseMemObject(c->mbs[j].x_sub);
+        moecl_umem_buffer_free(um, c->mbs[j].xn);
+        moecl_umem_buffer_free(um, c->mbs[j].ids);
+        moecl_umem_buffer_free(um, c->mbs[j].wts);
+        moecl_umem_buffer_free(um, c->mbs[j].tmp);
+    }
+    free(c->mbs);
     free(c->layers);
     free(c->host_logits);
     for (int i = 0; i < MOECL_UMEM_MAX_DEVICES; i++) {
@@ -207,6 +270,189 @@ static int bias_mode_of(const struct moecl_dev_qweight *w) {
                                                                     : MOECL_BIAS_AFTER;
 }
 
+/* The attention half of layer l on its device for n rows of X at positions pos0..: norm,
+ * q/k/v (+bias), rope, attention with sinks, KV append, o_proj (+bias), residual, post-norm,
+ * router, top-k; the normed rows go to XN, the choices to IDS and WTS. */
+static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint32_t n,
+                                           uint32_t pos0, cl_mem X, cl_mem XN, cl_mem IDS,
+                                           cl_mem WTS, int dump) {
+    enum moecl_status status = MOECL_OK;
+    const struct moecl_model *m = c->model;
+    const struct moecl_config *cfg = &m->ckpt->config;
+    struct moecl_umem *um = m->umem;
+    const struct moecl_dev_layer *D = &m->layers[l];
+    const struct moecl_ctx_layer *L = &c->layers[l];
+    int a = m->place.attn[l];
+    cl_command_queue q = c->devs[a].queue;
+    const struct moecl_kernels *k = &c->devs[a].kernels;
+    uint32_t H = (uint32_t)cfg->hidden_size, hd = (uint32_t)cfg->head_dim;
+    uint32_t QW = (uint32_t)cfg->n_heads * hd, KW = (uint32_t)cfg->n_kv_heads * hd;
+    uint32_t E = (uint32_t)cfg->n_experts, K = (uint32_t)cfg->n_experts_per_tok;
+    cl_mem Q = moecl_umem_view(um, c->q, a), Kc = moecl_umem_view(um, c->k, a);
+    cl_mem Vc = moecl_umem_view(um, c->v, a), ATT = moecl_umem_view(um, c->attn, a);
+    cl_mem TMP = moecl_umem_view(um, c->tmp, a), RL = moecl_umem_view(um, c->rlogits, a);
+    cl_mem KR = moecl_umem_view(um, L->k, a), VR = moecl_umem_view(um, L->v, a);
+    cl_mem inv_freq = m->devs[a].inv_freq;
+    /* attention: norm -> q, k, v (+bias) -> rope -> attend with sinks -> append kv */
+    MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->input_norm.mem, D->input_norm.offset,
+                                   D->input_norm.dt, n, H, cfg->rms_norm_eps));
+    MOECL_TRY(moecl_launch_matmul(q, k, &D->q, XN, 0, H, 1, NULL, Q, QW, n, bias_mode_of(&D->q)));
+    MOECL_TRY(moecl_launch_matmul(q, k, &D->k, XN, 0, H, 1, NULL, Kc, KW, n, bias_mode_of(&D->k)));
+    MOECL_TRY(moecl_launch_matmul(q, k, &D->v, XN, 0, H, 1, NULL, Vc, KW, n, bias_mode_of(&D->v)));
+    MOECL_TRY(
+        moecl_launch_rope(q, k, Q, inv_freq, n, (uint32_t)cfg->n_heads, hd, QW, pos0, m->mscale));
+    MOECL_TRY(moecl_launch_rope(q, k, Kc, inv_freq, n, (uint32_t)cfg->n_kv_heads, hd, KW, pos0,
+                                m->mscale));
+    struct moecl_attn_args aa;
+    memset(&aa, 0, sizeof aa);
+    aa.sinks_offset = D->sinks.offset;
+    aa.n_tokens = n;
+    aa.pos0 = pos0;
+    aa.n_heads = (uint32_t)cfg->n_heads;
+    aa.n_kv_heads = (uint32_t)cfg->n_kv_heads;
+    aa.head_dim = hd;
+    aa.window = L->window;
+    aa.cache_cap = L->cap;
+    aa.sinks_dt = (uint32_t)D->sinks.dt;
+    aa.scale = 1.0f / sqrtf((float)hd);
+    aa.kv_f16 = c->kv_type == MOECL_KV_F16;
+    MOECL_TRY(moecl_launch_attn(q, k, Q, Kc, Vc, KR, VR, D->sinks.mem, &aa, ATT));
+    MOECL_TRY(moecl_launch_kv_append(q, k, Kc, Vc, KR, VR, n, pos0, L->cap, KW,
+                                     c->kv_type == MOECL_KV_F16));
+    if (dump) {
+        dump_buffer(c, a, "l0_xn", XN, (size_t)n * H);
+        dump_buffer(c, a, "l0_q", Q, (size_t)n * QW);
+        dump_buffer(c, a, "l0_k", Kc, (size_t)n * KW);
+        dump_buffer(c, a, "l0_v", Vc, (size_t)n * KW);
+        dump_buffer(c, a, "l0_attn", ATT, (size_t)n * QW);
+        if (c->kv_type == MOECL_KV_F32) {
+            dump_buffer(c, a, "l0_kring", KR, (size_t)L->cap * KW);
+            dump_buffer(c, a, "l0_vring", VR, (size_t)L->cap * KW);
+        }
+    }
+    /* o_proj (+bias) -> residual */
+    MOECL_TRY(
+        moecl_launch_matmul(q, k, &D->o, ATT, 0, QW, 1, NULL, TMP, H, n, bias_mode_of(&D->o)));
+    MOECL_TRY(moecl_launch_add(q, k, X, TMP, n * H));
+    /* MoE: norm -> router -> top-k softmax [attention device] */
+    MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
+                                   D->post_norm.dt, n, H, cfg->rms_norm_eps));
+    MOECL_TRY(moecl_launch_matmul(q, k, &D->router, XN, 0, H, 1, NULL, RL, E, n,
+                                  bias_mode_of(&D->router)));
+    MOECL_TRY(moecl_launch_router_topk(q, k, RL, IDS, WTS, n, E, K));
+    if (dump) {
+        dump_buffer(c, a, "l0_h1", X, (size_t)n * H);
+        dump_buffer(c, a, "l0_router", RL, (size_t)n * E);
+    }
+cleanup:
+    return status;
+}
+
+/* The expert half of layer l on device e for n rows: gate, up (+bias), clamped SwiGLU, down
+ * (+bias) of each row's top-k experts, and the weighted sum added into SUM (the residual rows
+ * on the same device; zeros to be handed back otherwise: round(0 + s) == round(s), and the
+ * attention device's add then rounds round(x + round(s)) as the combine kernel does). */
+static enum moecl_status enqueue_experts(struct moecl_context *c, int l, int e, uint32_t n,
+                                         cl_mem XN, cl_mem IDS, cl_mem WTS, cl_mem SUM, int dump) {
+    enum moecl_status status = MOECL_OK;
+    const struct moecl_model *m = c->model;
+    const struct moecl_config *cfg = &m->ckpt->config;
+    struct moecl_umem *um = m->umem;
+    const struct moecl_dev_layer *D = &m->layers[l];
+    cl_command_queue q = c->devs[e].queue;
+    const struct moecl_kernels *k = &c->devs[e].kernels;
+    uint32_t H = (uint32_t)cfg->hidden_size, K = (uint32_t)cfg->n_experts_per_tok;
+    uint32_t I = (uint32_t)cfg->intermediate_size;
+    cl_mem G = moecl_umem_view(um, c->gate, e), U = moecl_umem_view(um, c->up, e);
+    cl_mem DN = moecl_umem_view(um, c->down, e);
+    MOECL_TRY(
+        moecl_launch_matmul(q, k, &D->gate, XN, 0, H, K, IDS, G, I, n * K, bias_mode_of(&D->gate)));
+    MOECL_TRY(
+        moecl_launch_matmul(q, k, &D->up, XN, 0, H, K, IDS, U, I, n * K, bias_mode_of(&D->up)));
+    MOECL_TRY(moecl_launch_swiglu(q, k, G, U, n * K * I, cfg->swiglu_alpha, cfg->swiglu_limit));
+    MOECL_TRY(
+        moecl_launch_matmul(q, k, &D->down, G, 0, I, 1, IDS, DN, H, n * K, bias_mode_of(&D->down)));
+    if (dump) {
+        dump_buffer(c, e, "l0_xn2", XN, (size_t)n * H);
+        dump_buffer(c, e, "l0_wts", WTS, (size_t)n * K);
+        dump_buffer(c, e, "l0_ids", IDS, (size_t)n * K);
+        dump_buffer(c, e, "l0_act", G, (size_t)n * K * I);
+        dump_buffer(c, e, "l0_down", DN, (size_t)n * K * H);
+    }
+    MOECL_TRY(moecl_launch_moe_combine(q, k, SUM, DN, WTS, n, H, K));
+cleanup:
+    return status;
+}
+
+/* Prefill micro-batches pipelined across the attention and expert devices (every layer's
+ * attention on device a; see pipe_setup for when it applies). Micro-batch j of layer l
+ * (A(l,j) on a, E(l,j) on its expert device) is ordered only by its data: A(l,j) after
+ * A(l,j-1) (the KV ring) and after E(l-1,j) (its residual rows); E(l,j) after A(l,j). So
+ * queue a runs A(l,j+1) while the expert device runs E(l,j), and A(l+1,0) starts as soon as
+ * E(l,0) is back. Rows are the same arithmetic as a prefill chunk of mb tokens. */
+static enum moecl_status enqueue_layers_pipelined(struct moecl_context *c, uint32_t n) {
+    enum moecl_status status = MOECL_OK;
+    const struct moecl_model *m = c->model;
+    const struct moecl_config *cfg = &m->ckpt->config;
+    struct moecl_umem *um = m->umem;
+    int a = c->pipe_attn;
+    cl_command_queue q = c->devs[a].queue;
+    const struct moecl_kernels *k = &c->devs[a].kernels;
+    uint32_t H = (uint32_t)cfg->hidden_size, K = (uint32_t)cfg->n_experts_per_tok;
+    uint32_t mb = (uint32_t)c->mb, n_mb = (n + mb - 1) / mb;
+    uint32_t pos0 = (uint32_t)c->n_past;
+    cl_mem X, mems[3], S;
+    MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, a, q, MOECL_UMEM_READ, &X));
+    int back = 0; /* the previous layer's sums wait on the expert device */
+    for (int l = 0; l < cfg->n_layers; l++) {
+        int e = m->place.experts[l];
+        for (uint32_t j = 0; j < n_mb; j++) {
+            struct moecl_ctx_mb *B = &c->mbs[j];
+            uint32_t rows = n - j * mb < mb ? n - j * mb : mb;
+            if (back) {
+                MOECL_TRY(moecl_umem_acquire(um, &B->tmp, 1, a, q, MOECL_UMEM_READ, &S));
+                MOECL_TRY(moecl_launch_add(q, k, B->x_sub, S, rows * H));
+            }
+            struct moecl_ubuf *outs[3] = {B->xn, B->ids, B->wts};
+            MOECL_TRY(moecl_umem_acquire(um, outs, 3, a, q, MOECL_UMEM_WRITE, mems));
+            MOECL_TRY(enqueue_attention(c, l, rows, pos0 + j * mb, B->x_sub, mems[0], mems[1],
+                                        mems[2], 0));
+            if (e == a) {
+                MOECL_TRY(enqueue_experts(c, l, a, rows, mems[0], mems[1], mems[2], B->x_sub, 0));
+            } else {
+                moecl_umem_release(um, B->xn, a, q, (size_t)rows * H * sizeof(float));
+                moecl_umem_release(um, B->ids, a, q, (size_t)rows * K * sizeof(int32_t));
+                moecl_umem_release(um, B->wts, a, q, (size_t)rows * K * sizeof(float));
+            }
+        }
+        back = e != a;
+        if (!back)
+            continue;
+        cl_command_queue qe = c->devs[e].queue;
+        for (uint32_t j = 0; j < n_mb; j++) {
+            struct moecl_ctx_mb *B = &c->mbs[j];
+            uint32_t rows = n - j * mb < mb ? n - j * mb : mb;
+            struct moecl_ubuf *ins[3] = {B->xn, B->ids, B->wts};
+            MOECL_TRY(moecl_umem_acquire(um, ins, 3, e, qe, MOECL_UMEM_READ, mems));
+            MOECL_TRY(moecl_umem_acquire(um, &B->tmp, 1, e, qe, MOECL_UMEM_WRITE, &S));
+            float zero = 0.0f;
+            MOECL_CL_CALL(clEnqueueFillBuffer(qe, S, &zero, sizeof zero, 0,
+                                              (size_t)rows * H * sizeof(float), 0, NULL, NULL));
+            MOECL_TRY(enqueue_experts(c, l, e, rows, mems[0], mems[1], mems[2], S, 0));
+            moecl_umem_release(um, B->tmp, e, qe, (size_t)rows * H * sizeof(float));
+        }
+    }
+    for (uint32_t j = 0; back && j < n_mb; j++) {
+        struct moecl_ctx_mb *B = &c->mbs[j];
+        uint32_t rows = n - j * mb < mb ? n - j * mb : mb;
+        MOECL_TRY(moecl_umem_acquire(um, &B->tmp, 1, a, q, MOECL_UMEM_READ, &S));
+        MOECL_TRY(moecl_launch_add(q, k, B->x_sub, S, rows * H));
+    }
+    moecl_umem_release(um, c->x, a, q, (size_t)n * H * sizeof(float));
+cleanup:
+    return status;
+}
+
 /* Enqueues one step of n tokens (already in c->tokens) at position c->n_past, through the
  * final norm and lm_head (rows: all n if all_rows, else the last). The step follows the
  * model's plan: each part on its device's queue, the hand-offs through the unified-memory
@@ -216,11 +462,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
     const struct moecl_model *m = c->model;
     const struct moecl_config *cfg = &m->ckpt->config;
     struct moecl_umem *um = m->umem;
-    uint32_t H = (uint32_t)cfg->hidden_size, hd = (uint32_t)cfg->head_dim;
-    uint32_t QW = (uint32_t)cfg->n_heads * hd, KW = (uint32_t)cfg->n_kv_heads * hd;
-    uint32_t E = (uint32_t)cfg->n_experts, K = (uint32_t)cfg->n_experts_per_tok;
-    uint32_t I = (uint32_t)cfg->intermediate_size, V = (uint32_t)cfg->vocab_size;
-    uint32_t pos0 = (uint32_t)c->n_past;
+    uint32_t H = (uint32_t)cfg->hidden_size, K = (uint32_t)cfg->n_experts_per_tok;
+    uint32_t V = (uint32_t)cfg->vocab_size;
     size_t xb = (size_t)n * H * sizeof(float), kb = (size_t)n * K * sizeof(float);
     cl_mem X, XN, T, mems[3];
 
@@ -236,122 +479,38 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
         moecl_umem_release(um, c->x, d, q, xb);
         dump_buffer(c, d, "embed", X, (size_t)n * H);
     }
-    for (int l = 0; l < cfg->n_layers; l++) {
-        const struct moecl_dev_layer *D = &m->layers[l];
-        const struct moecl_ctx_layer *L = &c->layers[l];
-        int a = m->place.attn[l], e = m->place.experts[l];
-        cl_command_queue q = c->devs[a].queue;
-        const struct moecl_kernels *k = &c->devs[a].kernels;
-        cl_mem IDS, WTS;
-        struct moecl_ubuf *outs[3] = {c->xn, c->ids, c->wts};
-        MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, a, q, MOECL_UMEM_READ, &X));
-        MOECL_TRY(moecl_umem_acquire(um, outs, 3, a, q, MOECL_UMEM_WRITE, mems));
-        XN = mems[0];
-        IDS = mems[1];
-        WTS = mems[2];
-        cl_mem Q = moecl_umem_view(um, c->q, a), Kc = moecl_umem_view(um, c->k, a);
-        cl_mem Vc = moecl_umem_view(um, c->v, a), ATT = moecl_umem_view(um, c->attn, a);
-        cl_mem TMP = moecl_umem_view(um, c->tmp, a), RL = moecl_umem_view(um, c->rlogits, a);
-        cl_mem KR = moecl_umem_view(um, L->k, a), VR = moecl_umem_view(um, L->v, a);
-        cl_mem inv_freq = m->devs[a].inv_freq;
-        /* attention: norm -> q, k, v (+bias) -> rope -> attend with sinks -> append kv */
-        MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->input_norm.mem, D->input_norm.offset,
-                                       D->input_norm.dt, n, H, cfg->rms_norm_eps));
-        MOECL_TRY(
-            moecl_launch_matmul(q, k, &D->q, XN, 0, H, 1, NULL, Q, QW, n, bias_mode_of(&D->q)));
-        MOECL_TRY(
-            moecl_launch_matmul(q, k, &D->k, XN, 0, H, 1, NULL, Kc, KW, n, bias_mode_of(&D->k)));
-        MOECL_TRY(
-            moecl_launch_matmul(q, k, &D->v, XN, 0, H, 1, NULL, Vc, KW, n, bias_mode_of(&D->v)));
-        MOECL_TRY(moecl_launch_rope(q, k, Q, inv_freq, n, (uint32_t)cfg->n_heads, hd, QW, pos0,
-                                    m->mscale));
-        MOECL_TRY(moecl_launch_rope(q, k, Kc, inv_freq, n, (uint32_t)cfg->n_kv_heads, hd, KW, pos0,
-                                    m->mscale));
-        struct moecl_attn_args aa;
-        memset(&aa, 0, sizeof aa);
-        aa.sinks_offset = D->sinks.offset;
-        aa.n_tokens = n;
-        aa.pos0 = pos0;
-        aa.n_heads = (uint32_t)cfg->n_heads;
-        aa.n_kv_heads = (uint32_t)cfg->n_kv_heads;
-        aa.head_dim = hd;
-        aa.window = L->window;
-        aa.cache_cap = L->cap;
-        aa.sinks_dt = (uint32_t)D->sinks.dt;
-        aa.scale = 1.0f / sqrtf((float)hd);
-        aa.kv_f16 = c->kv_type == MOECL_KV_F16;
-        MOECL_TRY(moecl_launch_attn(q, k, Q, Kc, Vc, KR, VR, D->sinks.mem, &aa, ATT));
-        MOECL_TRY(moecl_launch_kv_append(q, k, Kc, Vc, KR, VR, n, pos0, L->cap, KW,
-                                         c->kv_type == MOECL_KV_F16));
-        if (l == dump_layer) {
-            dump_buffer(c, a, "l0_xn", XN, (size_t)n * H);
-            dump_buffer(c, a, "l0_q", Q, (size_t)n * QW);
-            dump_buffer(c, a, "l0_k", Kc, (size_t)n * KW);
-            dump_buffer(c, a, "l0_v", Vc, (size_t)n * KW);
-            dump_buffer(c, a, "l0_attn", ATT, (size_t)n * QW);
-            if (c->kv_type == MOECL_KV_F32) {
-                dump_buffer(c, a, "l0_kring", KR, (size_t)L->cap * KW);
-                dump_buffer(c, a, "l0_vring", VR, (size_t)L->cap * KW);
+    if (c->mbs && n >= 2 * (uint32_t)c->mb) {
+        MOECL_TRY(enqueue_layers_pipelined(c, n));
+    } else {
+        for (int l = 0; l < cfg->n_layers; l++) {
+            int a = m->place.attn[l], e = m->place.experts[l];
+            cl_command_queue q = c->devs[a].queue;
+            struct moecl_ubuf *outs[3] = {c->xn, c->ids, c->wts};
+            MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, a, q, MOECL_UMEM_READ, &X));
+            MOECL_TRY(moecl_umem_acquire(um, outs, 3, a, q, MOECL_UMEM_WRITE, mems));
+            MOECL_TRY(enqueue_attention(c, l, n, (uint32_t)c->n_past, X, mems[0], mems[1], mems[2],
+                                        l == dump_layer));
+            if (e == a) {
+                MOECL_TRY(
+                    enqueue_experts(c, l, a, n, mems[0], mems[1], mems[2], X, l == dump_layer));
+            } else {
+                /* hand-off: normed activation, expert ids, weights; hand-back: the sum */
+                cl_command_queue qe = c->devs[e].queue;
+                cl_mem SUM;
+                for (int i = 0; i < 3; i++)
+                    moecl_umem_release(um, outs[i], a, q, i == 0 ? xb : kb);
+                MOECL_TRY(moecl_umem_acquire(um, outs, 3, e, qe, MOECL_UMEM_READ, mems));
+                MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, e, qe, MOECL_UMEM_WRITE, &SUM));
+                float zero = 0.0f;
+                MOECL_CL_CALL(
+                    clEnqueueFillBuffer(qe, SUM, &zero, sizeof zero, 0, xb, 0, NULL, NULL));
+                MOECL_TRY(
+                    enqueue_experts(c, l, e, n, mems[0], mems[1], mems[2], SUM, l == dump_layer));
+                moecl_umem_release(um, c->tmp, e, qe, xb);
+                MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, a, q, MOECL_UMEM_READ, &SUM));
+                MOECL_TRY(moecl_launch_add(q, &c->devs[a].kernels, X, SUM, n * H));
             }
-        }
-        /* o_proj (+bias) -> residual */
-        MOECL_TRY(
-            moecl_launch_matmul(q, k, &D->o, ATT, 0, QW, 1, NULL, TMP, H, n, bias_mode_of(&D->o)));
-        MOECL_TRY(moecl_launch_add(q, k, X, TMP, n * H));
-        /* MoE: norm -> router -> top-k softmax [attention device] */
-        MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
-                                       D->post_norm.dt, n, H, cfg->rms_norm_eps));
-        MOECL_TRY(moecl_launch_matmul(q, k, &D->router, XN, 0, H, 1, NULL, RL, E, n,
-                                      bias_mode_of(&D->router)));
-        MOECL_TRY(moecl_launch_router_topk(q, k, RL, IDS, WTS, n, E, K));
-        /* experts (gate, up, swiglu, down) -> weighted sum [expert device] */
-        cl_command_queue qe = q;
-        const struct moecl_kernels *ke = k;
-        cl_mem SUM = X;
-        if (e != a) {
-            /* hand-off: normed activation, expert ids, weights */
-            for (int i = 0; i < 3; i++)
-                moecl_umem_release(um, outs[i], a, q, i == 0 ? xb : kb);
-            qe = c->devs[e].queue;
-            ke = &c->devs[e].kernels;
-            MOECL_TRY(moecl_umem_acquire(um, outs, 3, e, qe, MOECL_UMEM_READ, mems));
-            XN = mems[0];
-            IDS = mems[1];
-            WTS = mems[2];
-            MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, e, qe, MOECL_UMEM_WRITE, &SUM));
-            float zero = 0.0f;
-            MOECL_CL_CALL(clEnqueueFillBuffer(qe, SUM, &zero, sizeof zero, 0, xb, 0, NULL, NULL));
-        }
-        cl_mem G = moecl_umem_view(um, c->gate, e), U = moecl_umem_view(um, c->up, e);
-        cl_mem DN = moecl_umem_view(um, c->down, e);
-        MOECL_TRY(moecl_launch_matmul(qe, ke, &D->gate, XN, 0, H, K, IDS, G, I, n * K,
-                                      bias_mode_of(&D->gate)));
-        MOECL_TRY(moecl_launch_matmul(qe, ke, &D->up, XN, 0, H, K, IDS, U, I, n * K,
-                                      bias_mode_of(&D->up)));
-        MOECL_TRY(
-            moecl_launch_swiglu(qe, ke, G, U, n * K * I, cfg->swiglu_alpha, cfg->swiglu_limit));
-        MOECL_TRY(moecl_launch_matmul(qe, ke, &D->down, G, 0, I, 1, IDS, DN, H, n * K,
-                                      bias_mode_of(&D->down)));
-        if (l == dump_layer) {
-            dump_buffer(c, a, "l0_h1", X, (size_t)n * H);
-            dump_buffer(c, e, "l0_xn2", XN, (size_t)n * H);
-            dump_buffer(c, a, "l0_router", RL, (size_t)n * E);
-            dump_buffer(c, e, "l0_wts", WTS, (size_t)n * K);
-            dump_buffer(c, e, "l0_ids", IDS, (size_t)n * K);
-            dump_buffer(c, e, "l0_act", G, (size_t)n * K * I);
-            dump_buffer(c, e, "l0_down", DN, (size_t)n * K * H);
-        }
-        /* Same device: the sum joins the residual directly. Split: the expert device sums
-         * into zeros (round(0 + s) == round(s)), hands the sum back, and the attention device
-         * adds it (round(x + round(s)): the same arithmetic as the combine kernel). */
-        MOECL_TRY(moecl_launch_moe_combine(qe, ke, SUM, DN, WTS, n, H, K));
-        if (e != a) {
-            moecl_umem_release(um, c->tmp, e, qe, xb);
-            MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, a, q, MOECL_UMEM_READ, &SUM));
-            MOECL_TRY(moecl_launch_add(q, k, X, SUM, n * H));
-        }
-        moecl_umem_release(um, c->x, a, q, xb);
-        {
+            moecl_umem_release(um, c->x, a, q, xb);
             char nm[32];
             snprintf(nm, sizeof nm, "layer%d", l);
             dump_buffer(c, a, nm, X, (size_t)n * H);

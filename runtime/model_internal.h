@@ -74,6 +74,14 @@ struct moecl_ctx_layer {
     struct moecl_ubuf *k, *v; /* [cap][n_kv_heads * head_dim] float, on the attention device */
 };
 
+/* One micro-batch of pipelined prefill: its rows of x (a sub-buffer of x's view on the
+ * attention device) and hand-off buffers of its own, so that micro-batches do not wait on one
+ * another's hand-offs. */
+struct moecl_ctx_mb {
+    cl_mem x_sub;                            /* [mb][hidden] */
+    struct moecl_ubuf *xn, *ids, *wts, *tmp; /* [mb][hidden], [mb][top_k] x2, [mb][hidden] */
+};
+
 /* A device's queue and kernel objects in a context. */
 struct moecl_ctx_dev {
     cl_command_queue queue;
@@ -100,7 +108,10 @@ struct moecl_context {
     struct moecl_ubuf *down;      /* [chunk * top_k][hidden] */
     struct moecl_ubuf *logits;    /* [all_logits ? chunk : 1][vocab] */
     struct moecl_ctx_layer *layers;
-    float *host_logits; /* [vocab] */
+    /* Pipelined prefill ($MOECL_MICRO_BATCH rows per micro-batch; NULL mbs: off). */
+    int mb, n_mb, pipe_attn;
+    struct moecl_ctx_mb *mbs; /* [n_mb] */
+    float *host_logits;       /* [vocab] */
     size_t kv_bytes, act_bytes;
     uint64_t n_tokens, n_steps; /* evaluated so far (for bytes moved per token) */
     struct moecl_memplan plan;  /* the memory plan of this context and its model */

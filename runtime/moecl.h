@@ -599,7 +599,9 @@ struct moecl_memory_report {
     uint64_t uploaded_bytes;    /* weight mirrors uploaded to discrete devices (once) */
     uint64_t n_tokens, n_steps; /* evaluated so far: moved_bytes / n_tokens per token */
     uint64_t host_rss_bytes, host_peak_rss_bytes;
-    uint64_t checkpoint_bytes, checkpoint_resident_bytes; /* the mapped files, pages resident */
+    /* The mapped checkpoint files, and how much of them is in the page cache (mincore: pages
+     * any process or an earlier run brought in; this process's share is in host_rss_bytes). */
+    uint64_t checkpoint_bytes, checkpoint_resident_bytes;
 };
 
 /* Fills *report for a context and its model. */
@@ -764,6 +766,15 @@ struct moecl_footprint_model;
 MOECL_WUR enum moecl_status moecl_footprint_model_open(const char *dir, const char *like,
                                                        struct moecl_footprint_model **model_out);
 void moecl_footprint_model_release(struct moecl_footprint_model *model);
+
+/* Adds a hypothetical device to plan for ("would an 8 GB GPU hold the attention?"): a GPU
+ * named "virtual:N" (N counts the added ones) with global_mem_bytes of its own memory (not
+ * host-unified) and a largest buffer of max_alloc_bytes (0: a quarter of its memory, as
+ * NVIDIA's OpenCL reports). Placements then name it "virtual:0", or "gpu" when no real GPU
+ * comes first. */
+MOECL_WUR enum moecl_status moecl_footprint_model_add_gpu(struct moecl_footprint_model *model,
+                                                          uint64_t global_mem_bytes,
+                                                          uint64_t max_alloc_bytes);
 
 /* What to plan for. */
 struct moecl_footprint_options {

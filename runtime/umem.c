@@ -11,6 +11,8 @@
  * pieces is what CL_MEM_SIZE reports), at the price of a few more, smaller pieces. */
 #include "umem.h"
 
+#include "safetensors.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,7 +183,7 @@ enum moecl_status moecl_umem_weights_check(const struct moecl_umem *um,
 }
 
 static enum moecl_status close_piece(struct moecl_umem *um, int device, enum moecl_mem_class cls,
-                                     const uint8_t *start, const uint8_t *end) {
+                                     const uint8_t *start, const uint8_t *end, int in_mapping) {
     enum moecl_status status = MOECL_OK;
     struct udev *u = &um->dev[device];
     struct wpiece *pc = &um->pieces[um->n_pieces];
@@ -205,8 +207,15 @@ static enum moecl_status close_piece(struct moecl_umem *um, int device, enum moe
     }
     um->n_pieces++;
     u->n_pieces++;
-    if (!u->d.zero_copy)
+    if (!u->d.zero_copy) {
         um->uploaded += pc->n_bytes;
+        /* The mirror holds the bytes now: drop the mapping's pages from this process, so no
+         * weight byte is resident twice (a read-only file mapping: a later read, e.g. by a
+         * zero-copy view of another device, faults the page back in from the file). Never for
+         * a converted buffer, whose anonymous pages would read back as zeros. */
+        if (in_mapping)
+            moecl_st_release(start, pc->n_bytes);
+    }
     MOECL_TRY(register_alloc(um, pc->mem, device, cls, pc->n_bytes, u->d.zero_copy));
 cleanup:
     return status;
@@ -251,7 +260,7 @@ enum moecl_status moecl_umem_weights_create(struct moecl_umem *um,
         if (p_start) {
             if (m_hi && p_end > m_hi)
                 p_end = m_hi;
-            MOECL_TRY(close_piece(um, p_dev, p_cls, p_start, p_end));
+            MOECL_TRY(close_piece(um, p_dev, p_cls, p_start, p_end, m_lo != NULL));
             p_start = NULL;
         }
         if (!sp)

@@ -186,9 +186,12 @@ enum moecl_status moecl_memplan_model_from_ckpt(const struct moecl_ckpt *ck,
                             &D->expert_formats));
     }
     m->converted_bytes = ck->converted_bytes;
-    if (ck->layout == MOECL_LAYOUT_HF_BF16 && ck->converted_bytes) /* hf_layout.c: transposed */
-        for (int l = 0; l < ck->config.n_layers; l++)
+    if (ck->layout == MOECL_LAYOUT_HF_BF16) /* hf_layout.c transposes them at load */
+        for (int l = 0; l < ck->config.n_layers; l++) {
             m->released_bytes += m->layers[l].experts;
+            if (!ck->layers[l].gate.weight) /* opened lazily: not converted yet */
+                m->converted_bytes += m->layers[l].experts;
+        }
     for (int i = 0; i < ck->n_tensors; i++)
         m->stored_bytes += ck->tensors[i]->n_bytes;
 cleanup:

@@ -14,7 +14,8 @@
 #       bash scripts/device_place.sh
 #
 # Environment: MODEL, GPU (default gpu), CPU (default cpu), N_CPU_MOE (12), PROMPT_WORDS (128,
-# about one token each), DECODE_TOKENS (32), REPS (3), MOECL (build/moecl).
+# about one token each), DECODE_TOKENS (32), REPS (3), MICRO_BATCH (64: the last row, --cpu-moe
+# with prefill micro-batches pipelined across the devices), MOECL (build/moecl).
 set -euo pipefail
 
 MOECL=${MOECL:-build/moecl}
@@ -25,6 +26,7 @@ N_CPU_MOE=${N_CPU_MOE:-12}
 PROMPT_WORDS=${PROMPT_WORDS:-128}
 DECODE_TOKENS=${DECODE_TOKENS:-32}
 REPS=${REPS:-3}
+MICRO_BATCH=${MICRO_BATCH:-64}
 export MOECL_CL_CACHE_DIR=${MOECL_CL_CACHE_DIR:-/tmp/moecl-clcache}
 
 if [ ! -f "$MODEL/config.json" ]; then
@@ -45,9 +47,13 @@ median() { sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; 
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-declare -a names args
-names=("all-GPU ($GPU)" "all-CPU ($CPU)" "--cpu-moe" "--n-cpu-moe $N_CPU_MOE")
-args=("--device $GPU" "--device $CPU" "--device $GPU --cpu-moe" "--device $GPU --n-cpu-moe $N_CPU_MOE")
+declare -a names args envs
+names=("all-GPU ($GPU)" "all-CPU ($CPU)" "--cpu-moe" "--n-cpu-moe $N_CPU_MOE"
+       "--cpu-moe, pipelined $MICRO_BATCH")
+args=("--device $GPU" "--device $CPU" "--device $GPU --cpu-moe" "--device $GPU --n-cpu-moe $N_CPU_MOE"
+      "--device $GPU --cpu-moe")
+# the last row: prefill in micro-batches of MICRO_BATCH rows pipelined across the two devices
+envs=("" "" "" "" "MOECL_MICRO_BATCH=$MICRO_BATCH")
 
 printf '%-26s %14s %14s   %s\n' "placement" "prefill tok/s" "decode tok/s" "(median of $REPS; prompt ~$PROMPT_WORDS words, $DECODE_TOKENS generated)" >"$out/table"
 for k in "${!names[@]}"; do
@@ -56,7 +62,7 @@ for k in "${!names[@]}"; do
     ok=1
     for ((r = 0; r < REPS; r++)); do
         # shellcheck disable=SC2086
-        if ! "$MOECL" generate -m "$MODEL" ${args[k]} -p "$prompt" --max-tokens "$DECODE_TOKENS" \
+        if ! env ${envs[k]} "$MOECL" generate -m "$MODEL" ${args[k]} -p "$prompt" --max-tokens "$DECODE_TOKENS" \
             --temp 0 --report-memory >/dev/null 2>"$out/err"; then
             echo "device_place: ${names[k]} failed:" >&2
             tail -5 "$out/err" >&2
@@ -68,7 +74,7 @@ for k in "${!names[@]}"; do
     done
     if [ $ok = 1 ]; then
         printf '%-26s %14s %14s\n' "${names[k]}" "$(median <"$out/pre")" "$(median <"$out/dec")" >>"$out/table"
-        echo "== ${names[k]}: moecl generate ${args[k]} (last run)"
+        echo "== ${names[k]}: ${envs[k]} moecl generate ${args[k]} (last run)"
         sed -n '/^prompt:/p;/^memory report/,$p' "$out/err"
     else
         printf '%-26s %14s %14s\n' "${names[k]}" "failed" "failed" >>"$out/table"

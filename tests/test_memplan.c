@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include "checkpoint.h"
+#include "loader_internal.h"
 #include "memplan.h"
 #include "model_internal.h"
 #include "moecl.h"
@@ -389,6 +390,16 @@ TEST(memplan_recipe_equals_written_checkpoint) {
                 (unsigned long long)a.layers[0].experts_largest,
                 (unsigned long long)b.layers[0].experts_largest);
         moecl_memplan_model_free(&a);
+        /* opened lazily (headers only, as `moecl footprint` does): the same description */
+        struct moecl_ckpt *lz = NULL;
+        REQUIRE(moecl_ckpt_open_ex(path, MOECL_CKPT_LAZY_HF_BF16, &lz) == MOECL_OK);
+        REQUIRE(moecl_memplan_model_from_ckpt(lz, &a) == MOECL_OK);
+        CHECK_EQ(a.converted_bytes, b.converted_bytes);
+        CHECK_EQ(a.released_bytes, b.released_bytes);
+        CHECK_EQ(a.stored_bytes, b.stored_bytes);
+        CHECK_EQ(moecl_memplan_model_weight_bytes(&a), moecl_memplan_model_weight_bytes(&b));
+        moecl_memplan_model_free(&a);
+        moecl_ckpt_close(lz);
         moecl_memplan_model_free(&b);
         moecl_ckpt_close(ck);
         moecl_test_rmtree(dir);

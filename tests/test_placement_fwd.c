@@ -31,6 +31,8 @@ struct run {
     int32_t greedy[24];
     uint64_t moved_decode; /* bytes moved over the decode pass */
     int handoffs[2];
+    int pipelined;          /* the context set up micro-batch pipelining */
+    uint64_t handoff_bytes; /* per split layer and token: xn, ids, wts out, the sum back */
     char placement[512];
 };
 
@@ -57,12 +59,20 @@ static int run_placement(const char *dir, const char *device, const char *place,
     int V = moecl_model_vocab_size(m);
     r->prefill = malloc((size_t)T * (size_t)V * sizeof(float));
     r->decode = malloc((size_t)T * (size_t)V * sizeof(float));
-    struct moecl_context_options co = {7, 0, 1, MOECL_KV_F32};
+    /* chunk 7 crosses the window; with micro-batches of 4 ($MOECL_MICRO_BATCH), chunks of 16
+     * hold four, the last chunk (8 of 40) two */
+    const char *mbe = getenv("MOECL_MICRO_BATCH");
+    struct moecl_context_options co = {mbe && atoi(mbe) > 0 ? 16 : 7, 0, 1, MOECL_KV_F32};
     int rc = -1;
     if (!r->prefill || !r->decode || moecl_context_create(m, T + 32, &co, &c) != MOECL_OK ||
         moecl_context_eval_all(c, tokens, T, r->prefill) != MOECL_OK) {
         moecl_test_fail(__FILE__, __LINE__, "prefill %s: %s", r->placement, moecl_last_error());
         goto done;
+    }
+    r->pipelined = c->mbs != NULL;
+    {
+        const struct moecl_config *cfg = &m->ckpt->config;
+        r->handoff_bytes = (uint64_t)(2 * cfg->hidden_size + 2 * cfg->n_experts_per_tok) * 4;
     }
     moecl_context_reset(c);
     struct moecl_memory_report rep;
@@ -126,6 +136,7 @@ struct case_ {
     const char *device, *place; /* "{A}" and "{B}" stand for the two devices */
     int n_cpu_moe;              /* != 0: device is NULL, meaning the one that is not "cpu" */
     int split;                  /* some layer has attention and experts on different devices */
+    int one_attn;               /* every layer's attention on one device */
 };
 
 /* tmpl with {A} and {B} replaced. */
@@ -197,14 +208,14 @@ static void check_placements(const char *mode) {
 
     /* The fixture has 4 layers. */
     static const struct case_ cases[] = {
-        {"{B}", NULL, 0, 0},
-        {"{A}", "attn={A},experts={B}", 0, 1},
-        {"{A}", "attn={B},experts={A}", 0, 1},
-        {"{A}", "experts[1-2]={B},attn[3]={B}", 0, 1},
-        {"{B}", "attn[0-1]={A}", 0, 1},
-        {"{A}", "embed={B},lm_head={B}", 0, 0},
-        {NULL, "embed=cpu", 2, 1}, /* --n-cpu-moe 2 */
-        {NULL, NULL, -1, 1},       /* --cpu-moe */
+        {"{B}", NULL, 0, 0, 1},
+        {"{A}", "attn={A},experts={B}", 0, 1, 1},
+        {"{A}", "attn={B},experts={A}", 0, 1, 1},
+        {"{A}", "experts[1-2]={B},attn[3]={B}", 0, 1, 0},
+        {"{B}", "attn[0-1]={A}", 0, 1, 0},
+        {"{A}", "embed={B},lm_head={B}", 0, 0, 1},
+        {NULL, "embed=cpu", 2, 1, 1}, /* --n-cpu-moe 2 */
+        {NULL, NULL, -1, 1, 1},       /* --cpu-moe */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct run r;
@@ -237,9 +248,19 @@ static void check_placements(const char *mode) {
         /* A split layer has hand-offs; the copy mode moves bytes for them. */
         if (cases[i].split)
             CHECK(r.handoffs[0] + r.handoffs[1] >= 2);
-        if (!strcmp(mode, "copy") && cases[i].split)
+        if (strstr(mode, "copy") && cases[i].split)
             CHECK(r.moved_decode > 0);
-        if (strcmp(mode, "copy") != 0 && both_unified)
+        /* attention on A, every layer's experts on B: in decode, per token and layer, the
+         * hand-off and the hand-back and nothing else, each copied device -> host -> device */
+        if (strstr(mode, "copy") && i == 1)
+            CHECK_EQ(r.moved_decode, (uint64_t)T * 4 * 2 * r.handoff_bytes);
+        /* pipelining applies where every layer's attention is on one device and some
+         * experts are elsewhere */
+        if (!strncmp(mode, "pipe", 4))
+            CHECK_EQ(r.pipelined, cases[i].split && cases[i].one_attn);
+        else
+            CHECK_EQ(r.pipelined, 0);
+        if (!strstr(mode, "copy") && both_unified)
             CHECK_EQ(r.moved_decode, 0); /* zero-copy views: nothing moves */
         run_free(&r);
     }
@@ -264,6 +285,26 @@ TEST(placement_fwd_mirrors_and_copies) {
     setenv("MOECL_CONTEXT_PER_DEVICE", "1", 1);
     setenv("MOECL_WEIGHTS_COPY", "1", 1);
     check_placements("copy");
+    unsetenv("MOECL_CONTEXT_PER_DEVICE");
+    unsetenv("MOECL_WEIGHTS_COPY");
+}
+
+/* Prefill in micro-batches of 4 rows pipelined across the two devices, one context. */
+TEST(placement_fwd_pipelined) {
+    unsetenv("MOECL_CONTEXT_PER_DEVICE");
+    unsetenv("MOECL_WEIGHTS_COPY");
+    setenv("MOECL_MICRO_BATCH", "4", 1);
+    check_placements("pipe");
+    unsetenv("MOECL_MICRO_BATCH");
+}
+
+/* The same through host copies (a context per device, mirrors). */
+TEST(placement_fwd_pipelined_copies) {
+    setenv("MOECL_CONTEXT_PER_DEVICE", "1", 1);
+    setenv("MOECL_WEIGHTS_COPY", "1", 1);
+    setenv("MOECL_MICRO_BATCH", "4", 1);
+    check_placements("pipe-copy");
+    unsetenv("MOECL_MICRO_BATCH");
     unsetenv("MOECL_CONTEXT_PER_DEVICE");
     unsetenv("MOECL_WEIGHTS_COPY");
 }

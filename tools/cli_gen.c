@@ -498,12 +498,12 @@ int gen_print_memory_report(const struct moecl_context *ctx) {
             (unsigned long long)r.n_tokens,
             r.n_tokens ? (double)r.moved_bytes / (double)r.n_tokens : 0.0,
             moecl_cli_bytes(r.uploaded_bytes, b2));
-    fprintf(stderr, "  host: RSS %s (peak %s); checkpoint %s mapped, %s resident (%.1f%%)\n",
-            moecl_cli_bytes(r.host_rss_bytes, b1), moecl_cli_bytes(r.host_peak_rss_bytes, b2),
-            moecl_cli_bytes(r.checkpoint_bytes, b3),
-            moecl_cli_bytes(r.checkpoint_resident_bytes, b4),
-            r.checkpoint_bytes
-                ? 100.0 * (double)r.checkpoint_resident_bytes / (double)r.checkpoint_bytes
-                : 0.0);
+    fprintf(
+        stderr, "  host: RSS %s (peak %s); checkpoint %s mapped, %s in the page cache (%.1f%%)\n",
+        moecl_cli_bytes(r.host_rss_bytes, b1), moecl_cli_bytes(r.host_peak_rss_bytes, b2),
+        moecl_cli_bytes(r.checkpoint_bytes, b3), moecl_cli_bytes(r.checkpoint_resident_bytes, b4),
+        r.checkpoint_bytes
+            ? 100.0 * (double)r.checkpoint_resident_bytes / (double)r.checkpoint_bytes
+            : 0.0);
     return 0;
 }
