@@ -59,6 +59,35 @@ enum moecl_status moecl_footprint_model_open(const char *dir, const char *like,
     return MOECL_OK;
 }
 
+enum moecl_status moecl_footprint_model_add_gpu(struct moecl_footprint_model *fm,
+                                                uint64_t global_mem_bytes,
+                                                uint64_t max_alloc_bytes) {
+    if (!fm || !global_mem_bytes)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "footprint: a virtual GPU needs memory");
+    if (fm->n_devs >= 1000)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "footprint: too many devices");
+    struct moecl_device_info *d = realloc(fm->devs, (size_t)(fm->n_devs + 1) * sizeof *d);
+    if (!d)
+        return moecl_error_set(MOECL_ERR_NO_MEMORY, "footprint: out of host memory");
+    fm->devs = d;
+    int n_virtual = 0;
+    for (int i = 0; i < fm->n_devs; i++)
+        n_virtual += strncmp(d[i].name, "virtual:", 8) == 0;
+    struct moecl_device_info *v = &d[fm->n_devs];
+    memset(v, 0, sizeof *v);
+    v->index = fm->n_devs;
+    v->platform_index = -1;
+    v->index_in_platform = n_virtual;
+    v->type = MOECL_DEVICE_GPU;
+    snprintf(v->name, sizeof v->name, "virtual:%d", n_virtual);
+    snprintf(v->device_name, sizeof v->device_name, "virtual GPU of %.2f GB",
+             (double)global_mem_bytes / 1e9);
+    v->global_mem_bytes = global_mem_bytes;
+    v->max_alloc_bytes = max_alloc_bytes ? max_alloc_bytes : global_mem_bytes / 4;
+    fm->n_devs++;
+    return MOECL_OK;
+}
+
 void moecl_footprint_model_release(struct moecl_footprint_model *fm) {
     if (!fm)
         return;

@@ -168,3 +168,19 @@ TEST(cli_footprint_measure) {
     CHECK(!strstr(prog, " 0 B") || strstr(prog, " 0 B") > strchr(prog, '\n'));
     free(out);
 }
+
+/* A virtual GPU: the full-size 4-bit model does not fit 4 GiB (the message names it and the
+ * expert weights); with every layer's experts on the CPU device (--cpu-moe) it does. */
+TEST(cli_footprint_virtual_gpu) {
+    char *out = NULL;
+    CHECK_EQ(footprint("--like mlx-4bit --virtual-gpu 4G --place all=gpu", 1, &out), 3);
+    CHECK_STR_CONTAINS(out, "device virtual:0 (virtual GPU of 4.29 GB) needs");
+    CHECK_STR_CONTAINS(out, "expert weights 10.75 GB");
+    free(out);
+    CHECK_EQ(
+        footprint("--like mlx-4bit --virtual-gpu 4G --place all=gpu --cpu-moe --json", 0, &out), 0);
+    CHECK_STR_CONTAINS(out, "\"name\": \"virtual:0\"");
+    free(out);
+    CHECK_EQ(footprint("--like mlx-4bit --virtual-gpu 0", 1, &out), 2);
+    free(out);
+}

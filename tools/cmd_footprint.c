@@ -23,11 +23,16 @@ static const char usage[] =
     "  --cpu-moe              every layer's experts on the CPU device\n"
     "  --n-cpu-moe N          the first N layers' experts on the CPU device\n"
     "  --batch N              tokens per prefill step (default 512)\n"
-    "  --ubatch N             tokens per micro-batch on the expert device (default: --batch)\n"
+    "  --ubatch N             tokens per micro-batch on the expert device (default: --batch;\n"
+    "                         the runtime does not micro-batch yet, so leave it unset to\n"
+    "                         plan what it allocates)\n"
     "  --kv-type T            f32 (default) or f16\n"
     "  --max-kv-size N        full layers keep a ring of N positions\n"
     "  --all-logits           keep logits of every position of a step (perplexity)\n"
     "  --host-memory N        host memory to check against (default: this machine's; G/M ok)\n"
+    "  --virtual-gpu N        plan for a GPU this machine does not have, with N bytes of\n"
+    "                         memory (8G; largest buffer a quarter): named virtual:0, ...\n"
+    "                         (repeatable), or gpu when no real GPU comes first\n"
     "  --json                 one JSON object instead of the table\n"
     "  --sweep KEY=VALUES     plan for each value and write CSV: ctx=1k..128k (doubling) or\n"
     "                         ctx=1k,8k,...; kv=f32,f16; like=mlx-4bit,mxfp4,...;\n"
@@ -125,6 +130,8 @@ static int parse_sweep(const char *arg, struct sweep *s) {
 struct fp_args {
     const char *dir, *like;
     struct moecl_footprint_options o;
+    int n_vgpus;
+    uint64_t vgpu_bytes[8];
 };
 
 /* Applies one sweep value; like= changes the model (reopened by the caller). */
@@ -175,6 +182,8 @@ static int plan_one(struct fp_args *a, struct moecl_footprint_model **model, con
         moecl_footprint_model_release(*model);
         *model = NULL;
         enum moecl_status st = moecl_footprint_model_open(a->dir, a->like, model);
+        for (int i = 0; st == MOECL_OK && i < a->n_vgpus; i++)
+            st = moecl_footprint_model_add_gpu(*model, a->vgpu_bytes[i], 0);
         if (st != MOECL_OK)
             return moecl_cli_fail(a->dir ? a->dir : a->like, st);
         *open_as = a->dir ? a->dir : a->like;
@@ -439,6 +448,14 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
             long long h = 0;
             INT_VALUE(1, (long long)1 << 50, h);
             a.o.host_memory_bytes = (uint64_t)h;
+        } else if (!strcmp(o, "--virtual-gpu")) {
+            long long g = 0;
+            INT_VALUE(1, (long long)1 << 50, g);
+            if (a.n_vgpus == 8) {
+                fprintf(stderr, "moecl footprint: at most 8 --virtual-gpu\n");
+                return 2;
+            }
+            a.vgpu_bytes[a.n_vgpus++] = (uint64_t)g;
         } else if (!strcmp(o, "--json")) {
             flags |= MOECL_FOOTPRINT_JSON;
         } else if (!strcmp(o, "--sweep")) {
@@ -476,9 +493,9 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
                 usage);
         return 2;
     }
-    if (do_measure && (!a.dir || n_sweeps || (flags & MOECL_FOOTPRINT_JSON))) {
-        fprintf(stderr, "moecl footprint: --measure needs a checkpoint folder, no --sweep and "
-                        "no --json\n");
+    if (do_measure && (!a.dir || n_sweeps || (flags & MOECL_FOOTPRINT_JSON) || a.n_vgpus)) {
+        fprintf(stderr, "moecl footprint: --measure needs a checkpoint folder, no --sweep, no "
+                        "--json and no --virtual-gpu\n");
         return 2;
     }
     if ((csv || plot) && !n_sweeps) {
