@@ -23,21 +23,26 @@ __kernel void stream_read_f32(__global const float16 *src, ulong n16, ulong per_
     out[gid] = a4.x + a4.y + a4.z + a4.w;
 }
 
-/* n_iter rounds of 8 float8 FMAs over 4 independent chains: 8 * 8 * 2 = 128 flops per round. */
+/* n_iter rounds of 8 independent float16 FMA chains: 8 * 16 * 2 = 256 flops per round. Eight
+ * chains of 16 lanes cover the FMA latency of a CPU with two 512-bit FMA ports (4 cycles x 2
+ * ports) and give a GPU 128 independent FMAs per work-item. */
 __kernel void fma_peak_f32(__global float *out, uint n_iter, float a, float b) {
     size_t gid = get_global_id(0);
-    float8 x0 = (float8)((float)gid * 1e-9f), x1 = x0 + 1.0f, x2 = x0 + 2.0f, x3 = x0 + 3.0f;
-    float8 va = (float8)(a), vb = (float8)(b);
+    float16 x0 = (float16)((float)gid * 1e-9f), x1 = x0 + 1.0f, x2 = x0 + 2.0f, x3 = x0 + 3.0f;
+    float16 x4 = x0 + 4.0f, x5 = x0 + 5.0f, x6 = x0 + 6.0f, x7 = x0 + 7.0f;
+    float16 va = (float16)(a), vb = (float16)(b);
     for (uint i = 0; i < n_iter; i++) {
         x0 = fma(x0, va, vb);
         x1 = fma(x1, va, vb);
         x2 = fma(x2, va, vb);
         x3 = fma(x3, va, vb);
-        x0 = fma(x0, va, vb);
-        x1 = fma(x1, va, vb);
-        x2 = fma(x2, va, vb);
-        x3 = fma(x3, va, vb);
+        x4 = fma(x4, va, vb);
+        x5 = fma(x5, va, vb);
+        x6 = fma(x6, va, vb);
+        x7 = fma(x7, va, vb);
     }
-    float8 s = x0 + x1 + x2 + x3;
-    out[gid] = s.s0 + s.s1 + s.s2 + s.s3 + s.s4 + s.s5 + s.s6 + s.s7;
+    float16 s = (x0 + x1) + (x2 + x3) + (x4 + x5) + (x6 + x7);
+    float8 s8 = s.lo + s.hi;
+    float4 s4 = s8.lo + s8.hi;
+    out[gid] = s4.x + s4.y + s4.z + s4.w;
 }

@@ -56,9 +56,10 @@ struct moecl_qmm_args {
     moecl_u32 use_ids;    /* 1: expert e = ids[p] */
     moecl_u32 bias_mode;  /* MOECL_BIAS_* */
     moecl_u32 bias_dt;    /* MOECL_DT_* */
-    moecl_u32 tile;       /* output vectors per work-item (1 when use_ids) */
+    moecl_u32 tile;       /* output vectors per work-item (reference kernel; 1 when use_ids) or per
+                             column of a dense fast product */
     moecl_u32 x_offset;   /* floats before the first input vector */
-    moecl_u32 pad0;
+    moecl_u32 rows_per_item; /* fast kernels: consecutive rows per work-item (or work-group) */
 };
 
 /* attn_*: causal attention with sinks over a ring-buffer cache plus the chunk's fresh keys. */

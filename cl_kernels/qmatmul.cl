@@ -238,3 +238,214 @@ __kernel void MOECL_CAT(embed_f32_, WNAME)(__global const uchar *w, __global con
     for (uint i = 0; i < n; i++)
         out[i] = round_act(wv[i]);
 }
+
+/* ------------------------------------------------------------------ fast kernels
+ *
+ * matmul_fast_*: the same products in the reference's element order, fast. A sum along a row is
+ * one sequential chain (that order is what makes the results the reference's bits), so the
+ * parallelism is across rows: each SIMD lane owns one row (LANES consecutive rows per vector)
+ * and walks it element by element exactly as the reference kernel does. A row group's weights
+ * are decoded once per element column into one vector (vector shifts and masks for the
+ * word-aligned formats) and applied to FAST_T input vectors.
+ *
+ * Work-item (row block, column): it owns a.rows_per_item consecutive rows (a multiple of
+ * LANES); column = expert (use_ids: it gathers the vectors routed to its expert, so each
+ * expert's rows are read once per FAST_T of its vectors, not once per vector) or a block of
+ * a.tile vectors (dense). CPU devices (LANES 8 or 16): work-groups of one work-item (PoCL runs
+ * one work-group per thread and keeps explicit vector code as it is), ~64 row blocks. GPUs
+ * (LANES 1): one row per work-item, 64 work-items per group. */
+
+#ifndef LANES
+#define LANES 8 /* rows per vector: 16 where the device's native float vector has 16 lanes */
+#endif
+#if LANES == 1
+/* GPUs: one row per work-item, consecutive rows in neighbouring work-items */
+#define VF float
+#define VU uint
+#define VLOAD(i, p) ((p)[i])
+#define VSTORE(v, i, p) ((p)[i] = (v))
+#define CONVF convert_float
+#define CONVI convert_int
+#define ASF as_float
+#define ASU as_uint
+#else
+#define VF MOECL_CAT(float, LANES)
+#define VU MOECL_CAT(uint, LANES)
+#define VLOAD MOECL_CAT(vload, LANES)
+#define VSTORE MOECL_CAT(vstore, LANES)
+#define CONVF MOECL_CAT(convert_float, LANES)
+#define CONVI MOECL_CAT(convert_int, LANES)
+#define ASF MOECL_CAT(as_float, LANES)
+#define ASU MOECL_CAT(as_uint, LANES)
+#endif
+#define FAST_T 8
+
+#if QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8)
+#define LANE_WORDS 1 /* element columns come from one 32-bit word per lane */
+#elif QMODE == MOECL_QM_MXFP4
+#define LANE_WORDS 1
+#else
+#define LANE_WORDS 0
+#endif
+
+/* FP4 (E2M1) codes in the low 4 bits of each lane -> values (as e2m1_to_f32). */
+inline VF e2m1_vec(VU c) {
+    VU mag = c & 7u;
+    VF v = ASF((((mag >> 1) + 126u) << 23) | ((mag & 1u) << 22));
+    VF sub = CONVF(mag & 1u) * 0.5f;
+    v = select(v, sub, CONVI(mag < 2u)); /* exponent 0: 0 or 0.5 */
+    return ASF(ASU(v) | ((c & 8u) << 28));
+}
+
+/* Accumulates one element column's weights wv into the tile's sums. */
+#define FAST_ACC(sum, wv)                                                                          \
+    _Pragma("unroll") for (uint t = 0; t < tt; t++)                                                \
+        sum[t] = sum[t] + (VF)(xv[t][col]) * (wv);
+
+/* Rows [r0, r0 + LANES) (clamped to the last row) of expert e against the vectors tp[0..tt)
+ * (tt a constant after inlining: 1 or FAST_T; entries past nt repeat the last vector), of
+ * which the first nt are written. */
+__attribute__((always_inline)) inline void fast_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+                      __global const uchar *bias, __global const float *x, __global float *y,
+                      const struct moecl_qmm_args *a, ulong e, uint r0, const uint *tp, uint nt,
+                      const uint tt) {
+    __global const float *xv[FAST_T];
+    for (uint t = 0; t < FAST_T; t++)
+        xv[t] = x + a->x_offset + (ulong)(tp[min(t, nt - 1)] / a->x_div) * a->x_stride;
+    __global const uchar *wrow[LANES], *srow[LANES], *brow[LANES];
+    for (uint l = 0; l < LANES; l++) {
+        ulong r = min(r0 + l, a->rows - 1);
+        wrow[l] = w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride;
+        srow[l] = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
+        brow[l] = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
+    }
+    VF acc[FAST_T];
+    for (uint t = 0; t < FAST_T; t++)
+        acc[t] = (VF)(0.0f);
+    uint n_groups = (a->cols + QGROUP - 1) / QGROUP;
+    for (uint g = 0; g < n_groups; g++) {
+#if QMODE == MOECL_QM_AFFINE
+        float st[LANES], bt[LANES];
+        for (uint l = 0; l < LANES; l++) {
+            st[l] = load_dt(srow[l], 0, g, WDT);
+            bt[l] = load_dt(brow[l], 0, g, WDT);
+        }
+        VF s = VLOAD(0, st), b = VLOAD(0, bt);
+#elif QMODE != MOECL_QM_FLOAT
+        float st[LANES];
+        for (uint l = 0; l < LANES; l++)
+#if QMODE == MOECL_QM_NVFP4
+            st[l] = e4m3_to_f32(srow[l][g]);
+#else
+            st[l] = e8m0_to_f32(srow[l][g]);
+#endif
+        VF s = VLOAD(0, st);
+        VF gacc[FAST_T];
+        for (uint t = 0; t < FAST_T; t++)
+            gacc[t] = (VF)(0.0f);
+#endif
+#if LANE_WORDS
+#define EPW (32 / BITS) /* elements per word */
+        for (uint k = 0; k < QGROUP / EPW; k++) {
+            uint wt[LANES];
+            for (uint l = 0; l < LANES; l++)
+                wt[l] = ((__global const uint *)wrow[l])[g * (QGROUP / EPW) + k];
+            VU words = VLOAD(0, wt);
+#pragma unroll
+            for (uint j = 0; j < EPW; j++) {
+                uint col = g * QGROUP + k * EPW + j;
+                VU q = (words >> (j * BITS)) & ((1u << BITS) - 1u);
+#if QMODE == MOECL_QM_AFFINE
+                VF wv = CONVF(q) * s + b;
+                FAST_ACC(acc, wv)
+#else
+                VF wv = e2m1_vec(q);
+                FAST_ACC(gacc, wv)
+#endif
+            }
+        }
+#else
+        /* other formats: each lane's group through the scalar decoder, stored transposed */
+        uint n = min((uint)QGROUP, a->cols - g * QGROUP);
+        float wq[QGROUP * LANES];
+        for (uint l = 0; l < LANES; l++) {
+            float t1[QGROUP];
+#if QMODE == MOECL_QM_FLOAT || QMODE == MOECL_QM_AFFINE
+            decode_group(wrow[l], srow[l], brow[l], g, n, t1);
+#else
+            float gs_unused;
+            decode_group_seq(wrow[l], srow[l], brow[l], g, t1, &gs_unused);
+#endif
+            for (uint i = 0; i < n; i++)
+                wq[i * LANES + l] = t1[i];
+        }
+        for (uint i = 0; i < n; i++) {
+            uint col = g * QGROUP + i;
+            VF wv = VLOAD(i, wq);
+#if QMODE == MOECL_QM_FLOAT || QMODE == MOECL_QM_AFFINE
+            FAST_ACC(acc, wv)
+#else
+            FAST_ACC(gacc, wv)
+#endif
+        }
+#endif
+#if QMODE != MOECL_QM_FLOAT && QMODE != MOECL_QM_AFFINE
+        for (uint t = 0; t < tt; t++)
+            acc[t] = acc[t] + s * gacc[t];
+#endif
+    }
+    uint nl = min((uint)LANES, a->rows - r0);
+    float out[FAST_T][LANES];
+    for (uint t = 0; t < tt; t++)
+        VSTORE(acc[t], 0, out[t]);
+    for (uint t = 0; t < nt; t++) {
+        __global float *yr = y + (ulong)tp[t] * a->y_stride + r0;
+        for (uint l = 0; l < nl; l++) {
+            float v = out[t][l], bv = 0.0f;
+            if (a->bias_mode != MOECL_BIAS_NONE)
+                bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, r0 + l, a->bias_dt);
+            yr[l] = a->bias_mode == MOECL_BIAS_FUSED   ? round_act(v + bv)
+                    : a->bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(v) + bv)
+                                                       : round_act(v);
+        }
+    }
+}
+
+__kernel void MOECL_CAT(matmul_fast_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
+                                               __global const uchar *bi, __global const uchar *bias,
+                                               __global const float *x, __global float *y,
+                                               __global const int *ids, struct moecl_qmm_args a) {
+    uint rb0 = get_global_id(0) * a.rows_per_item;
+    if (rb0 >= a.rows)
+        return;
+    uint rb1 = min(rb0 + a.rows_per_item, a.rows);
+    uint column = get_global_id(1);
+    uint tp[FAST_T];
+    if (a.use_ids) {
+        /* column = expert: gather the vectors routed to it, FAST_T at a time */
+        uint p = 0;
+        while (p < a.n_vec) {
+            uint nt = 0;
+            for (; p < a.n_vec && nt < FAST_T; p++)
+                if (ids[p] == (int)column)
+                    tp[nt++] = p;
+            for (uint t = nt; nt && t < FAST_T; t++)
+                tp[t] = tp[nt - 1];
+            for (uint r0 = rb0; nt == 1 && r0 < rb1; r0 += LANES)
+                fast_rows(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, 1);
+            for (uint r0 = rb0; nt > 1 && r0 < rb1; r0 += LANES)
+                fast_rows(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, FAST_T);
+        }
+    } else {
+        uint p0 = column * a.tile, p1 = min(p0 + a.tile, a.n_vec);
+        for (uint p = p0; p < p1; p += FAST_T) {
+            uint nt = min((uint)FAST_T, p1 - p);
+            for (uint t = 0; t < FAST_T; t++)
+                tp[t] = p + min(t, nt - 1);
+            for (uint r0 = rb0; nt == 1 && r0 < rb1; r0 += LANES)
+                fast_rows(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, 1);
+            for (uint r0 = rb0; nt > 1 && r0 < rb1; r0 += LANES)
+                fast_rows(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, FAST_T);
+        }
+    }
+}

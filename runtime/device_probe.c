@@ -153,7 +153,7 @@ enum moecl_status moecl_device_probe_fma(int device_index, int reps, double *med
     int gpu = p.dev.info.type == MOECL_DEVICE_GPU;
     size_t items = gpu ? (size_t)p.dev.info.compute_units * 4096 : p.dev.info.compute_units * 4u;
     size_t local = gpu ? 256 : 1;
-    cl_uint n_iter = gpu ? 4096 : 1u << 17;
+    cl_uint n_iter = gpu ? 2048 : 1u << 16;
     float a = 0.999f, b = 0.001f;
     out = clCreateBuffer(p.ctx, CL_MEM_WRITE_ONLY, items * sizeof(float), NULL, &err);
     MOECL_CL_CHECK(err, "clCreateBuffer(fma sums)");
@@ -170,7 +170,7 @@ enum moecl_status moecl_device_probe_fma(int device_index, int reps, double *med
     }
     MOECL_TRY(time_kernel(&p, k, items, local, reps, secs));
     qsort(secs, (size_t)reps, sizeof *secs, cmp_double);
-    double flops = (double)items * (double)n_iter * 2.0 * 8.0 * 8.0;
+    double flops = (double)items * (double)n_iter * 2.0 * 16.0 * 8.0;
     *median_flops_out = flops / secs[reps / 2];
 cleanup:
     free(secs);

@@ -128,9 +128,11 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
                                   &shape, 0, &c->plan));
     MOECL_TRY(moecl_memplan_check(&c->plan));
     cl_int err;
+    /* queues are profiling-enabled, so that moecl_context_set_profile can time launches */
+    cl_queue_properties qprops[] = {CL_QUEUE_PROPERTIES, CL_QUEUE_PROFILING_ENABLE, 0};
     for (int i = 0; i < model->n_devs; i++) {
         const struct moecl_mdev *d = &model->devs[i];
-        c->devs[i].queue = clCreateCommandQueueWithProperties(d->ctx, d->cl.device, NULL, &err);
+        c->devs[i].queue = clCreateCommandQueueWithProperties(d->ctx, d->cl.device, qprops, &err);
         MOECL_CL_CHECK(err, "clCreateCommandQueueWithProperties");
         MOECL_TRY(moecl_kernels_create(&d->programs, &c->devs[i].kernels));
     }
@@ -230,6 +232,7 @@ void moecl_context_release(struct moecl_context *c) {
     free(c->mbs);
     free(c->layers);
     free(c->host_logits);
+    moecl_prof_free(c->devs[0].kernels.prof); /* one, shared by every device's kernels */
     for (int i = 0; i < MOECL_UMEM_MAX_DEVICES; i++) {
         moecl_kernels_free(&c->devs[i].kernels);
         if (c->devs[i].queue)
@@ -590,6 +593,7 @@ static enum moecl_status eval_impl(struct moecl_context *c, const int32_t *token
         done += (int)step;
     }
     c->have_logits = 1;
+    MOECL_TRY(moecl_prof_collect(c->devs[0].kernels.prof)); /* shared by the devices */
 cleanup:
     if (status != MOECL_OK)
         finish_all(c); /* no pending command may still read the caller's tokens */

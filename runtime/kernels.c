@@ -131,6 +131,18 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
                                              "moe.cl"};
     static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl"};
     snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1%s", act, cr);
+    p->seq_round = seq_round && act != MOECL_ACT_F32;
+    /* rows per vector of the fast product: one per work-item on GPUs; 16 on CPUs whose native
+     * float vector has 16 lanes (AVX-512), else 8 */
+    cl_uint native = 0;
+    cl_device_type type = 0;
+    clGetDeviceInfo(dev, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof native, &native, NULL);
+    clGetDeviceInfo(dev, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    p->lanes = (type & CL_DEVICE_TYPE_GPU) ? 1 : native >= 16 ? 16 : 8;
+    /* $MOECL_FAST_LANES=1|8|16 overrides (testing the GPU decomposition on a CPU) */
+    const char *fl = getenv("MOECL_FAST_LANES");
+    if (fl && (!strcmp(fl, "1") || !strcmp(fl, "8") || !strcmp(fl, "16")))
+        p->lanes = atoi(fl);
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files, 4, opts, &p->core, NULL));
     for (int i = 0; i < n_formats; i++) {
         const struct moecl_qformat *f = &formats[i];
@@ -138,10 +150,10 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         moecl_qformat_suffix(f, suffix, sizeof suffix);
         snprintf(opts, sizeof opts,
                  "-DACT=%d -DMLX_CPU=1 -DSEQ_ACCUM=1 -DSEQ_ROUND=%d -DQMODE=%d -DBITS=%d "
-                 "-DGROUP=%d -DWDT=%d "
+                 "-DGROUP=%d -DWDT=%d -DLANES=%d "
                  "-DWNAME=%s%s",
                  act, seq_round && act != MOECL_ACT_F32 ? 1 : 0, qm_code(f->mode), f->bits,
-                 f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), suffix, cr);
+                 f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), p->lanes, suffix, cr);
         p->formats[i] = *f;
         MOECL_TRY(
             moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL));
@@ -180,6 +192,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     enum moecl_status status = MOECL_OK;
     memset(k, 0, sizeof *k);
     k->local_rows = 8;
+    const char *exact = getenv("MOECL_EXACT_MATMUL");
+    k->lanes = p->lanes;
+    k->exact_matmul = p->seq_round || (exact && *exact && strcmp(exact, "0") != 0);
 #define X(name) MOECL_TRY(make_kernel(p->core, #name, &k->name));
     MOECL_CORE_KERNELS(X)
 #undef X
@@ -223,12 +238,33 @@ static size_t round_up(size_t n, size_t m) {
 
 #define ARG(kern, i, v) MOECL_CL_CALL(clSetKernelArg((kern), (i), sizeof(v), &(v)))
 
-static enum moecl_status enqueue(cl_command_queue q, cl_kernel kern, const char *name, int dims,
-                                 size_t g0, size_t g1, size_t l0) {
+/* With profiling on, the launch's event is kept with its op class until moecl_prof_collect. */
+static enum moecl_status enqueue(cl_command_queue q, const struct moecl_kernels *k, cl_kernel kern,
+                                 const char *name, int op_class, int dims, size_t g0, size_t g1,
+                                 size_t l0) {
     enum moecl_status status = MOECL_OK;
     size_t global[2] = {round_up(g0 ? g0 : 1, l0), g1 ? g1 : 1};
     size_t local[2] = {l0, 1};
-    cl_int err = clEnqueueNDRangeKernel(q, kern, (cl_uint)dims, NULL, global, local, 0, NULL, NULL);
+    struct moecl_prof *prof = k->prof;
+    cl_event ev = NULL;
+    if (prof && prof->n == prof->cap) {
+        int cap = prof->cap ? prof->cap * 2 : 1024;
+        cl_event *nev = realloc(prof->ev, (size_t)cap * sizeof *nev);
+        if (nev)
+            prof->ev = nev;
+        unsigned char *ncls = realloc(prof->cls, (size_t)cap);
+        if (ncls)
+            prof->cls = ncls;
+        if (!nev || !ncls)
+            return moecl_error_set(MOECL_ERR_NO_MEMORY, "profiling: out of memory");
+        prof->cap = cap;
+    }
+    cl_int err = clEnqueueNDRangeKernel(q, kern, (cl_uint)dims, NULL, global, local, 0, NULL,
+                                        prof ? &ev : NULL);
+    if (err == CL_SUCCESS && prof) {
+        prof->ev[prof->n] = ev;
+        prof->cls[prof->n++] = (unsigned char)op_class;
+    }
     /* $MOECL_SYNC_LAUNCH: wait after every kernel, so an asynchronous fault is reported by
      * the kernel that caused it (debugging aid; slow). */
     if (err == CL_SUCCESS && getenv("MOECL_SYNC_LAUNCH"))
@@ -237,6 +273,53 @@ static enum moecl_status enqueue(cl_command_queue q, cl_kernel kern, const char 
         status = moecl_error_set(MOECL_ERR_CL, "enqueue %s (global %zu x %zu) failed: %s", name,
                                  global[0], global[1], moecl_cl_err_name(err));
     return status;
+}
+
+/* The op class of a product, from its module. */
+static int matmul_class(const struct moecl_qweight *w) {
+    if (w->n_experts > 0)
+        return MOECL_OPC_EXPERTS;
+    if (w->name && strstr(w->name, "router"))
+        return MOECL_OPC_ROUTER;
+    if (w->name && strstr(w->name, "lm_head"))
+        return MOECL_OPC_LM_HEAD;
+    return MOECL_OPC_ATTN_PROJ;
+}
+
+enum moecl_status moecl_prof_collect(struct moecl_prof *prof) {
+    enum moecl_status status = MOECL_OK;
+    if (!prof)
+        return MOECL_OK;
+    for (int i = 0; i < prof->n; i++) {
+        cl_ulong t0 = 0, t1 = 0;
+        cl_int e1 = clWaitForEvents(1, &prof->ev[i]);
+        if (e1 == CL_SUCCESS)
+            e1 = clGetEventProfilingInfo(prof->ev[i], CL_PROFILING_COMMAND_START, sizeof t0, &t0,
+                                         NULL);
+        if (e1 == CL_SUCCESS)
+            e1 = clGetEventProfilingInfo(prof->ev[i], CL_PROFILING_COMMAND_END, sizeof t1, &t1,
+                                         NULL);
+        if (e1 == CL_SUCCESS && t1 >= t0) {
+            prof->seconds[prof->cls[i]] += (double)(t1 - t0) * 1e-9;
+            prof->launches[prof->cls[i]]++;
+        } else if (status == MOECL_OK) {
+            status =
+                moecl_error_set(MOECL_ERR_CL, "profiling event %d: %s", i, moecl_cl_err_name(e1));
+        }
+        clReleaseEvent(prof->ev[i]);
+    }
+    prof->n = 0;
+    return status;
+}
+
+void moecl_prof_free(struct moecl_prof *prof) {
+    if (!prof)
+        return;
+    for (int i = 0; i < prof->n; i++)
+        clReleaseEvent(prof->ev[i]);
+    free(prof->ev);
+    free(prof->cls);
+    free(prof);
 }
 
 static enum moecl_status bad_shape(const char *what) {
@@ -285,6 +368,28 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     a.bias_dt = w->bias ? (uint32_t)moecl_dt_code(w->bias_dtype) : 0u;
     a.tile = ids ? 1u : 4u;
     a.x_offset = x_offset;
+    size_t g0 = (size_t)w->rows, g1 = (n_vec + a.tile - 1) / a.tile, l0 = k->local_rows;
+    if (!k->exact_matmul && k->lanes == 1) {
+        /* fast kernel on a GPU: a row per work-item; columns are experts (ids) or blocks of 8
+         * vectors */
+        kern = k->formats[dw->format].matmul_fast;
+        a.rows_per_item = 1;
+        a.tile = 8;
+        g0 = a.rows;
+        g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
+        l0 = 64;
+    } else if (!k->exact_matmul) {
+        /* fast kernel on a CPU: ~64 row blocks of whole vectors of rows; columns are experts
+         * (ids) or one block of all vectors */
+        kern = k->formats[dw->format].matmul_fast;
+        a.rows_per_item = (a.rows + 63) / 64;
+        a.rows_per_item =
+            (a.rows_per_item + (uint32_t)k->lanes - 1) / (uint32_t)k->lanes * (uint32_t)k->lanes;
+        a.tile = n_vec;
+        g0 = (a.rows + a.rows_per_item - 1) / a.rows_per_item;
+        g1 = ids ? (size_t)w->n_experts : 1;
+        l0 = 1;
+    }
     cl_mem idm = ids ? ids : x;
     ARG(kern, 0, dw->wmem);
     ARG(kern, 1, dw->smem);
@@ -294,8 +399,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     ARG(kern, 5, y);
     ARG(kern, 6, idm);
     ARG(kern, 7, a);
-    status = enqueue(q, kern, "matmul", 2, (size_t)w->rows, (n_vec + a.tile - 1) / a.tile,
-                     k->local_rows);
+    status = enqueue(q, k, kern, "matmul", matmul_class(w), 2, g0, g1, l0);
 cleanup:
     return status;
 }
@@ -327,7 +431,8 @@ enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kern
     ARG(kern, 3, tokens);
     ARG(kern, 4, y);
     ARG(kern, 5, a);
-    status = enqueue(q, kern, "embed", 2, (a.cols + group - 1) / group, n_tokens, k->local_rows);
+    status = enqueue(q, k, kern, "embed", MOECL_OPC_EMBED, 2, (a.cols + group - 1) / group,
+                     n_tokens, k->local_rows);
 cleanup:
     return status;
 }
@@ -348,7 +453,7 @@ enum moecl_status moecl_launch_rmsnorm(cl_command_queue q, const struct moecl_ke
     ARG(k->rmsnorm_f32, 5, n_rows);
     ARG(k->rmsnorm_f32, 6, n);
     ARG(k->rmsnorm_f32, 7, eps);
-    status = enqueue(q, k->rmsnorm_f32, "rmsnorm_f32", 1, n_rows, 1, 1);
+    status = enqueue(q, k, k->rmsnorm_f32, "rmsnorm_f32", MOECL_OPC_NORM, 1, n_rows, 1, 1);
 cleanup:
     return status;
 }
@@ -368,7 +473,7 @@ enum moecl_status moecl_launch_rope(cl_command_queue q, const struct moecl_kerne
     ARG(k->rope_f32, 5, stride);
     ARG(k->rope_f32, 6, pos0);
     ARG(k->rope_f32, 7, mscale);
-    status = enqueue(q, k->rope_f32, "rope_f32", 2, n_heads, n_tokens, 1);
+    status = enqueue(q, k, k->rope_f32, "rope_f32", MOECL_OPC_ROPE, 2, n_heads, n_tokens, 1);
 cleanup:
     return status;
 }
@@ -381,7 +486,8 @@ enum moecl_status moecl_launch_add(cl_command_queue q, const struct moecl_kernel
     ARG(k->add_f32, 0, x);
     ARG(k->add_f32, 1, y);
     ARG(k->add_f32, 2, n);
-    status = enqueue(q, k->add_f32, "add_f32", 1, (n + 63) / 64, 1, k->local_rows);
+    status =
+        enqueue(q, k, k->add_f32, "add_f32", MOECL_OPC_COMBINE, 1, (n + 63) / 64, 1, k->local_rows);
 cleanup:
     return status;
 }
@@ -404,7 +510,8 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     ARG(kern, 5, sinks);
     ARG(kern, 6, out);
     MOECL_CL_CALL(clSetKernelArg(kern, 7, sizeof *a, a));
-    status = enqueue(q, kern, "attn_sinks_f32", 2, a->n_heads, a->n_tokens, 1);
+    status =
+        enqueue(q, k, kern, "attn_sinks_f32", MOECL_OPC_ATTENTION, 2, a->n_heads, a->n_tokens, 1);
 cleanup:
     return status;
 }
@@ -425,7 +532,8 @@ enum moecl_status moecl_launch_kv_append(cl_command_queue q, const struct moecl_
     ARG(kern, 5, pos0);
     ARG(kern, 6, cap);
     ARG(kern, 7, kv_width);
-    status = enqueue(q, kern, kv_f16 ? "kv_append_f16" : "kv_append_f32", 1, n_tokens, 1, 1);
+    status = enqueue(q, k, kern, kv_f16 ? "kv_append_f16" : "kv_append_f32", MOECL_OPC_ATTENTION, 1,
+                     n_tokens, 1, 1);
 cleanup:
     return status;
 }
@@ -442,7 +550,8 @@ enum moecl_status moecl_launch_router_topk(cl_command_queue q, const struct moec
     ARG(k->router_topk_f32, 3, n_tokens);
     ARG(k->router_topk_f32, 4, n_experts);
     ARG(k->router_topk_f32, 5, top_k);
-    status = enqueue(q, k->router_topk_f32, "router_topk_f32", 1, n_tokens, 1, 1);
+    status =
+        enqueue(q, k, k->router_topk_f32, "router_topk_f32", MOECL_OPC_ROUTER, 1, n_tokens, 1, 1);
 cleanup:
     return status;
 }
@@ -458,7 +567,8 @@ enum moecl_status moecl_launch_swiglu(cl_command_queue q, const struct moecl_ker
     ARG(k->swiglu_f32, 2, n);
     ARG(k->swiglu_f32, 3, alpha);
     ARG(k->swiglu_f32, 4, limit);
-    status = enqueue(q, k->swiglu_f32, "swiglu_f32", 1, (n + 63) / 64, 1, k->local_rows);
+    status = enqueue(q, k, k->swiglu_f32, "swiglu_f32", MOECL_OPC_SWIGLU, 1, (n + 63) / 64, 1,
+                     k->local_rows);
 cleanup:
     return status;
 }
@@ -475,8 +585,8 @@ enum moecl_status moecl_launch_moe_combine(cl_command_queue q, const struct moec
     ARG(k->moe_combine_f32, 3, n_tokens);
     ARG(k->moe_combine_f32, 4, n);
     ARG(k->moe_combine_f32, 5, top_k);
-    status = enqueue(q, k->moe_combine_f32, "moe_combine_f32", 2, (n + 63) / 64, n_tokens,
-                     k->local_rows);
+    status = enqueue(q, k, k->moe_combine_f32, "moe_combine_f32", MOECL_OPC_COMBINE, 2,
+                     (n + 63) / 64, n_tokens, k->local_rows);
 cleanup:
     return status;
 }

@@ -16,6 +16,7 @@
 
 #include "checkpoint.h"
 #include "cl_util.h"
+#include "moecl.h"
 #include "moecl_shared.h"
 
 #include <stddef.h>
@@ -36,6 +37,7 @@
 /* Per-format kernels: X(field, name prefix); the kernel is <prefix><format suffix>. */
 #define MOECL_FORMAT_KERNELS(X)                                                                    \
     X(matmul, "matmul_f32_")                                                                       \
+    X(matmul_fast, "matmul_fast_f32_")                                                             \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -60,6 +62,8 @@ int moecl_qformat_equal(const struct moecl_qformat *a, const struct moecl_qforma
 void moecl_qformat_suffix(const struct moecl_qformat *f, char *buf, size_t n);
 
 struct moecl_programs {
+    int seq_round; /* built with per-operation rounding: only the reference-order kernel */
+    int lanes;     /* rows per vector of the fast product (-DLANES): 8 or 16 (CPU), 1 (GPU) */
     cl_program core;
     int n_formats;
     struct moecl_qformat formats[32];
@@ -81,6 +85,19 @@ struct moecl_format_kernels {
 #undef X
 };
 
+/* Launch events awaiting their profiling times, and the totals per op class (moecl.h). */
+struct moecl_prof {
+    int n, cap;
+    cl_event *ev;
+    unsigned char *cls;
+    double seconds[MOECL_OPC_COUNT];
+    uint64_t launches[MOECL_OPC_COUNT];
+};
+
+/* Waits for the pending events, adds their device times to the totals and releases them. */
+MOECL_WUR enum moecl_status moecl_prof_collect(struct moecl_prof *prof);
+void moecl_prof_free(struct moecl_prof *prof);
+
 struct moecl_kernels {
 #define X(name) cl_kernel name;
     MOECL_CORE_KERNELS(X)
@@ -88,6 +105,11 @@ struct moecl_kernels {
     int n_formats;
     struct moecl_format_kernels formats[32];
     size_t local_rows; /* local size of row-parallel kernels */
+    /* Matrix products: 1 = the reference-order kernel (bit-identical to MLX's CPU kernel,
+     * slow): set for programs built with seq_round, or by $MOECL_EXACT_MATMUL=1. */
+    int exact_matmul;
+    int lanes;               /* moecl_programs.lanes */
+    struct moecl_prof *prof; /* NULL: no profiling (owned by the context) */
 };
 
 MOECL_WUR enum moecl_status moecl_kernels_create(const struct moecl_programs *p,

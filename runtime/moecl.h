@@ -541,6 +541,68 @@ void moecl_context_release(struct moecl_context *ctx);
  * ~/.cache/moecl). *created_out (may be NULL) is 1 when this call made it. */
 MOECL_WUR enum moecl_status moecl_default_model_path(char *buf, size_t n, int *created_out);
 
+/* ------------------------------------------------------------------ speed */
+
+/* What a kernel launch of the forward pass is for (`moecl bench --profile`). */
+enum moecl_op_class {
+    MOECL_OPC_EMBED,     /* embedding rows */
+    MOECL_OPC_NORM,      /* rms norms */
+    MOECL_OPC_ATTN_PROJ, /* q, k, v, o products (with their biases) */
+    MOECL_OPC_ROPE,      /* rotary embedding of q and k */
+    MOECL_OPC_ATTENTION, /* attention with sinks, KV cache append */
+    MOECL_OPC_ROUTER,    /* router product, top-k and softmax */
+    MOECL_OPC_EXPERTS,   /* expert gate, up and down products */
+    MOECL_OPC_SWIGLU,    /* clamped SwiGLU */
+    MOECL_OPC_COMBINE,   /* weighted expert sum + residual, residual adds */
+    MOECL_OPC_LM_HEAD,   /* output projection */
+    MOECL_OPC_COUNT
+};
+
+/* "embed", "norm", "attn_proj", "rope", "attention", "router", "experts", "swiglu", "combine",
+ * "lm_head" ("?" out of range). */
+const char *moecl_op_class_id(enum moecl_op_class c);
+
+/* Device time per op class accumulated over the evaluations since profiling was switched on
+ * or reset. */
+struct moecl_profile {
+    double seconds[MOECL_OPC_COUNT];
+    uint64_t launches[MOECL_OPC_COUNT];
+};
+
+/* on = 1: time every kernel launch of later evaluations with OpenCL profiling events, per op
+ * class (costs a little host time per launch); 0: stop and drop the totals. */
+MOECL_WUR enum moecl_status moecl_context_set_profile(struct moecl_context *ctx, int on);
+/* *out = the totals; INVALID_ARG when profiling is off. */
+MOECL_WUR enum moecl_status moecl_context_profile(const struct moecl_context *ctx,
+                                                  struct moecl_profile *out);
+/* Zeroes the totals (profiling stays on). */
+void moecl_context_profile_reset(struct moecl_context *ctx);
+
+/* Weight bytes one decoded token reads: every attention and router weight, the top-k experts'
+ * share of every expert stack (k / n_experts of it), one embedding row, the whole lm_head,
+ * norms, sinks and the biases used. The denominator of the bandwidth bound. */
+struct moecl_token_bytes {
+    uint64_t attn, router, experts, embed, lm_head, norms;
+    uint64_t total;
+    /* Multiply-adds of one token's matrix products: in the layers (attention projections,
+     * router, top-k experts) and in the lm_head (prefill computes it for the last token only). */
+    uint64_t macs_layers, macs_lm_head;
+    /* The same bytes split by the device that reads them under the model's placement: the
+     * devices (indices as moecl_devices_list gives them) and each one's bytes per token. The
+     * devices take turns within a token, so the bound is the sum of bytes / bandwidth. */
+    int n_devices;
+    int device_index[8];
+    uint64_t device_bytes[8];
+};
+/* Locks the checkpoint's mapped files in memory (mlock, like llama.cpp's --mlock), so that the
+ * weights stay resident however the system reclaims page cache; *locked_bytes_out (may be
+ * NULL) gets the bytes locked. Reads every page first. MOECL_ERR_IO naming the file and the
+ * reason when the system refuses (RLIMIT_MEMLOCK). Unlocked when the model is released. */
+MOECL_WUR enum moecl_status moecl_model_lock_weights(struct moecl_model *model,
+                                                     uint64_t *locked_bytes_out);
+MOECL_WUR enum moecl_status moecl_model_bytes_per_token(const struct moecl_model *model,
+                                                        struct moecl_token_bytes *out);
+
 /* ------------------------------------------------------------------ memory statistics */
 
 /* What a byte of memory is for: the classes of the memory plan (footprint) and of the unified

@@ -176,6 +176,10 @@ static double ref_weight(const struct qcase *qc, const struct qdata *d, int e, i
     }
 }
 
+/* When set, run_qcase also runs the reference-order kernel (exact_matmul) on the same inputs and
+ * counts every output whose bits differ from the launched kernel's as bad. */
+static int g_compare_exact;
+
 /* Runs one matmul case; returns the number of outputs outside tolerance (-1 on setup error). */
 static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) {
     struct moecl_qweight qw;
@@ -312,6 +316,32 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
                 }
             }
         }
+        if (g_compare_exact && bad >= 0) {
+            /* the fast kernel against the reference-order kernel: the same bits */
+            float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
+            e.k.exact_matmul = !e.k.exact_matmul;
+            if (moecl_launch_matmul(
+                    e.q, &e.k, &dw, xm, 0, (uint32_t)xs, qc->with_ids ? (uint32_t)qc->x_div : 1u,
+                    qc->with_ids ? idm : NULL, ym, (uint32_t)ys, (uint32_t)qc->n_vec,
+                    qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) != MOECL_OK ||
+                read_back(&e, ym, y2, (size_t)qc->n_vec * ys * 4) != 0) {
+                bad = -1;
+            } else {
+                for (int p = 0; p < qc->n_vec; p++)
+                    for (int r = 0; r < qc->rows; r++) {
+                        size_t i = (size_t)p * ys + (size_t)r;
+                        if (memcmp(&y[i], &y2[i], 4) != 0) {
+                            if (bad < 3)
+                                printf("  %s b%d g%d: y[%d][%d] fast %.9g, reference order %.9g\n",
+                                       moecl_qmode_name(qc->mode), qc->bits, qc->group, p, r, y[i],
+                                       y2[i]);
+                            bad++;
+                        }
+                    }
+            }
+            e.k.exact_matmul = !e.k.exact_matmul;
+            free(y2);
+        }
     } else {
         printf("  launch: %s\n", moecl_last_error());
     }
@@ -346,6 +376,51 @@ TEST(kernel_matmul_affine_every_width_and_group) {
                 moecl_test_fail(__FILE__, __LINE__, "affine %d-bit g%d: %d outputs off", bits[b],
                                 groups[g], bad);
         }
+}
+
+/* The fast kernel (the default) gives the reference-order kernel's bits for every format:
+ * every affine width and group, the fp formats, float weights with a partial chunk, with expert
+ * ids (grouped by expert, full and partial tiles of 8 vectors) and dense (1 and 11 vectors); rows
+ * not a multiple of the vector width. */
+TEST(kernel_matmul_fast_equals_reference_order) {
+    static const int bits[] = {2, 3, 4, 5, 6, 8}, groups[] = {32, 64, 128};
+    g_compare_exact = 1;
+    for (size_t b = 0; b < 6; b++)
+        for (size_t g = 0; g < 3; g++) {
+            struct qcase qc = {
+                MOECL_QMODE_AFFINE, bits[b], groups[g], MOECL_DTYPE_BF16, 21, 256, 3, 30, 3, 1, 1};
+            int bad = run_qcase(&qc, 2000 + b * 10 + g, 0);
+            if (bad != 0)
+                moecl_test_fail(__FILE__, __LINE__, "affine %d-bit g%d: %d outputs differ", bits[b],
+                                groups[g], bad);
+        }
+    struct qcase cases[] = {
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
+        {MOECL_QMODE_MXFP8, 8, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 23, 128, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 23, 128, 0, 11, 1, 0, 0},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F32, 17, 70, 0, 11, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F16, 17, 70, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 17, 70, 0, 9, 1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int bad = run_qcase(&cases[i], 2100 + i, 0);
+        if (bad != 0)
+            moecl_test_fail(__FILE__, __LINE__, "case %zu (%s): %d outputs differ", i,
+                            moecl_qmode_name(cases[i].mode), bad);
+    }
+    g_compare_exact = 0;
+}
+
+/* More rows than 64 row blocks of one vector: each work-item walks several row vectors. */
+TEST(kernel_matmul_many_rows_per_item) {
+    g_compare_exact = 1;
+    struct qcase c1 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 2100, 64, 0, 2, 1, 0, 1};
+    struct qcase c2 = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 1100, 64, 2, 5, 1, 1, 0};
+    CHECK_EQ(run_qcase(&c1, 40, 0), 0);
+    CHECK_EQ(run_qcase(&c2, 41, 0), 0);
+    g_compare_exact = 0;
 }
 
 /* One row, one token: the smallest launch. */

@@ -433,3 +433,21 @@ TEST(perplexity_cli_errors) {
     moecl_test_rmtree(dir);
     free(dir);
 }
+
+/* Without --no-progress, stderr (not a terminal here) gets a progress line every tenth of the
+ * work with the rate and the time left; the last one covers every window. */
+TEST(perplexity_progress) {
+    char cmd[8192], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "'%s' perplexity -m '%s/f32' --tokens '%s' --ctx 64 --batch 16 2>&1 >/dev/null",
+             moecl_test_bin(), fixtures_dir(), tokens_file());
+    CHECK_EQ(moecl_test_run(cmd, &out), 0);
+    CHECK_STR_CONTAINS(out, "tokens/s, ");
+    CHECK_STR_CONTAINS(out, " left, PPL ");
+    CHECK_STR_CONTAINS(out, "[####################] window 8/8");
+    int lines = 0;
+    for (const char *p = out; p && (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    CHECK(lines >= 5 && lines <= 12);
+    free(out);
+}
