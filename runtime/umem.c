@@ -13,6 +13,8 @@
 
 #include "safetensors.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +44,12 @@ struct moecl_umem {
     int space_zero_copy[MOECL_UMEM_MAX_DEVICES]; /* every device of the space is zero-copy */
     struct wpiece *pieces;
     int n_pieces;
+    /* Contexts of one model may be created, evaluated and released on different threads: the
+     * registry is under a lock, the counters are atomic. */
+    pthread_mutex_t lock;
     struct moecl_umem_alloc *allocs;
     int n_allocs, cap_allocs;
-    uint64_t moved, handoffs, uploaded;
+    _Atomic uint64_t moved, handoffs, uploaded;
 };
 
 struct uview {
@@ -71,11 +76,14 @@ struct moecl_ubuf {
 
 static enum moecl_status register_alloc(struct moecl_umem *um, cl_mem mem, int device,
                                         enum moecl_mem_class cls, size_t n_bytes, int zero_copy) {
+    pthread_mutex_lock(&um->lock);
     if (um->n_allocs == um->cap_allocs) {
         int cap = um->cap_allocs ? um->cap_allocs * 2 : 256;
         struct moecl_umem_alloc *na = realloc(um->allocs, (size_t)cap * sizeof *na);
-        if (!na)
+        if (!na) {
+            pthread_mutex_unlock(&um->lock);
             return moecl_error_set(MOECL_ERR_NO_MEMORY, "umem: out of host memory");
+        }
         um->allocs = na;
         um->cap_allocs = cap;
     }
@@ -86,16 +94,19 @@ static enum moecl_status register_alloc(struct moecl_umem *um, cl_mem mem, int d
     a->n_bytes = n_bytes;
     a->zero_copy = zero_copy;
     um->dev[device].bytes[cls] += n_bytes;
+    pthread_mutex_unlock(&um->lock);
     return MOECL_OK;
 }
 
 static void unregister_alloc(struct moecl_umem *um, cl_mem mem) {
+    pthread_mutex_lock(&um->lock);
     for (int i = 0; i < um->n_allocs; i++)
         if (um->allocs[i].mem == mem) {
             um->dev[um->allocs[i].device].bytes[um->allocs[i].cls] -= um->allocs[i].n_bytes;
             um->allocs[i] = um->allocs[--um->n_allocs];
-            return;
+            break;
         }
+    pthread_mutex_unlock(&um->lock);
 }
 
 enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, int n,
@@ -107,6 +118,10 @@ enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, i
     struct moecl_umem *um = calloc(1, sizeof *um);
     if (!um)
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "umem: out of host memory");
+    if (pthread_mutex_init(&um->lock, NULL) != 0) {
+        free(um);
+        return moecl_error_set(MOECL_ERR_NO_MEMORY, "umem: cannot make a mutex");
+    }
     uint64_t stand_in = 0;
     const char *env = getenv("MOECL_MAX_ALLOC_BYTES");
     if (env && *env)
@@ -144,6 +159,7 @@ void moecl_umem_release_all(struct moecl_umem *um) {
             clReleaseMemObject(um->pieces[i].mem);
     free(um->pieces);
     free(um->allocs);
+    pthread_mutex_destroy(&um->lock);
     free(um);
 }
 

@@ -7,6 +7,7 @@
 #include "model_internal.h"
 #include "moecl.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -342,4 +343,60 @@ TEST(umem_split_weights_same_logits) {
     CHECK(memcmp(out[0], out[1], (size_t)T * (size_t)V * sizeof(float)) == 0);
     free(out[0]);
     free(out[1]);
+}
+
+struct ctx_job {
+    struct moecl_model *model;
+    const int32_t *tokens;
+    int n;
+    float *logits; /* [vocab] out */
+    enum moecl_status status;
+};
+
+static void *ctx_job_run(void *arg) {
+    struct ctx_job *j = arg;
+    struct moecl_context *c = NULL;
+    j->status = moecl_context_create(j->model, 64, NULL, &c);
+    if (j->status == MOECL_OK)
+        j->status = moecl_context_eval(c, j->tokens, j->n);
+    if (j->status == MOECL_OK)
+        memcpy(j->logits, moecl_context_logits(c),
+               (size_t)moecl_model_vocab_size(j->model) * sizeof(float));
+    moecl_context_release(c);
+    return NULL;
+}
+
+/* Contexts of one split model created, evaluated and released on four threads at once (the
+ * manager's registry and counters are shared): every thread gets the logits of a lone run. */
+TEST(umem_contexts_on_threads) {
+    struct moecl_device_info *list = NULL;
+    int n = 0;
+    REQUIRE(moecl_devices_list(&list, &n) == MOECL_OK);
+    moecl_devices_free(list);
+    if (n < 2)
+        SKIP("needs two OpenCL devices (make test sets POCL_DEVICES=\"pthread pthread\")");
+    struct moecl_model_options mo = {NULL, 0, NULL, -1}; /* --cpu-moe */
+    struct moecl_model *m = NULL;
+    REQUIRE(moecl_model_load(fixture("affine_b4_g64"), &mo, &m) == MOECL_OK);
+    static const int32_t toks[] = {5, 6, 7, 8, 9, 10, 11, 12, 13};
+    int V = moecl_model_vocab_size(m);
+    struct ctx_job jobs[5];
+    float *out = calloc(5 * (size_t)V, sizeof(float));
+    REQUIRE(out != NULL);
+    for (int i = 0; i < 5; i++)
+        jobs[i] = (struct ctx_job){m, toks, 9, out + (size_t)i * V, MOECL_OK};
+    ctx_job_run(&jobs[4]); /* alone */
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE(pthread_create(&th[i], NULL, ctx_job_run, &jobs[i]) == 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(jobs[i].status, MOECL_OK);
+    for (int i = 0; i < 4; i++)
+        CHECK(memcmp(out + (size_t)i * V, out + 4 * (size_t)V, (size_t)V * sizeof(float)) == 0);
+    CHECK_EQ(moecl_umem_n_allocs(m->umem),
+             moecl_umem_weight_pieces(m->umem, 0) + moecl_umem_weight_pieces(m->umem, 1));
+    free(out);
+    moecl_model_release(m);
 }
