@@ -423,35 +423,64 @@ static void CL_CALLBACK signal_cb(cl_event ev, cl_int st, void *data) {
     clReleaseEvent(user);
 }
 
-/* The view's ready event: a marker on its writer queue, made (and the queue flushed) on first
- * need. */
-static enum moecl_status view_ready(struct uview *v, cl_event *ev_out) {
+/* Markers made during one acquire: one per source queue, so that every buffer a queue wrote
+ * (and every read enqueued on it) shares one event, one callback and one user event. */
+struct markers {
+    cl_command_queue q[16];
+    cl_event ev[16];
+    int n;
+};
+
+static enum moecl_status marker_of(struct markers *mk, cl_command_queue q, cl_event *ev_out) {
     enum moecl_status status = MOECL_OK;
     *ev_out = NULL;
-    if (!v->writer_q)
-        return MOECL_OK;
-    if (!v->ready) {
-        MOECL_CL_CALL(clEnqueueMarkerWithWaitList(v->writer_q, 0, NULL, &v->ready));
-        MOECL_CL_CALL(clFlush(v->writer_q));
-    }
-    *ev_out = v->ready;
+    for (int i = 0; i < mk->n; i++)
+        if (mk->q[i] == q) {
+            *ev_out = mk->ev[i];
+            return MOECL_OK;
+        }
+    if (mk->n == 16)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "umem: more than 16 source queues");
+    MOECL_CL_CALL(clEnqueueMarkerWithWaitList(q, 0, NULL, &mk->ev[mk->n]));
+    MOECL_CL_CALL(clFlush(q));
+    mk->q[mk->n] = q;
+    *ev_out = mk->ev[mk->n++];
 cleanup:
     return status;
+}
+
+static void set_event(cl_event *slot, cl_event ev) {
+    if (ev)
+        clRetainEvent(ev);
+    if (*slot)
+        clReleaseEvent(*slot);
+    *slot = ev;
+}
+
+static int add_wait(cl_event *waits, int n, cl_event ev) {
+    for (int i = 0; i < n; i++)
+        if (waits[i] == ev)
+            return n;
+    waits[n] = ev;
+    return n + 1;
 }
 
 enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *const *bufs, int n,
                                      int device, cl_command_queue q, int access, cl_mem *mems_out) {
     enum moecl_status status = MOECL_OK;
-    cl_event waits[3 * 16];
-    int n_waits = 0;
-    cl_event owned[16]; /* user events we made: released after the barrier */
-    int n_owned = 0;
+    /* same-space writers' markers, and the host copies' (source-space) markers, kept apart so a
+     * marker never precedes a read it must cover */
+    struct markers mk = {{NULL}, {NULL}, 0}, mk_src = {{NULL}, {NULL}, 0};
+    cl_event waits[32], sources[16], users[16];
+    int n_waits = 0, n_sources = 0;
+    struct moecl_ubuf *stale[16];
+    int n_stale = 0, marker_for[16];
+    cl_command_queue src_q[16];
     if (n > 16)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "umem: acquire of %d buffers (<= 16)", n);
     const struct udev *u = &um->dev[device];
     int sp = u->space;
-    struct moecl_ubuf *pending_write[16];
-    int n_pending = 0;
+    /* 1. Classify; enqueue the device -> host reads of stale buffers on their writers' queues. */
     for (int i = 0; i < n; i++) {
         struct moecl_ubuf *b = bufs[i];
         struct uview *v = &b->view[sp];
@@ -466,14 +495,18 @@ enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *c
             /* Current here (or not needed): at most a same-space dependency on another queue. */
             if ((access & MOECL_UMEM_READ) && v->version == b->version && v->writer_q &&
                 v->writer_q != q) {
-                cl_event ev;
-                MOECL_TRY(view_ready(v, &ev));
-                waits[n_waits++] = ev;
-                um->handoffs++;
+                if (!v->ready) {
+                    cl_event ev;
+                    MOECL_TRY(marker_of(&mk, v->writer_q, &ev));
+                    set_event(&v->ready, ev);
+                }
+                int before = n_waits;
+                n_waits = add_wait(waits, n_waits, v->ready);
+                um->handoffs += (uint64_t)(n_waits > before);
             }
             continue;
         }
-        /* Stale here: bring the bytes through the host allocation. */
+        /* Stale here: the bytes come through the host allocation. */
         struct uview *src = &b->view[b->writer_space];
         if (!b->host) {
             status = moecl_error_set(MOECL_ERR_INVALID_ARG,
@@ -481,61 +514,74 @@ enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *c
                                      b->name, u->name);
             goto cleanup;
         }
+        marker_for[n_stale] = 0;
         if (b->host_version != b->version) {
             if (!src->zero_copy) {
-                if (b->host_ready) {
-                    clReleaseEvent(b->host_ready);
-                    b->host_ready = NULL;
-                }
                 MOECL_CL_CALL(clEnqueueReadBuffer(src->writer_q, src->mem, CL_FALSE, 0, b->valid,
-                                                  b->host, 0, NULL, &b->host_ready));
-                MOECL_CL_CALL(clFlush(src->writer_q));
+                                                  b->host, 0, NULL, NULL));
                 um->moved += b->valid;
-            } else {
-                cl_event ev;
-                MOECL_TRY(view_ready(src, &ev));
-                if (b->host_ready)
-                    clReleaseEvent(b->host_ready);
-                clRetainEvent(ev);
-                b->host_ready = ev;
             }
+            /* Host bytes are ready after the writer's queue reaches this point (a zero-copy
+             * writer's view is the host allocation itself). */
+            marker_for[n_stale] = 1;
+            src_q[n_stale] = src->writer_q;
             b->host_version = b->version;
         }
-        /* A user event of this space, completed when the host bytes are there. */
+        stale[n_stale++] = b;
+    }
+    /* 2. One marker per source queue, after its reads: the host copies' ready event. */
+    for (int i = 0; i < n_stale; i++) {
+        if (!marker_for[i])
+            continue;
+        cl_event ev;
+        MOECL_TRY(marker_of(&mk_src, src_q[i], &ev));
+        set_event(&stale[i]->host_ready, ev);
+    }
+    /* 3. One user event of this space per distinct source event, completed by a callback. */
+    for (int i = 0; i < n_stale; i++) {
+        int seen = 0;
+        for (int j = 0; j < n_sources; j++)
+            seen |= sources[j] == stale[i]->host_ready;
+        if (seen)
+            continue;
         cl_int err;
         cl_event ue = clCreateUserEvent(um->spaces[sp], &err);
         MOECL_CL_CHECK(err, "clCreateUserEvent");
-        owned[n_owned++] = ue;
+        sources[n_sources] = stale[i]->host_ready;
+        users[n_sources++] = ue;
         clRetainEvent(ue); /* the callback's reference */
-        err = clSetEventCallback(b->host_ready, CL_COMPLETE, signal_cb, ue);
+        err = clSetEventCallback(stale[i]->host_ready, CL_COMPLETE, signal_cb, ue);
         if (err != CL_SUCCESS) {
             clReleaseEvent(ue);
             MOECL_CL_CHECK(err, "clSetEventCallback");
         }
-        waits[n_waits++] = ue;
+        n_waits = add_wait(waits, n_waits, ue);
         um->handoffs++;
-        v->version = b->version;
-        if (v->ready) {
-            clReleaseEvent(v->ready);
-            v->ready = NULL;
-        }
-        v->writer_q = q;
-        if (!v->zero_copy)
-            pending_write[n_pending++] = b;
     }
     if (n_waits)
         MOECL_CL_CALL(clEnqueueBarrierWithWaitList(q, (cl_uint)n_waits, waits, NULL));
-    for (int i = 0; i < n_pending; i++) {
-        struct moecl_ubuf *b = pending_write[i];
-        MOECL_CL_CALL(clEnqueueWriteBuffer(q, b->view[sp].mem, CL_FALSE, 0, b->valid, b->host, 0,
-                                           NULL, NULL));
-        um->moved += b->valid;
+    /* 4. Host -> device copies into mirrors; the views are current from here on q. */
+    for (int i = 0; i < n_stale; i++) {
+        struct moecl_ubuf *b = stale[i];
+        struct uview *v = &b->view[sp];
+        if (!v->zero_copy) {
+            MOECL_CL_CALL(
+                clEnqueueWriteBuffer(q, v->mem, CL_FALSE, 0, b->valid, b->host, 0, NULL, NULL));
+            um->moved += b->valid;
+        }
+        v->version = b->version;
+        set_event(&v->ready, NULL);
+        v->writer_q = q;
     }
     if (n_waits)
         MOECL_CL_CALL(clFlush(q));
 cleanup:
-    for (int i = 0; i < n_owned; i++)
-        clReleaseEvent(owned[i]);
+    for (int i = 0; i < n_sources; i++)
+        clReleaseEvent(users[i]);
+    for (int i = 0; i < mk.n; i++)
+        clReleaseEvent(mk.ev[i]);
+    for (int i = 0; i < mk_src.n; i++)
+        clReleaseEvent(mk_src.ev[i]);
     return status;
 }
 

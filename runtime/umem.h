@@ -25,6 +25,8 @@
  * on the writer's queue, flushed, in the reader's wait list) when the writer shares the space;
  * otherwise a copy through the host allocation signalled by a user event of the reader's
  * context that a callback on the writer's event completes (no host thread waits, no clFinish).
+ * Buffers acquired together travel together: one marker per source queue, one callback and
+ * one user event per hand-off, however many buffers it carries.
  * moecl_umem_release records a write. Only the bytes a write declared valid are moved.
  *
  * Accounting: every cl_mem the manager makes is registered with its device and memory class;

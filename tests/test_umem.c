@@ -180,8 +180,32 @@ TEST(umem_stale_mirror_refreshed_once) {
         REQUIRE(moecl_umem_acquire(um, &b, 1, 0, q0, MOECL_UMEM_READ, &v0) == MOECL_OK);
         CHECK_EQ(moecl_umem_moved_bytes(um) - moved0, 2 * 6000);
     }
+    /* three buffers written by one queue travel as one hand-off: one marker, one callback,
+     * one user event */
+    struct moecl_ubuf *three[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(moecl_umem_buffer_create(um, "h", MOECL_MEM_ACTIVATIONS, 1024, 3u, 1, &three[i]) ==
+                MOECL_OK);
+        cl_mem v0;
+        uint32_t pattern = 0x77u + (uint32_t)i;
+        REQUIRE(moecl_umem_acquire(um, &three[i], 1, 0, q0, MOECL_UMEM_WRITE, &v0) == MOECL_OK);
+        clEnqueueFillBuffer(q0, v0, &pattern, sizeof pattern, 0, 1024, 0, NULL, NULL);
+        moecl_umem_release(um, three[i], 0, q0, 1024);
+    }
+    uint64_t h0 = moecl_umem_handoffs(um), m0 = moecl_umem_moved_bytes(um);
+    cl_mem v3[3];
+    REQUIRE(moecl_umem_acquire(um, three, 3, 1, q1, MOECL_UMEM_READ, v3) == MOECL_OK);
+    CHECK_EQ(moecl_umem_handoffs(um) - h0, 1);
+    CHECK_EQ(moecl_umem_moved_bytes(um) - m0, 2 * 3 * 1024);
+    for (int i = 0; i < 3; i++) {
+        uint32_t w = 0;
+        CHECK(clEnqueueReadBuffer(q1, v3[i], CL_TRUE, 1020, 4, &w, 0, NULL, NULL) == CL_SUCCESS);
+        CHECK_EQ(w, 0x77u + (uint32_t)i);
+    }
     clFinish(q0);
     clFinish(q1);
+    for (int i = 0; i < 3; i++)
+        moecl_umem_buffer_free(um, three[i]);
     moecl_umem_buffer_free(um, b);
     CHECK_EQ(moecl_umem_n_allocs(um), 0);
     moecl_umem_release_all(um);

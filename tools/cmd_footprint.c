@@ -548,8 +548,12 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
             if (rc)
                 break;
             csv_rows(f, p, ser ? ser->values[s] : "");
-            if (!title[0])
-                snprintf(title, sizeof title, "%s; %s", p->model, p->placement);
+            if (!title[0]) { /* what stays fixed over the sweep */
+                int by_like = !strcmp(xs->key, "like") || (ser && !strcmp(ser->key, "like"));
+                int by_place = !strcmp(xs->key, "place") || (ser && !strcmp(ser->key, "place"));
+                snprintf(title, sizeof title, "%s%s%s", by_like ? "" : p->model,
+                         by_like || by_place ? "" : "; ", by_place ? "" : p->placement);
+            }
             for (int r = 0; r < p->n_rows; r++) {
                 int d = 0;
                 while (d < n_dev && strcmp(dev_names[d], p->rows[r].name))
