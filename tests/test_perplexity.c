@@ -434,6 +434,40 @@ TEST(perplexity_cli_errors) {
     free(dir);
 }
 
+/* --save-top-k sets K: a top-1 file is 64 + 4 * tokens + 16 bytes per scored position, and
+ * still compares a run with itself to exactly 0. */
+TEST(perplexity_save_top_k) {
+    char *dir = moecl_test_tmpdir("ppl-topk");
+    REQUIRE(dir);
+    char lp[1024], args[8192], *out = NULL;
+    snprintf(lp, sizeof lp, "%s/k1.lp", dir);
+    snprintf(args, sizeof args,
+             "-m '%s/bf16' --tokens '%s' --ctx 64 --save-logits '%s' "
+             "--save-top-k 1",
+             fixtures_dir(), tokens_file(), lp);
+    CHECK_EQ(perplexity(args, &out), 0);
+    free(out);
+    FILE *f = fopen(lp, "rb");
+    REQUIRE(f);
+    fseek(f, 0, SEEK_END);
+    CHECK_EQ(ftell(f), 64 + 4 * 512 + 16 * 504);
+    fclose(f);
+    snprintf(args, sizeof args, "-m '%s/bf16' --kl-divergence '%s'", fixtures_dir(), lp);
+    CHECK_EQ(perplexity(args, &out), 0);
+    CHECK_STR_CONTAINS(out, "top-1 rows");
+    CHECK_NEAR(after(out, "max KL:"), 0.0, 0);
+    free(out);
+    snprintf(args, sizeof args,
+             "-m '%s/bf16' --tokens '%s' --ctx 64 --save-logits '%s' "
+             "--save-top-k 384",
+             fixtures_dir(), tokens_file(), lp);
+    CHECK_EQ(perplexity(args, &out), 1);
+    CHECK_STR_CONTAINS(out, "top-K 384 must be between 1 and the vocabulary (384) - 1");
+    free(out);
+    moecl_test_rmtree(dir);
+    free(dir);
+}
+
 /* Without --no-progress, stderr (not a terminal here) gets a progress line every tenth of the
  * work with the rate and the time left; the last one covers every window. */
 TEST(perplexity_progress) {
