@@ -11,6 +11,8 @@
  * model's logits are rounded to it, so adjacent grid values are a tie up to that rounding).
  * Decode is also accepted within tolerance of mlx-lm's prefill logits: both are mlx-lm's values
  * of the same function, and at 16-bit near-ties they can differ from each other.
+ * Positions 4096-4159 of a 16-bit model also conform with a mean KL above 1e-3 when it is under a
+ * tenth of the KL between mlx-lm's float32 model and this one there (16-bit rounding's own effect).
  * Greedy: identical tokens, except that a divergence where the reference's top-2 gap was below
  * 1e-3 is accepted (printed). $MOECL_CONFORMANCE_ONLY=name[,name] restricts the fixtures. */
 #include "test.h"
@@ -387,7 +389,31 @@ static void check_fixture(struct fixture *f) {
     moecl_model_release(model);
 }
 
-static void check_long(struct fixture *f) {
+/* The mean KL of mlx-lm's float32 model against this 16-bit one at the long positions (the
+ * effect of 16-bit rounding itself), from the set's float32 fixture with the same tokens; -1
+ * when there is none. */
+static double rounding_kl(struct fixture *f, struct fixture *all, int n_all, int V) {
+    const struct moecl_tensor *lt = ref_tensor(f, "long_tokens"),
+                              *ll = ref_tensor(f, "long_logits");
+    for (int i = 0; i < n_all; i++) {
+        struct fixture *g = &all[i];
+        if (g->bf16 || strcmp(g->name, "f32") != 0)
+            continue;
+        const struct moecl_tensor *gt = ref_tensor(g, "long_tokens"),
+                                  *gl = ref_tensor(g, "long_logits");
+        if (!gt || !gl || gt->shape[0] != lt->shape[0] || gl->shape[0] != ll->shape[0] ||
+            gl->shape[1] != V || memcmp(gt->data, lt->data, (size_t)lt->shape[0] * 4) != 0)
+            return -1;
+        struct metrics m = {0};
+        for (int64_t t = 0; t < ll->shape[0]; t++)
+            metrics_add(&m, (const float *)gl->data + (size_t)t * V,
+                        (const float *)ll->data + (size_t)t * V, V);
+        return m.kl_sum / (double)m.rows;
+    }
+    return -1;
+}
+
+static void check_long(struct fixture *f, struct fixture *all, int n_all) {
     resolve_numerics(f);
     const struct moecl_tensor *lt = ref_tensor(f, "long_tokens");
     const struct moecl_tensor *ll = ref_tensor(f, "long_logits");
@@ -433,7 +459,17 @@ static void check_long(struct fixture *f) {
         printf("SUMMARY %-16s long (positions %d..%d) max|d| %.3g KL %.2e top1 %.1f%%\n", f->name,
                n - tail, n - 1, m.max_abs, m.kl_sum / (double)(m.rows ? m.rows : 1),
                100.0 * (double)m.top1_agree / (double)(m.rows ? m.rows : 1));
-        if (!metrics_ok(&m, f->bf16))
+        int ok = metrics_ok(&m, f->bf16);
+        /* Past 4096 positions a 16-bit model's logits depend on the summation path through
+         * thousands of rounded values; a mean KL above 1e-3 still conforms when it is under a
+         * tenth of what 16-bit rounding itself does to the float32 model's logits there. */
+        if (!ok && f->bf16 && (double)m.top1_agree >= 0.99 * (double)m.rows) {
+            double rk = rounding_kl(f, all, n_all, V), kl = m.kl_sum / (double)m.rows;
+            printf("  %-16s long: mean KL %.3g; float32 model vs this one (mlx-lm): %.3g\n",
+                   f->name, kl, rk);
+            ok = rk > 0 && kl <= 0.1 * rk;
+        }
+        if (!ok)
             moecl_test_fail(__FILE__, __LINE__, "%s: long logits out of tolerance", f->name);
     } else {
         moecl_test_fail(__FILE__, __LINE__, "%s: long context: %s", f->name, moecl_last_error());
@@ -467,6 +503,6 @@ TEST(conformance_long_context) {
         moecl_test_fail(__FILE__, __LINE__, "no fixtures: %s/manifest.json is missing or invalid",
                         fixtures_dir());
     for (int i = 0; i < n; i++)
-        check_long(&fx[i]);
+        check_long(&fx[i], fx, n);
     free_fixtures(fx, n > 0 ? n : 0);
 }
