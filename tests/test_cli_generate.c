@@ -8,28 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The shared cache folder: test-cache next to the moecl binary (so `make clean` removes it; the
- * default model is remade when mkmodel is rebuilt). */
-static const char *cache_dir(void) {
-    static char dir[3072];
-    if (!dir[0]) {
-        const char *bin = moecl_test_bin();
-        const char *slash = strrchr(bin, '/');
-        int n = slash ? (int)(slash - bin) : 1;
-        char cwd[2048] = ".";
-        if (bin[0] != '/' && !getcwd(cwd, sizeof cwd))
-            snprintf(cwd, sizeof cwd, ".");
-        snprintf(dir, sizeof dir, "%s%s%.*s/test-cache", bin[0] == '/' ? "" : cwd,
-                 bin[0] == '/' ? "" : "/", n, slash ? bin : ".");
-    }
-    return dir;
-}
-
 /* Runs `moecl ARGS` with the cache folder; stdout (and stderr unless stderr_too is 0). */
 static int moecl(const char *args, int stderr_too, char **out) {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' %s%s", cache_dir(), moecl_test_bin(), args,
-             stderr_too ? "" : " 2>/dev/null");
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' %s%s", moecl_test_cache_dir(),
+             moecl_test_bin(), args, stderr_too ? "" : " 2>/dev/null");
     return moecl_test_run(cmd, out);
 }
 
@@ -188,8 +171,8 @@ TEST(cli_chat_tmux) {
     if (access("tests/cli/chat_tmux.sh", X_OK) != 0)
         SKIP("run from the source tree root");
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' tests/cli/chat_tmux.sh '%s'", cache_dir(),
-             moecl_test_bin());
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' tests/cli/chat_tmux.sh '%s'",
+             moecl_test_cache_dir(), moecl_test_bin());
     int rc = moecl_test_run(cmd, &out);
     CHECK_EQ(rc, 0);
     CHECK_STR_CONTAINS(out, "chat_tmux: ok");

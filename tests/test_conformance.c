@@ -34,29 +34,6 @@ struct fixture {
     struct moecl_st_file *ref;
 };
 
-static const char *fixtures_dir(void) {
-    const char *d = getenv("MOECL_FIXTURES_DIR");
-    return d && *d ? d : "tests/fixtures";
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
 static int wanted(const char *name) {
     const char *only = getenv("MOECL_CONFORMANCE_ONLY");
     if (!only || !*only)
@@ -73,9 +50,9 @@ static char manifest_numerics[256];
 /* Reads the manifest; returns the fixture count (-1 on a missing/corrupt manifest). */
 static int load_manifest(struct fixture **out) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/manifest.json", fixtures_dir());
+    snprintf(path, sizeof path, "%s/manifest.json", moecl_test_fixtures_dir());
     *out = NULL;
-    char *text = slurp(path);
+    char *text = moecl_test_slurp(path, NULL);
     if (!text)
         return -1;
     cJSON *root = cJSON_Parse(text);
@@ -97,7 +74,8 @@ static int load_manifest(struct fixture **out) {
         if (!cJSON_IsString(name) || !cJSON_IsString(tol) || !wanted(name->valuestring))
             continue;
         snprintf(fx[n].name, sizeof fx[n].name, "%s", name->valuestring);
-        snprintf(fx[n].dir, sizeof fx[n].dir, "%s/%s", fixtures_dir(), name->valuestring);
+        snprintf(fx[n].dir, sizeof fx[n].dir, "%s/%s", moecl_test_fixtures_dir(),
+                 name->valuestring);
         fx[n].bf16 = strcmp(tol->valuestring, "float32") != 0;
         fx[n].mlx_cpu_rounding = -1;
         n++;
@@ -490,7 +468,7 @@ TEST(conformance_logits) {
     int n = load_manifest(&fx);
     if (n < 0)
         moecl_test_fail(__FILE__, __LINE__, "no fixtures: %s/manifest.json is missing or invalid",
-                        fixtures_dir());
+                        moecl_test_fixtures_dir());
     for (int i = 0; i < n; i++)
         check_fixture(&fx[i]);
     free_fixtures(fx, n > 0 ? n : 0);
@@ -501,7 +479,7 @@ TEST(conformance_long_context) {
     int n = load_manifest(&fx);
     if (n < 0)
         moecl_test_fail(__FILE__, __LINE__, "no fixtures: %s/manifest.json is missing or invalid",
-                        fixtures_dir());
+                        moecl_test_fixtures_dir());
     for (int i = 0; i < n; i++)
         check_long(&fx[i], fx, n);
     free_fixtures(fx, n > 0 ? n : 0);
