@@ -664,6 +664,13 @@ struct moecl_memory_report {
     /* The mapped checkpoint files, and how much of them is in the page cache (mincore: pages
      * any process or an earlier run brought in; this process's share is in host_rss_bytes). */
     uint64_t checkpoint_bytes, checkpoint_resident_bytes;
+    /* Host allocations of the activation, hand-off, KV and scratch buffers, by class (the
+     * canonical copies that zero-copy views alias and host hand-offs go through; none for a
+     * buffer only discrete devices use within one context). host_pinned_bytes of them are
+     * pinned memory (mapped CL_MEM_ALLOC_HOST_PTR buffers of a discrete device's context,
+     * or of any device with $MOECL_PIN_HOST=1): host memory, in no device's measured bytes. */
+    uint64_t host_buffer_bytes[MOECL_MEM_N_CLASSES];
+    uint64_t host_pinned_bytes;
 };
 
 /* Fills *report for a context and its model. */

@@ -50,6 +50,12 @@ struct moecl_umem {
     struct moecl_umem_alloc *allocs;
     int n_allocs, cap_allocs;
     _Atomic uint64_t moved, handoffs, uploaded;
+    /* Host memory of unified buffers by class (page-rounded), and the pinned part of it. */
+    _Atomic uint64_t host_bytes[MOECL_MEM_N_CLASSES], pinned_bytes;
+    /* Per space, the queue that maps and unmaps pinned host buffers (made when first needed,
+     * under the lock). */
+    cl_command_queue pin_q[MOECL_UMEM_MAX_DEVICES];
+    int pin_mode; /* $MOECL_PIN_HOST: -1 unset (discrete devices), 0 never, 1 every device */
 };
 
 struct uview {
@@ -65,6 +71,9 @@ struct moecl_ubuf {
     enum moecl_mem_class cls;
     size_t n_bytes, valid;
     uint8_t *host;
+    size_t host_bytes; /* host allocation, page-rounded */
+    cl_mem pinned;     /* the host allocation is this ALLOC_HOST_PTR buffer, mapped */
+    int pin_space;     /* its space (its queue unmaps it) */
     uint32_t version, host_version;
     cl_event host_ready; /* event (of the writer's context) after which host holds host_version */
     int writer_space;
@@ -122,6 +131,8 @@ enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, i
         free(um);
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "umem: cannot make a mutex");
     }
+    const char *pin = getenv("MOECL_PIN_HOST");
+    um->pin_mode = pin && *pin ? strcmp(pin, "0") != 0 : -1;
     uint64_t stand_in = 0;
     const char *env = getenv("MOECL_MAX_ALLOC_BYTES");
     if (env && *env)
@@ -154,6 +165,9 @@ enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, i
 void moecl_umem_release_all(struct moecl_umem *um) {
     if (!um)
         return;
+    for (int s = 0; s < MOECL_UMEM_MAX_DEVICES; s++)
+        if (um->pin_q[s])
+            clReleaseCommandQueue(um->pin_q[s]);
     for (int i = 0; i < um->n_pieces; i++)
         if (um->pieces[i].mem)
             clReleaseMemObject(um->pieces[i].mem);
@@ -327,6 +341,55 @@ int moecl_umem_weight_pieces(const struct moecl_umem *um, int device) {
 
 /* ------------------------------------------------------------------ unified buffers */
 
+/* The device whose context pins a buffer's host allocation, or -1 for plain host memory: the
+ * first discrete device (its space not host-unified) of the mask, where DMA from pinned pages
+ * is what the device benefits from; $MOECL_PIN_HOST=1: the first device of the mask on any
+ * device (the path made testable on PoCL); $MOECL_PIN_HOST=0: never. */
+static int pin_device(const struct moecl_umem *um, unsigned mask) {
+    if (um->pin_mode == 0)
+        return -1;
+    for (int d = 0; d < um->n_devices; d++)
+        if ((mask >> d & 1) && (um->pin_mode == 1 || !um->space_zero_copy[um->dev[d].space]))
+            return d;
+    return -1;
+}
+
+/* Makes b's host allocation pinned memory of `device`'s context: a CL_MEM_ALLOC_HOST_PTR buffer
+ * mapped once, kept mapped until the buffer is freed; the mapped pointer is b->host. */
+static enum moecl_status pin_host(struct moecl_umem *um, struct moecl_ubuf *b, int device,
+                                  size_t n_bytes) {
+    enum moecl_status status = MOECL_OK;
+    const struct udev *u = &um->dev[device];
+    cl_int err = CL_SUCCESS;
+    pthread_mutex_lock(&um->lock);
+    if (!um->pin_q[u->space])
+        um->pin_q[u->space] = clCreateCommandQueueWithProperties(u->d.ctx, u->d.device, NULL, &err);
+    cl_command_queue q = um->pin_q[u->space];
+    pthread_mutex_unlock(&um->lock);
+    if (!q)
+        return moecl_error_set(MOECL_ERR_CL, "device %s: a queue to map pinned buffer %s: %s",
+                               u->name, b->name, moecl_cl_err_name(err));
+    b->pinned =
+        clCreateBuffer(u->d.ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, n_bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        b->pinned = NULL;
+        return moecl_error_set(MOECL_ERR_CL,
+                               "device %s: clCreateBuffer(ALLOC_HOST_PTR, pinned host memory for "
+                               "%s, %zu bytes): %s",
+                               u->name, b->name, n_bytes, moecl_cl_err_name(err));
+    }
+    b->pin_space = u->space;
+    b->host = clEnqueueMapBuffer(q, b->pinned, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, n_bytes, 0,
+                                 NULL, NULL, &err);
+    if (err != CL_SUCCESS || !b->host) {
+        b->host = NULL;
+        status =
+            moecl_error_set(MOECL_ERR_CL, "device %s: mapping pinned buffer %s (%zu bytes): %s",
+                            u->name, b->name, n_bytes, moecl_cl_err_name(err));
+    }
+    return status;
+}
+
 enum moecl_status moecl_umem_buffer_create(struct moecl_umem *um, const char *name,
                                            enum moecl_mem_class cls, size_t n_bytes,
                                            unsigned dev_mask, int host,
@@ -349,13 +412,22 @@ enum moecl_status moecl_umem_buffer_create(struct moecl_umem *um, const char *na
             host = 1;
     if (host) {
         size_t rounded = (n_bytes + PAGE - 1) / PAGE * PAGE;
-        b->host = aligned_alloc(PAGE, rounded);
-        if (!b->host) {
-            status = moecl_error_set(MOECL_ERR_NO_MEMORY,
-                                     "umem: %s: out of host memory (%zu bytes)", name, n_bytes);
-            goto cleanup;
+        int pin_dev = pin_device(um, b->dev_mask);
+        if (pin_dev >= 0) {
+            MOECL_TRY(pin_host(um, b, pin_dev, rounded));
+        } else {
+            b->host = aligned_alloc(PAGE, rounded);
+            if (!b->host) {
+                status = moecl_error_set(MOECL_ERR_NO_MEMORY,
+                                         "umem: %s: out of host memory (%zu bytes)", name, n_bytes);
+                goto cleanup;
+            }
         }
         memset(b->host, 0, rounded);
+        b->host_bytes = rounded;
+        um->host_bytes[cls] += rounded;
+        if (b->pinned)
+            um->pinned_bytes += rounded;
     }
     for (int d = 0; d < um->n_devices; d++) {
         if (!(b->dev_mask >> d & 1))
@@ -408,7 +480,20 @@ void moecl_umem_buffer_free(struct moecl_umem *um, struct moecl_ubuf *b) {
     }
     if (b->host_ready)
         clReleaseEvent(b->host_ready);
-    free(b->host);
+    if (b->host) {
+        um->host_bytes[b->cls] -= b->host_bytes;
+        if (b->pinned)
+            um->pinned_bytes -= b->host_bytes;
+    }
+    if (b->pinned) {
+        /* the views of the pointer are released above; unmap, wait for it, release */
+        cl_command_queue q = um->pin_q[b->pin_space];
+        if (b->host && clEnqueueUnmapMemObject(q, b->pinned, b->host, 0, NULL, NULL) == CL_SUCCESS)
+            clFinish(q);
+        clReleaseMemObject(b->pinned);
+    } else {
+        free(b->host);
+    }
     free(b);
 }
 
@@ -420,6 +505,10 @@ cl_mem moecl_umem_view(const struct moecl_umem *um, const struct moecl_ubuf *b, 
 
 void *moecl_umem_host(const struct moecl_ubuf *b) {
     return b ? b->host : NULL;
+}
+
+int moecl_umem_pinned(const struct moecl_ubuf *b) {
+    return b && b->pinned != NULL;
 }
 
 uint32_t moecl_umem_version(const struct moecl_ubuf *b) {
@@ -653,6 +742,14 @@ uint64_t moecl_umem_device_bytes(const struct moecl_umem *um, int device,
     if (!um || device < 0 || device >= um->n_devices || (unsigned)cls >= MOECL_MEM_N_CLASSES)
         return 0;
     return um->dev[device].bytes[cls];
+}
+
+uint64_t moecl_umem_host_bytes(const struct moecl_umem *um, enum moecl_mem_class cls) {
+    return um && (unsigned)cls < MOECL_MEM_N_CLASSES ? um->host_bytes[cls] : 0;
+}
+
+uint64_t moecl_umem_pinned_bytes(const struct moecl_umem *um) {
+    return um ? um->pinned_bytes : 0;
 }
 
 uint64_t moecl_umem_moved_bytes(const struct moecl_umem *um) {

@@ -216,6 +216,91 @@ TEST(umem_stale_mirror_refreshed_once) {
     clReleaseContext(ctx[1]);
 }
 
+/* Pinned host memory: a buffer a discrete device uses gets a mapped ALLOC_HOST_PTR buffer of
+ * that device's context as its host allocation, by default (a plain aligned allocation with
+ * $MOECL_PIN_HOST=0); with $MOECL_PIN_HOST=1 also on host-unified devices, where the other
+ * context's zero-copy view aliases the pinned pages. Pinned bytes are host memory of the
+ * buffer's class and in no device's accounting; a hand-off through them carries the bytes. */
+TEST(umem_pinned_host_memory) {
+    cl_context ctx[2];
+    cl_device_id dev[2];
+    struct moecl_cl_device info[2];
+    if (devices(2, ctx, dev, info) != 0)
+        SKIP("needs two OpenCL devices (make test sets POCL_DEVICES=\"pthread pthread\")");
+    cl_int err;
+    cl_command_queue q0 = clCreateCommandQueueWithProperties(ctx[0], dev[0], NULL, &err);
+    cl_command_queue q1 = clCreateCommandQueueWithProperties(ctx[1], dev[1], NULL, &err);
+    const size_t N = 3 * 4096 + 100, R = 4 * 4096; /* R: N rounded to pages */
+    for (int mode = 0; mode < 3; mode++) {
+        /* 0: discrete devices, default; 1: discrete, $MOECL_PIN_HOST=0; 2: zero-copy, =1 */
+        int zc = mode == 2;
+        struct moecl_umem_device_desc d[2] = {
+            {ctx[0], dev[0], "pocl:0", zc, info[0].info.max_alloc_bytes, 0},
+            {ctx[1], dev[1], "pocl:1", zc, info[1].info.max_alloc_bytes, 0}};
+        if (mode == 1)
+            setenv("MOECL_PIN_HOST", "0", 1);
+        if (mode == 2)
+            setenv("MOECL_PIN_HOST", "1", 1);
+        struct moecl_umem *um = NULL;
+        enum moecl_status st = moecl_umem_create(d, 2, &um);
+        unsetenv("MOECL_PIN_HOST");
+        REQUIRE(st == MOECL_OK);
+        struct moecl_ubuf *b = NULL;
+        REQUIRE(moecl_umem_buffer_create(um, "x", MOECL_MEM_ACTIVATIONS, N, 3u, 1, &b) == MOECL_OK);
+        int pinned = mode != 1;
+        CHECK_EQ(moecl_umem_pinned(b), pinned);
+        CHECK_EQ(moecl_umem_host_bytes(um, MOECL_MEM_ACTIVATIONS), R);
+        CHECK_EQ(moecl_umem_pinned_bytes(um), pinned ? R : 0);
+        /* the devices' accounting holds the two views and nothing else */
+        CHECK_EQ(moecl_umem_n_allocs(um), 2);
+        uint64_t views = 0;
+        for (int i = 0; i < moecl_umem_n_allocs(um); i++)
+            views += mem_size(moecl_umem_alloc_at(um, i)->mem);
+        CHECK_EQ(views, 2 * N);
+        CHECK_EQ(moecl_umem_device_bytes(um, 0, MOECL_MEM_ACTIVATIONS) +
+                     moecl_umem_device_bytes(um, 1, MOECL_MEM_ACTIVATIONS),
+                 2 * N);
+        uint8_t *host = moecl_umem_host(b);
+        REQUIRE(host != NULL);
+        CHECK_EQ(host[0], 0); /* zeroed */
+        CHECK_EQ(host[R - 1], 0);
+        if (zc) {
+            /* pinned in context 0; context 1's view aliases the pinned pages */
+            void *hp = NULL;
+            clGetMemObjectInfo(moecl_umem_view(um, b, 1), CL_MEM_HOST_PTR, sizeof hp, &hp, NULL);
+            CHECK(hp == (void *)host);
+        }
+        /* a write on device 0 read on device 1 (a hand-off through the host allocation) */
+        cl_mem v0, v1;
+        uint32_t pattern = 0xC0DE0000u + (uint32_t)mode;
+        REQUIRE(moecl_umem_acquire(um, &b, 1, 0, q0, MOECL_UMEM_WRITE, &v0) == MOECL_OK);
+        clEnqueueFillBuffer(q0, v0, &pattern, sizeof pattern, 0, N / 4 * 4, 0, NULL, NULL);
+        moecl_umem_release(um, b, 0, q0, N);
+        uint64_t m0 = moecl_umem_moved_bytes(um);
+        REQUIRE(moecl_umem_acquire(um, &b, 1, 1, q1, MOECL_UMEM_READ, &v1) == MOECL_OK);
+        CHECK_EQ(moecl_umem_moved_bytes(um) - m0, zc ? 0 : 2 * N);
+        uint32_t got[2] = {0, 0};
+        CHECK(clEnqueueReadBuffer(q1, v1, CL_TRUE, 0, 4, &got[0], 0, NULL, NULL) == CL_SUCCESS);
+        CHECK(clEnqueueReadBuffer(q1, v1, CL_TRUE, N / 4 * 4 - 4, 4, &got[1], 0, NULL, NULL) ==
+              CL_SUCCESS);
+        CHECK_EQ(got[0], pattern);
+        CHECK_EQ(got[1], pattern);
+        clFinish(q0);
+        uint32_t h = 0;
+        memcpy(&h, host + N / 4 * 4 - 4, 4);
+        CHECK_EQ(h, pattern); /* the bytes went through (or are) the host allocation */
+        moecl_umem_buffer_free(um, b);
+        CHECK_EQ(moecl_umem_host_bytes(um, MOECL_MEM_ACTIVATIONS), 0);
+        CHECK_EQ(moecl_umem_pinned_bytes(um), 0);
+        CHECK_EQ(moecl_umem_n_allocs(um), 0);
+        moecl_umem_release_all(um);
+    }
+    clReleaseCommandQueue(q0);
+    clReleaseCommandQueue(q1);
+    clReleaseContext(ctx[0]);
+    clReleaseContext(ctx[1]);
+}
+
 /* A split model with a context: per device and class, the accounting equals the sum of
  * CL_MEM_SIZE over the buffers of that device, and the memory report shows the same numbers;
  * every weight class is on the device the placement names and nowhere else. */

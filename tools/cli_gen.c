@@ -505,5 +505,17 @@ int gen_print_memory_report(const struct moecl_context *ctx) {
         r.checkpoint_bytes
             ? 100.0 * (double)r.checkpoint_resident_bytes / (double)r.checkpoint_bytes
             : 0.0);
+    uint64_t hb = 0;
+    for (int c = 0; c < MOECL_MEM_N_CLASSES; c++)
+        hb += r.host_buffer_bytes[c];
+    if (hb) {
+        fprintf(stderr, "  host buffers: %s (%s of them pinned)", moecl_cli_bytes(hb, b1),
+                moecl_cli_bytes(r.host_pinned_bytes, b2));
+        for (int c = 0; c < MOECL_MEM_N_CLASSES; c++)
+            if (r.host_buffer_bytes[c])
+                fprintf(stderr, "; %s %s", moecl_mem_class_name((enum moecl_mem_class)c),
+                        moecl_cli_bytes(r.host_buffer_bytes[c], b1));
+        fprintf(stderr, "\n");
+    }
     return 0;
 }
