@@ -492,6 +492,14 @@ struct moecl_context_options {
     int all_logits;
     /* Storage of the KV cache (default MOECL_KV_F32). */
     enum moecl_kv_type kv_type;
+    /* > 0: prefill pipelined in micro-batches of this many tokens across the attention and
+     * expert devices (the attention device works on micro-batch j + 1 while the expert device
+     * works on j). Applies when every layer's attention is on one device, some layer's experts
+     * on another and a prefill step holds two micro-batches or more; otherwise, and with 0,
+     * each prefill step runs whole. Costs ceil(prefill_chunk / micro_batch) sets of
+     * micro-batch buffers (about prefill_chunk * (2 * hidden + 2 * top_k) * 4 bytes) on each
+     * of those devices. $MOECL_MICRO_BATCH, when set, overrides it (tests). */
+    int micro_batch;
 };
 
 /* An evaluation state on a model: the KV cache (full-attention layers hold n_ctx positions,

@@ -145,6 +145,9 @@ TEST(cli_generate_usage_errors) {
         {"generate -p", "needs a value"},
         {"chat --ctx 5", "--ctx"},
         {"chat --wat", "unknown option"},
+        {"generate -p x --micro-batch -1", "--micro-batch"},
+        {"chat --micro-batch many", "--micro-batch"},
+        {"bench -p 8 --micro-batch", "--micro-batch"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *out = NULL;
@@ -260,6 +263,24 @@ TEST(cli_generate_placement) {
     CHECK_STR_CONTAINS(report, "pocl:0     expert weights");
     CHECK_STR_CONTAINS(report, "between devices: 2 event + 0 host hand-offs per step");
     CHECK_STR_CONTAINS(report, "checkpoint ");
+    /* --micro-batch: the same text, and the plan holds the micro-batch buffers (pocl:0's
+     * planned activations grow) */
+    char *mb = NULL, *mb_report = NULL, *plain_report = NULL;
+    snprintf(cmd, sizeof cmd, "%s --place attn=pocl:0,experts=pocl:1 --micro-batch 2", base);
+    CHECK_EQ(moecl(cmd, 0, &mb), 0);
+    CHECK(mb && strcmp(one, mb) == 0);
+    snprintf(cmd, sizeof cmd,
+             "%s --place attn=pocl:0,experts=pocl:1 --micro-batch 2 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &mb_report), 0);
+    snprintf(cmd, sizeof cmd, "%s --place attn=pocl:0,experts=pocl:1 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &plain_report), 0);
+    const char *la = mb_report ? strstr(mb_report, "pocl:0     activations") : NULL;
+    const char *lb = plain_report ? strstr(plain_report, "pocl:0     activations") : NULL;
+    REQUIRE(la && lb);
+    CHECK(strncmp(la, lb, (size_t)(strchr(la, '\n') - la)) != 0);
+    free(mb);
+    free(mb_report);
+    free(plain_report);
     CHECK_EQ(moecl("generate -p x --place attn=amd:0", 1, &bad), 1);
     CHECK_STR_CONTAINS(bad, "--place entry 'attn=amd:0'");
     free(one);

@@ -191,7 +191,7 @@ static void metrics_print(const char *fixture, const char *what, const struct me
 /* ------------------------------------------------------------------ runs */
 
 static struct moecl_context *make_ctx(struct moecl_model *model, int n_ctx, int chunk, int all) {
-    struct moecl_context_options o = {chunk, 0, all, MOECL_KV_F32};
+    struct moecl_context_options o = {chunk, 0, all, MOECL_KV_F32, 0};
     struct moecl_context *c = NULL;
     if (moecl_context_create(model, n_ctx, &o, &c) != MOECL_OK) {
         printf("  context: %s\n", moecl_last_error());
@@ -407,7 +407,7 @@ static void check_long(struct fixture *f, struct fixture *all, int n_all) {
     int n = (int)lt->shape[0], tail = ll ? (int)ll->shape[0] : 0;
     REQUIRE(ll && shape2(ll, tail, V) && tail < n);
     const int32_t *tok = lt->data;
-    struct moecl_context_options o = {tail, 0, 1, MOECL_KV_F32};
+    struct moecl_context_options o = {tail, 0, 1, MOECL_KV_F32, 0};
     struct moecl_context *c = NULL;
     float *out = malloc((size_t)tail * (size_t)V * sizeof(float));
     struct metrics m = {0};

@@ -66,7 +66,7 @@ static int run_placement(const char *dir, const char *device, const char *place,
     /* chunk 7 crosses the window; with micro-batches of 4 ($MOECL_MICRO_BATCH), chunks of 16
      * hold four, the last chunk (8 of 40) two */
     const char *mbe = getenv("MOECL_MICRO_BATCH");
-    struct moecl_context_options co = {mbe && atoi(mbe) > 0 ? 16 : 7, 0, 1, MOECL_KV_F32};
+    struct moecl_context_options co = {mbe && atoi(mbe) > 0 ? 16 : 7, 0, 1, MOECL_KV_F32, 0};
     int rc = -1;
     if (!r->prefill || !r->decode || moecl_context_create(m, T + 32, &co, &c) != MOECL_OK ||
         moecl_context_eval_all(c, tokens, T, r->prefill) != MOECL_OK) {

@@ -417,7 +417,7 @@ TEST(umem_split_weights_same_logits) {
         REQUIRE(st == MOECL_OK);
         V = moecl_model_vocab_size(m);
         pieces[run] = moecl_umem_weight_pieces(m->umem, 0);
-        struct moecl_context_options co = {4, 0, 1, MOECL_KV_F32};
+        struct moecl_context_options co = {4, 0, 1, MOECL_KV_F32, 0};
         out[run] = malloc((size_t)T * (size_t)V * sizeof(float));
         REQUIRE(out[run] && moecl_context_create(m, T, &co, &c) == MOECL_OK);
         CHECK(moecl_context_eval_all(c, toks, T, out[run]) == MOECL_OK);

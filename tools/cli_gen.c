@@ -24,7 +24,10 @@
 #define KV_OPTIONS_HELP                                                                            \
     "  --kv-type T            KV cache storage: f32 (default) or f16 (half the bytes)\n"           \
     "  --max-kv-size N        full-attention layers keep only the last N positions (a\n"           \
-    "                         rotating window, as mlx-lm's --max-kv-size)\n"
+    "                         rotating window, as mlx-lm's --max-kv-size)\n"                       \
+    "  --micro-batch N        pipeline prefill in micro-batches of N tokens across the\n"          \
+    "                         attention and expert devices (attention on one device, experts\n"    \
+    "                         elsewhere; default 0: off)\n"
 
 const char gen_model_options_help[] = "  --device SPEC          device as `moecl devices` names it "
                                       "(cpu, gpu, pocl:1, 2)\n" PLACE_HELP KV_OPTIONS_HELP;
@@ -102,6 +105,11 @@ int gen_parse_model_option(struct gen_opts *o, int argc, char **argv, int *i) {
         if (parse_ll(a, v, 1, INT32_MAX, &ll))
             return -1;
         o->max_kv_size = (int)ll;
+    } else if (!strcmp(a, "--micro-batch")) {
+        long long ll;
+        if (parse_ll(a, v, 0, 1 << 20, &ll))
+            return -1;
+        o->micro_batch = (int)ll;
     } else if (!strcmp(a, "--place")) {
         if (!v)
             goto missing;
@@ -138,6 +146,7 @@ void gen_context_options(const struct gen_opts *o, struct moecl_context_options 
     memset(co, 0, sizeof *co);
     co->kv_type = o->kv_type;
     co->max_kv_size = o->max_kv_size;
+    co->micro_batch = o->micro_batch;
 }
 
 int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
