@@ -281,6 +281,19 @@ TEST(cli_generate_placement) {
     free(mb);
     free(mb_report);
     free(plain_report);
+    /* generate creates its context with the shared context options: --kv-type f16 halves
+     * the KV cache the memory report measures */
+    char *f32 = NULL, *f16 = NULL;
+    snprintf(cmd, sizeof cmd, "%s --device pocl:0 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &f32), 0);
+    snprintf(cmd, sizeof cmd, "%s --device pocl:0 --kv-type f16 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &f16), 0);
+    const char *k32 = f32 ? strstr(f32, "KV cache (full layers)") : NULL;
+    const char *k16 = f16 ? strstr(f16, "KV cache (full layers)") : NULL;
+    REQUIRE(k32 && k16);
+    CHECK(strncmp(k32, k16, (size_t)(strchr(k32, '\n') - k32)) != 0);
+    free(f32);
+    free(f16);
     CHECK_EQ(moecl("generate -p x --place attn=amd:0", 1, &bad), 1);
     CHECK_STR_CONTAINS(bad, "--place entry 'attn=amd:0'");
     free(one);
