@@ -35,22 +35,19 @@ static struct masks masks_of(const struct moecl_model *m) {
     return k;
 }
 
-/* Pipelined prefill applies when every layer's attention is on one device, some layer's
- * experts are elsewhere, a chunk holds at least two micro-batches of $MOECL_MICRO_BATCH rows
- * (unset or 0: off) and a micro-batch of x starts on the device's base-address alignment. */
-static enum moecl_status pipe_setup(struct moecl_context *c, unsigned split_mask, int host) {
+/* Pipelined prefill applies when the memory plan says so (moecl_memplan_micro_batch: every
+ * layer's attention on one device, some layer's experts elsewhere, a chunk holds at least two
+ * micro-batches of mb rows; mb from the context options or $MOECL_MICRO_BATCH) and a
+ * micro-batch of x starts on the device's base-address alignment. */
+static enum moecl_status pipe_setup(struct moecl_context *c, unsigned split_mask, int host,
+                                    int mb) {
     enum moecl_status status = MOECL_OK;
     const struct moecl_model *m = c->model;
     const struct moecl_config *cfg = &m->ckpt->config;
     struct moecl_umem *um = m->umem;
-    const char *env = getenv("MOECL_MICRO_BATCH");
-    int mb = env && *env ? atoi(env) : 0;
     int a = m->place.attn[0];
-    if (mb <= 0 || !split_mask || c->chunk < 2 * mb)
+    if (mb <= 0 || !split_mask)
         return MOECL_OK;
-    for (int l = 0; l < cfg->n_layers; l++)
-        if (m->place.attn[l] != a)
-            return MOECL_OK;
     size_t H = (size_t)cfg->hidden_size, K = (size_t)cfg->n_experts_per_tok;
     size_t rows_bytes = (size_t)mb * H * sizeof(float);
     cl_uint align_bits = 0;
@@ -83,6 +80,7 @@ static enum moecl_status pipe_setup(struct moecl_context *c, unsigned split_mask
                                            (size_t)mb * K * sizeof(float), mask, host, &B->wts));
         MOECL_TRY(moecl_umem_buffer_create(um, "tmp mb", MOECL_MEM_ACTIVATIONS, rows_bytes, mask,
                                            host, &B->tmp));
+        c->act_bytes += 2 * rows_bytes + 2 * (size_t)mb * K * 4;
     }
 cleanup:
     return status;
@@ -112,6 +110,17 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
         shape.max_kv_size = options->max_kv_size > 0 ? options->max_kv_size : 0;
         shape.all_logits = options->all_logits != 0;
         shape.kv_type = options->kv_type;
+        shape.micro_batch = options->micro_batch;
+    }
+    const char *mbe = getenv("MOECL_MICRO_BATCH"); /* the override tests use */
+    if (mbe && *mbe)
+        shape.micro_batch = atoi(mbe);
+    if (shape.micro_batch < 0) {
+        status = moecl_error_set(MOECL_ERR_INVALID_ARG,
+                                 "moecl_context_create: micro_batch %d (expected 0 for off, or "
+                                 "tokens per micro-batch)%s",
+                                 shape.micro_batch, mbe && *mbe ? " from $MOECL_MICRO_BATCH" : "");
+        goto cleanup;
     }
     if (shape.kv_type != MOECL_KV_F32 && shape.kv_type != MOECL_KV_F16) {
         status = moecl_error_set(MOECL_ERR_INVALID_ARG,
@@ -173,7 +182,7 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
                                            step_bufs[b].host, step_bufs[b].field));
         c->act_bytes += n_bytes;
     }
-    MOECL_TRY(pipe_setup(c, split_mask, host));
+    MOECL_TRY(pipe_setup(c, split_mask, host, moecl_memplan_micro_batch(&model->gplace, &shape)));
     c->host_logits = malloc((size_t)cfg->vocab_size * sizeof(float));
     c->layers = calloc((size_t)cfg->n_layers, sizeof *c->layers);
     if (!c->host_logits || !c->layers) {

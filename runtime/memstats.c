@@ -131,6 +131,9 @@ enum moecl_status moecl_context_memory_report(const struct moecl_context *ctx,
     }
     r->handoffs_per_step[0] = m->plan.n_handoffs[MOECL_HANDOFF_EVENT];
     r->handoffs_per_step[1] = m->plan.n_handoffs[MOECL_HANDOFF_HOST];
+    for (int c = 0; c < MOECL_MEM_N_CLASSES; c++)
+        r->host_buffer_bytes[c] = moecl_umem_host_bytes(m->umem, (enum moecl_mem_class)c);
+    r->host_pinned_bytes = moecl_umem_pinned_bytes(m->umem);
     r->moved_bytes = moecl_umem_moved_bytes(m->umem);
     r->uploaded_bytes = moecl_umem_uploaded_bytes(m->umem);
     r->n_tokens = ctx->n_tokens;

@@ -108,7 +108,7 @@ struct moecl_context {
     struct moecl_ubuf *down;      /* [chunk * top_k][hidden] */
     struct moecl_ubuf *logits;    /* [all_logits ? chunk : 1][vocab] */
     struct moecl_ctx_layer *layers;
-    /* Pipelined prefill ($MOECL_MICRO_BATCH rows per micro-batch; NULL mbs: off). */
+    /* Pipelined prefill (micro_batch rows per micro-batch; NULL mbs: off). */
     int mb, n_mb, pipe_attn;
     struct moecl_ctx_mb *mbs; /* [n_mb] */
     float *host_logits;       /* [vocab] */

@@ -492,6 +492,14 @@ struct moecl_context_options {
     int all_logits;
     /* Storage of the KV cache (default MOECL_KV_F32). */
     enum moecl_kv_type kv_type;
+    /* > 0: prefill pipelined in micro-batches of this many tokens across the attention and
+     * expert devices (the attention device works on micro-batch j + 1 while the expert device
+     * works on j). Applies when every layer's attention is on one device, some layer's experts
+     * on another and a prefill step holds two micro-batches or more; otherwise, and with 0,
+     * each prefill step runs whole. Costs ceil(prefill_chunk / micro_batch) sets of
+     * micro-batch buffers (about prefill_chunk * (2 * hidden + 2 * top_k) * 4 bytes) on each
+     * of those devices. $MOECL_MICRO_BATCH, when set, overrides it (tests). */
+    int micro_batch;
 };
 
 /* An evaluation state on a model: the KV cache (full-attention layers hold n_ctx positions,
@@ -664,6 +672,13 @@ struct moecl_memory_report {
     /* The mapped checkpoint files, and how much of them is in the page cache (mincore: pages
      * any process or an earlier run brought in; this process's share is in host_rss_bytes). */
     uint64_t checkpoint_bytes, checkpoint_resident_bytes;
+    /* Host allocations of the activation, hand-off, KV and scratch buffers, by class (the
+     * canonical copies that zero-copy views alias and host hand-offs go through; none for a
+     * buffer only discrete devices use within one context). host_pinned_bytes of them are
+     * pinned memory (mapped CL_MEM_ALLOC_HOST_PTR buffers of a discrete device's context,
+     * or of any device with $MOECL_PIN_HOST=1): host memory, in no device's measured bytes. */
+    uint64_t host_buffer_bytes[MOECL_MEM_N_CLASSES];
+    uint64_t host_pinned_bytes;
 };
 
 /* Fills *report for a context and its model. */

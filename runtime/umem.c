@@ -13,6 +13,8 @@
 
 #include "safetensors.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +44,18 @@ struct moecl_umem {
     int space_zero_copy[MOECL_UMEM_MAX_DEVICES]; /* every device of the space is zero-copy */
     struct wpiece *pieces;
     int n_pieces;
+    /* Contexts of one model may be created, evaluated and released on different threads: the
+     * registry is under a lock, the counters are atomic. */
+    pthread_mutex_t lock;
     struct moecl_umem_alloc *allocs;
     int n_allocs, cap_allocs;
-    uint64_t moved, handoffs, uploaded;
+    _Atomic uint64_t moved, handoffs, uploaded;
+    /* Host memory of unified buffers by class (page-rounded), and the pinned part of it. */
+    _Atomic uint64_t host_bytes[MOECL_MEM_N_CLASSES], pinned_bytes;
+    /* Per space, the queue that maps and unmaps pinned host buffers (made when first needed,
+     * under the lock). */
+    cl_command_queue pin_q[MOECL_UMEM_MAX_DEVICES];
+    int pin_mode; /* $MOECL_PIN_HOST: -1 unset (discrete devices), 0 never, 1 every device */
 };
 
 struct uview {
@@ -60,6 +71,9 @@ struct moecl_ubuf {
     enum moecl_mem_class cls;
     size_t n_bytes, valid;
     uint8_t *host;
+    size_t host_bytes; /* host allocation, page-rounded */
+    cl_mem pinned;     /* the host allocation is this ALLOC_HOST_PTR buffer, mapped */
+    int pin_space;     /* its space (its queue unmaps it) */
     uint32_t version, host_version;
     cl_event host_ready; /* event (of the writer's context) after which host holds host_version */
     int writer_space;
@@ -71,11 +85,14 @@ struct moecl_ubuf {
 
 static enum moecl_status register_alloc(struct moecl_umem *um, cl_mem mem, int device,
                                         enum moecl_mem_class cls, size_t n_bytes, int zero_copy) {
+    pthread_mutex_lock(&um->lock);
     if (um->n_allocs == um->cap_allocs) {
         int cap = um->cap_allocs ? um->cap_allocs * 2 : 256;
         struct moecl_umem_alloc *na = realloc(um->allocs, (size_t)cap * sizeof *na);
-        if (!na)
+        if (!na) {
+            pthread_mutex_unlock(&um->lock);
             return moecl_error_set(MOECL_ERR_NO_MEMORY, "umem: out of host memory");
+        }
         um->allocs = na;
         um->cap_allocs = cap;
     }
@@ -86,16 +103,19 @@ static enum moecl_status register_alloc(struct moecl_umem *um, cl_mem mem, int d
     a->n_bytes = n_bytes;
     a->zero_copy = zero_copy;
     um->dev[device].bytes[cls] += n_bytes;
+    pthread_mutex_unlock(&um->lock);
     return MOECL_OK;
 }
 
 static void unregister_alloc(struct moecl_umem *um, cl_mem mem) {
+    pthread_mutex_lock(&um->lock);
     for (int i = 0; i < um->n_allocs; i++)
         if (um->allocs[i].mem == mem) {
             um->dev[um->allocs[i].device].bytes[um->allocs[i].cls] -= um->allocs[i].n_bytes;
             um->allocs[i] = um->allocs[--um->n_allocs];
-            return;
+            break;
         }
+    pthread_mutex_unlock(&um->lock);
 }
 
 enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, int n,
@@ -107,6 +127,12 @@ enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, i
     struct moecl_umem *um = calloc(1, sizeof *um);
     if (!um)
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "umem: out of host memory");
+    if (pthread_mutex_init(&um->lock, NULL) != 0) {
+        free(um);
+        return moecl_error_set(MOECL_ERR_NO_MEMORY, "umem: cannot make a mutex");
+    }
+    const char *pin = getenv("MOECL_PIN_HOST");
+    um->pin_mode = pin && *pin ? strcmp(pin, "0") != 0 : -1;
     uint64_t stand_in = 0;
     const char *env = getenv("MOECL_MAX_ALLOC_BYTES");
     if (env && *env)
@@ -139,11 +165,15 @@ enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, i
 void moecl_umem_release_all(struct moecl_umem *um) {
     if (!um)
         return;
+    for (int s = 0; s < MOECL_UMEM_MAX_DEVICES; s++)
+        if (um->pin_q[s])
+            clReleaseCommandQueue(um->pin_q[s]);
     for (int i = 0; i < um->n_pieces; i++)
         if (um->pieces[i].mem)
             clReleaseMemObject(um->pieces[i].mem);
     free(um->pieces);
     free(um->allocs);
+    pthread_mutex_destroy(&um->lock);
     free(um);
 }
 
@@ -311,6 +341,55 @@ int moecl_umem_weight_pieces(const struct moecl_umem *um, int device) {
 
 /* ------------------------------------------------------------------ unified buffers */
 
+/* The device whose context pins a buffer's host allocation, or -1 for plain host memory: the
+ * first discrete device (its space not host-unified) of the mask, where DMA from pinned pages
+ * is what the device benefits from; $MOECL_PIN_HOST=1: the first device of the mask on any
+ * device (the path made testable on PoCL); $MOECL_PIN_HOST=0: never. */
+static int pin_device(const struct moecl_umem *um, unsigned mask) {
+    if (um->pin_mode == 0)
+        return -1;
+    for (int d = 0; d < um->n_devices; d++)
+        if ((mask >> d & 1) && (um->pin_mode == 1 || !um->space_zero_copy[um->dev[d].space]))
+            return d;
+    return -1;
+}
+
+/* Makes b's host allocation pinned memory of `device`'s context: a CL_MEM_ALLOC_HOST_PTR buffer
+ * mapped once, kept mapped until the buffer is freed; the mapped pointer is b->host. */
+static enum moecl_status pin_host(struct moecl_umem *um, struct moecl_ubuf *b, int device,
+                                  size_t n_bytes) {
+    enum moecl_status status = MOECL_OK;
+    const struct udev *u = &um->dev[device];
+    cl_int err = CL_SUCCESS;
+    pthread_mutex_lock(&um->lock);
+    if (!um->pin_q[u->space])
+        um->pin_q[u->space] = clCreateCommandQueueWithProperties(u->d.ctx, u->d.device, NULL, &err);
+    cl_command_queue q = um->pin_q[u->space];
+    pthread_mutex_unlock(&um->lock);
+    if (!q)
+        return moecl_error_set(MOECL_ERR_CL, "device %s: a queue to map pinned buffer %s: %s",
+                               u->name, b->name, moecl_cl_err_name(err));
+    b->pinned =
+        clCreateBuffer(u->d.ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, n_bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        b->pinned = NULL;
+        return moecl_error_set(MOECL_ERR_CL,
+                               "device %s: clCreateBuffer(ALLOC_HOST_PTR, pinned host memory for "
+                               "%s, %zu bytes): %s",
+                               u->name, b->name, n_bytes, moecl_cl_err_name(err));
+    }
+    b->pin_space = u->space;
+    b->host = clEnqueueMapBuffer(q, b->pinned, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, n_bytes, 0,
+                                 NULL, NULL, &err);
+    if (err != CL_SUCCESS || !b->host) {
+        b->host = NULL;
+        status =
+            moecl_error_set(MOECL_ERR_CL, "device %s: mapping pinned buffer %s (%zu bytes): %s",
+                            u->name, b->name, n_bytes, moecl_cl_err_name(err));
+    }
+    return status;
+}
+
 enum moecl_status moecl_umem_buffer_create(struct moecl_umem *um, const char *name,
                                            enum moecl_mem_class cls, size_t n_bytes,
                                            unsigned dev_mask, int host,
@@ -333,13 +412,22 @@ enum moecl_status moecl_umem_buffer_create(struct moecl_umem *um, const char *na
             host = 1;
     if (host) {
         size_t rounded = (n_bytes + PAGE - 1) / PAGE * PAGE;
-        b->host = aligned_alloc(PAGE, rounded);
-        if (!b->host) {
-            status = moecl_error_set(MOECL_ERR_NO_MEMORY,
-                                     "umem: %s: out of host memory (%zu bytes)", name, n_bytes);
-            goto cleanup;
+        int pin_dev = pin_device(um, b->dev_mask);
+        if (pin_dev >= 0) {
+            MOECL_TRY(pin_host(um, b, pin_dev, rounded));
+        } else {
+            b->host = aligned_alloc(PAGE, rounded);
+            if (!b->host) {
+                status = moecl_error_set(MOECL_ERR_NO_MEMORY,
+                                         "umem: %s: out of host memory (%zu bytes)", name, n_bytes);
+                goto cleanup;
+            }
         }
         memset(b->host, 0, rounded);
+        b->host_bytes = rounded;
+        um->host_bytes[cls] += rounded;
+        if (b->pinned)
+            um->pinned_bytes += rounded;
     }
     for (int d = 0; d < um->n_devices; d++) {
         if (!(b->dev_mask >> d & 1))
@@ -392,7 +480,20 @@ void moecl_umem_buffer_free(struct moecl_umem *um, struct moecl_ubuf *b) {
     }
     if (b->host_ready)
         clReleaseEvent(b->host_ready);
-    free(b->host);
+    if (b->host) {
+        um->host_bytes[b->cls] -= b->host_bytes;
+        if (b->pinned)
+            um->pinned_bytes -= b->host_bytes;
+    }
+    if (b->pinned) {
+        /* the views of the pointer are released above; unmap, wait for it, release */
+        cl_command_queue q = um->pin_q[b->pin_space];
+        if (b->host && clEnqueueUnmapMemObject(q, b->pinned, b->host, 0, NULL, NULL) == CL_SUCCESS)
+            clFinish(q);
+        clReleaseMemObject(b->pinned);
+    } else {
+        free(b->host);
+    }
     free(b);
 }
 
@@ -404,6 +505,10 @@ cl_mem moecl_umem_view(const struct moecl_umem *um, const struct moecl_ubuf *b, 
 
 void *moecl_umem_host(const struct moecl_ubuf *b) {
     return b ? b->host : NULL;
+}
+
+int moecl_umem_pinned(const struct moecl_ubuf *b) {
+    return b && b->pinned != NULL;
 }
 
 uint32_t moecl_umem_version(const struct moecl_ubuf *b) {
@@ -423,35 +528,64 @@ static void CL_CALLBACK signal_cb(cl_event ev, cl_int st, void *data) {
     clReleaseEvent(user);
 }
 
-/* The view's ready event: a marker on its writer queue, made (and the queue flushed) on first
- * need. */
-static enum moecl_status view_ready(struct uview *v, cl_event *ev_out) {
+/* Markers made during one acquire: one per source queue, so that every buffer a queue wrote
+ * (and every read enqueued on it) shares one event, one callback and one user event. */
+struct markers {
+    cl_command_queue q[16];
+    cl_event ev[16];
+    int n;
+};
+
+static enum moecl_status marker_of(struct markers *mk, cl_command_queue q, cl_event *ev_out) {
     enum moecl_status status = MOECL_OK;
     *ev_out = NULL;
-    if (!v->writer_q)
-        return MOECL_OK;
-    if (!v->ready) {
-        MOECL_CL_CALL(clEnqueueMarkerWithWaitList(v->writer_q, 0, NULL, &v->ready));
-        MOECL_CL_CALL(clFlush(v->writer_q));
-    }
-    *ev_out = v->ready;
+    for (int i = 0; i < mk->n; i++)
+        if (mk->q[i] == q) {
+            *ev_out = mk->ev[i];
+            return MOECL_OK;
+        }
+    if (mk->n == 16)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "umem: more than 16 source queues");
+    MOECL_CL_CALL(clEnqueueMarkerWithWaitList(q, 0, NULL, &mk->ev[mk->n]));
+    MOECL_CL_CALL(clFlush(q));
+    mk->q[mk->n] = q;
+    *ev_out = mk->ev[mk->n++];
 cleanup:
     return status;
+}
+
+static void set_event(cl_event *slot, cl_event ev) {
+    if (ev)
+        clRetainEvent(ev);
+    if (*slot)
+        clReleaseEvent(*slot);
+    *slot = ev;
+}
+
+static int add_wait(cl_event *waits, int n, cl_event ev) {
+    for (int i = 0; i < n; i++)
+        if (waits[i] == ev)
+            return n;
+    waits[n] = ev;
+    return n + 1;
 }
 
 enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *const *bufs, int n,
                                      int device, cl_command_queue q, int access, cl_mem *mems_out) {
     enum moecl_status status = MOECL_OK;
-    cl_event waits[3 * 16];
-    int n_waits = 0;
-    cl_event owned[16]; /* user events we made: released after the barrier */
-    int n_owned = 0;
+    /* same-space writers' markers, and the host copies' (source-space) markers, kept apart so a
+     * marker never precedes a read it must cover */
+    struct markers mk = {{NULL}, {NULL}, 0}, mk_src = {{NULL}, {NULL}, 0};
+    cl_event waits[32], sources[16], users[16];
+    int n_waits = 0, n_sources = 0;
+    struct moecl_ubuf *stale[16];
+    int n_stale = 0, marker_for[16];
+    cl_command_queue src_q[16];
     if (n > 16)
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "umem: acquire of %d buffers (<= 16)", n);
     const struct udev *u = &um->dev[device];
     int sp = u->space;
-    struct moecl_ubuf *pending_write[16];
-    int n_pending = 0;
+    /* 1. Classify; enqueue the device -> host reads of stale buffers on their writers' queues. */
     for (int i = 0; i < n; i++) {
         struct moecl_ubuf *b = bufs[i];
         struct uview *v = &b->view[sp];
@@ -466,14 +600,18 @@ enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *c
             /* Current here (or not needed): at most a same-space dependency on another queue. */
             if ((access & MOECL_UMEM_READ) && v->version == b->version && v->writer_q &&
                 v->writer_q != q) {
-                cl_event ev;
-                MOECL_TRY(view_ready(v, &ev));
-                waits[n_waits++] = ev;
-                um->handoffs++;
+                if (!v->ready) {
+                    cl_event ev;
+                    MOECL_TRY(marker_of(&mk, v->writer_q, &ev));
+                    set_event(&v->ready, ev);
+                }
+                int before = n_waits;
+                n_waits = add_wait(waits, n_waits, v->ready);
+                um->handoffs += (uint64_t)(n_waits > before);
             }
             continue;
         }
-        /* Stale here: bring the bytes through the host allocation. */
+        /* Stale here: the bytes come through the host allocation. */
         struct uview *src = &b->view[b->writer_space];
         if (!b->host) {
             status = moecl_error_set(MOECL_ERR_INVALID_ARG,
@@ -481,61 +619,74 @@ enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *c
                                      b->name, u->name);
             goto cleanup;
         }
+        marker_for[n_stale] = 0;
         if (b->host_version != b->version) {
             if (!src->zero_copy) {
-                if (b->host_ready) {
-                    clReleaseEvent(b->host_ready);
-                    b->host_ready = NULL;
-                }
                 MOECL_CL_CALL(clEnqueueReadBuffer(src->writer_q, src->mem, CL_FALSE, 0, b->valid,
-                                                  b->host, 0, NULL, &b->host_ready));
-                MOECL_CL_CALL(clFlush(src->writer_q));
+                                                  b->host, 0, NULL, NULL));
                 um->moved += b->valid;
-            } else {
-                cl_event ev;
-                MOECL_TRY(view_ready(src, &ev));
-                if (b->host_ready)
-                    clReleaseEvent(b->host_ready);
-                clRetainEvent(ev);
-                b->host_ready = ev;
             }
+            /* Host bytes are ready after the writer's queue reaches this point (a zero-copy
+             * writer's view is the host allocation itself). */
+            marker_for[n_stale] = 1;
+            src_q[n_stale] = src->writer_q;
             b->host_version = b->version;
         }
-        /* A user event of this space, completed when the host bytes are there. */
+        stale[n_stale++] = b;
+    }
+    /* 2. One marker per source queue, after its reads: the host copies' ready event. */
+    for (int i = 0; i < n_stale; i++) {
+        if (!marker_for[i])
+            continue;
+        cl_event ev;
+        MOECL_TRY(marker_of(&mk_src, src_q[i], &ev));
+        set_event(&stale[i]->host_ready, ev);
+    }
+    /* 3. One user event of this space per distinct source event, completed by a callback. */
+    for (int i = 0; i < n_stale; i++) {
+        int seen = 0;
+        for (int j = 0; j < n_sources; j++)
+            seen |= sources[j] == stale[i]->host_ready;
+        if (seen)
+            continue;
         cl_int err;
         cl_event ue = clCreateUserEvent(um->spaces[sp], &err);
         MOECL_CL_CHECK(err, "clCreateUserEvent");
-        owned[n_owned++] = ue;
+        sources[n_sources] = stale[i]->host_ready;
+        users[n_sources++] = ue;
         clRetainEvent(ue); /* the callback's reference */
-        err = clSetEventCallback(b->host_ready, CL_COMPLETE, signal_cb, ue);
+        err = clSetEventCallback(stale[i]->host_ready, CL_COMPLETE, signal_cb, ue);
         if (err != CL_SUCCESS) {
             clReleaseEvent(ue);
             MOECL_CL_CHECK(err, "clSetEventCallback");
         }
-        waits[n_waits++] = ue;
+        n_waits = add_wait(waits, n_waits, ue);
         um->handoffs++;
-        v->version = b->version;
-        if (v->ready) {
-            clReleaseEvent(v->ready);
-            v->ready = NULL;
-        }
-        v->writer_q = q;
-        if (!v->zero_copy)
-            pending_write[n_pending++] = b;
     }
     if (n_waits)
         MOECL_CL_CALL(clEnqueueBarrierWithWaitList(q, (cl_uint)n_waits, waits, NULL));
-    for (int i = 0; i < n_pending; i++) {
-        struct moecl_ubuf *b = pending_write[i];
-        MOECL_CL_CALL(clEnqueueWriteBuffer(q, b->view[sp].mem, CL_FALSE, 0, b->valid, b->host, 0,
-                                           NULL, NULL));
-        um->moved += b->valid;
+    /* 4. Host -> device copies into mirrors; the views are current from here on q. */
+    for (int i = 0; i < n_stale; i++) {
+        struct moecl_ubuf *b = stale[i];
+        struct uview *v = &b->view[sp];
+        if (!v->zero_copy) {
+            MOECL_CL_CALL(
+                clEnqueueWriteBuffer(q, v->mem, CL_FALSE, 0, b->valid, b->host, 0, NULL, NULL));
+            um->moved += b->valid;
+        }
+        v->version = b->version;
+        set_event(&v->ready, NULL);
+        v->writer_q = q;
     }
     if (n_waits)
         MOECL_CL_CALL(clFlush(q));
 cleanup:
-    for (int i = 0; i < n_owned; i++)
-        clReleaseEvent(owned[i]);
+    for (int i = 0; i < n_sources; i++)
+        clReleaseEvent(users[i]);
+    for (int i = 0; i < mk.n; i++)
+        clReleaseEvent(mk.ev[i]);
+    for (int i = 0; i < mk_src.n; i++)
+        clReleaseEvent(mk_src.ev[i]);
     return status;
 }
 
@@ -591,6 +742,14 @@ uint64_t moecl_umem_device_bytes(const struct moecl_umem *um, int device,
     if (!um || device < 0 || device >= um->n_devices || (unsigned)cls >= MOECL_MEM_N_CLASSES)
         return 0;
     return um->dev[device].bytes[cls];
+}
+
+uint64_t moecl_umem_host_bytes(const struct moecl_umem *um, enum moecl_mem_class cls) {
+    return um && (unsigned)cls < MOECL_MEM_N_CLASSES ? um->host_bytes[cls] : 0;
+}
+
+uint64_t moecl_umem_pinned_bytes(const struct moecl_umem *um) {
+    return um ? um->pinned_bytes : 0;
 }
 
 uint64_t moecl_umem_moved_bytes(const struct moecl_umem *um) {

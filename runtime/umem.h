@@ -19,12 +19,20 @@
  * Unified buffers (activations, hand-off buffers, KV cache, scratch) are made at context
  * creation, never in the token loop: a canonical page-aligned host allocation plus one view per
  * space that uses the buffer (a USE_HOST_PTR view of the host allocation on a host-unified
- * device, a device buffer on a discrete one). Each buffer has a version, bumped by every write;
+ * device, a device buffer on a discrete one). When a discrete device uses the buffer, the host
+ * allocation is pinned memory of that device's context (a CL_MEM_ALLOC_HOST_PTR buffer mapped
+ * once and kept mapped until the buffer is freed), so the hand-off copies to and from that
+ * device are DMA from pinned pages; the other spaces' views and copies use the same mapped
+ * pointer. $MOECL_PIN_HOST=1 pins on any device (the path testable on PoCL), =0 never. Pinned
+ * bytes are host memory: they count in moecl_umem_host_bytes under the buffer's class, never
+ * in a device's accounting. Each buffer has a version, bumped by every write;
  * each view and the host copy remember the version they hold. moecl_umem_acquire makes a view
  * current for reading on a device and queue: nothing when it is; an event dependency (a marker
  * on the writer's queue, flushed, in the reader's wait list) when the writer shares the space;
  * otherwise a copy through the host allocation signalled by a user event of the reader's
  * context that a callback on the writer's event completes (no host thread waits, no clFinish).
+ * Buffers acquired together travel together: one marker per source queue, one callback and
+ * one user event per hand-off, however many buffers it carries.
  * moecl_umem_release records a write. Only the bytes a write declared valid are moved.
  *
  * Accounting: every cl_mem the manager makes is registered with its device and memory class;
@@ -121,6 +129,8 @@ void moecl_umem_buffer_free(struct moecl_umem *um, struct moecl_ubuf *buf);
 cl_mem moecl_umem_view(const struct moecl_umem *um, const struct moecl_ubuf *buf, int device);
 /* The canonical host allocation (NULL if none); valid until the buffer is freed. */
 void *moecl_umem_host(const struct moecl_ubuf *buf);
+/* 1: the host allocation is pinned memory (a mapped ALLOC_HOST_PTR buffer). */
+int moecl_umem_pinned(const struct moecl_ubuf *buf);
 
 enum moecl_umem_access {
     MOECL_UMEM_READ = 1,
@@ -150,6 +160,10 @@ uint32_t moecl_umem_version(const struct moecl_ubuf *buf);
 
 /* Accounting. */
 uint64_t moecl_umem_device_bytes(const struct moecl_umem *um, int device, enum moecl_mem_class cls);
+/* Host allocations of unified buffers of a class (page-rounded; pinned ones included), and
+ * the pinned part of all of them. */
+uint64_t moecl_umem_host_bytes(const struct moecl_umem *um, enum moecl_mem_class cls);
+uint64_t moecl_umem_pinned_bytes(const struct moecl_umem *um);
 uint64_t moecl_umem_moved_bytes(const struct moecl_umem *um);    /* device <-> host copies */
 uint64_t moecl_umem_handoffs(const struct moecl_umem *um);       /* cross-queue dependencies */
 uint64_t moecl_umem_uploaded_bytes(const struct moecl_umem *um); /* weight mirrors, once */

@@ -324,7 +324,6 @@ uint64_t moecl_memplan_buf_bytes(const struct moecl_config *cfg, enum moecl_memp
     uint64_t QW = (uint64_t)cfg->n_heads * (uint64_t)cfg->head_dim;
     uint64_t KW = (uint64_t)cfg->n_kv_heads * (uint64_t)cfg->head_dim;
     uint64_t K = (uint64_t)cfg->n_experts_per_tok, I = (uint64_t)cfg->intermediate_size;
-    uint64_t M = c->micro_batch > 0 && (uint64_t)c->micro_batch < C ? (uint64_t)c->micro_batch : C;
     uint64_t rows = C, width = 0;
     if (class_out)
         *class_out = b == MOECL_BUF_LOGITS ? MOECL_MEM_SCRATCH : MOECL_MEM_ACTIVATIONS;
@@ -354,10 +353,10 @@ uint64_t moecl_memplan_buf_bytes(const struct moecl_config *cfg, enum moecl_memp
         break;
     case MOECL_BUF_GATE:
     case MOECL_BUF_UP:
-        rows = M * K, width = I;
+        rows = C * K, width = I;
         break;
     case MOECL_BUF_DOWN:
-        rows = M * K, width = H;
+        rows = C * K, width = H;
         break;
     case MOECL_BUF_LOGITS:
         rows = c->all_logits ? C : 1, width = (uint64_t)cfg->vocab_size;
@@ -366,6 +365,27 @@ uint64_t moecl_memplan_buf_bytes(const struct moecl_config *cfg, enum moecl_memp
         return 0;
     }
     return rows * width * 4; /* float32 and int32 elements */
+}
+
+int moecl_memplan_micro_batch(const struct moecl_placement *p, const struct moecl_memplan_ctx *c) {
+    int mb = c->micro_batch;
+    if (mb <= 0 || moecl_memplan_chunk(c) < 2 * mb || !p || p->n_layers <= 0)
+        return 0;
+    int split = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        if (p->attn[l] != p->attn[0])
+            return 0;
+        split |= p->experts[l] != p->attn[l];
+    }
+    return split ? mb : 0;
+}
+
+uint64_t moecl_memplan_micro_batch_bytes(const struct moecl_config *cfg, int mb, int chunk) {
+    if (mb <= 0)
+        return 0;
+    uint64_t n_mb = ((uint64_t)chunk + (uint64_t)mb - 1) / (uint64_t)mb;
+    uint64_t H = (uint64_t)cfg->hidden_size, K = (uint64_t)cfg->n_experts_per_tok;
+    return n_mb * (uint64_t)mb * (2 * H + 2 * K) * 4;
 }
 
 uint64_t moecl_memplan_program_bytes(int n_formats) {
@@ -543,7 +563,9 @@ enum moecl_status moecl_memplan_build(const struct moecl_memplan_model *m,
         formats[SLOT(p->experts[l])] |= L->expert_formats;
         note_largest(e, L->experts_largest, "expert tensor", l);
     }
-    /* step buffers, scratch, programs */
+    /* step buffers, micro-batch buffers, scratch, programs */
+    int mb = moecl_memplan_micro_batch(p, c);
+    uint64_t mb_bytes = moecl_memplan_micro_batch_bytes(cfg, mb, moecl_memplan_chunk(c));
     for (int i = 0; i < n_used; i++) {
         struct moecl_memplan_device *d = &plan->dev[i];
         for (int b = 0; b < MOECL_BUF_COUNT; b++) {
@@ -554,6 +576,8 @@ enum moecl_status moecl_memplan_build(const struct moecl_memplan_model *m,
             d->bytes[cls] += n;
             note_largest(d, n, moecl_memplan_buf_name((enum moecl_memplan_buf)b), -1);
         }
+        if (mb && (roles[i] & (ROLE_ATTN | ROLE_EXPERTS)))
+            d->bytes[MOECL_MEM_ACTIVATIONS] += mb_bytes;
         if (roles[i] & ROLE_ATTN) /* RoPE inverse frequencies, [head_dim / 2] float */
             d->bytes[MOECL_MEM_SCRATCH] += (uint64_t)cfg->head_dim / 2 * 4;
         d->n_formats = popcount32(formats[i]);

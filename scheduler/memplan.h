@@ -121,7 +121,13 @@ struct moecl_memplan_ctx {
     int max_kv_size;   /* > 0: full layers keep a ring of this many positions */
     int all_logits;
     enum moecl_kv_type kv_type;
-    int micro_batch; /* tokens per micro-batch on the expert device; <= 0: the chunk */
+    /* Pipelined prefill (runtime/forward.c): tokens per micro-batch, <= 0 off. It applies to
+     * a placement with every layer's attention on one device and some layer's experts on
+     * another, when a chunk holds two micro-batches or more (moecl_memplan_micro_batch); the
+     * context then holds, besides the step buffers, ceil(chunk / micro_batch) sets of
+     * micro-batch buffers (normed rows, ids, weights, the experts' sums) on the attention
+     * device and every expert device (moecl_memplan_micro_batch_bytes). */
+    int micro_batch;
 };
 
 /* Fills the defaults of moecl_context_create for n_ctx (f32 KV, chunk 512). */
@@ -130,6 +136,15 @@ void moecl_memplan_ctx_init(struct moecl_memplan_ctx *c, int n_ctx);
 /* Tokens per prefill step as moecl_context_create picks it: prefill_chunk (512 if <= 0),
  * capped at n_ctx unless the KV is a rotating window. */
 int moecl_memplan_chunk(const struct moecl_memplan_ctx *c);
+
+/* The micro-batch pipelined prefill uses for placement p and shape c (rows), 0 when it does
+ * not apply (see struct moecl_memplan_ctx). */
+int moecl_memplan_micro_batch(const struct moecl_placement *p, const struct moecl_memplan_ctx *c);
+
+/* Bytes of the micro-batch buffers (one device's view of them) for a micro-batch of mb rows
+ * and chunk rows per step: ceil(chunk / mb) sets of [mb][hidden] normed rows, [mb][top_k] ids
+ * and weights, [mb][hidden] sums. 0 when mb is 0. */
+uint64_t moecl_memplan_micro_batch_bytes(const struct moecl_config *cfg, int mb, int chunk);
 
 /* Ring slots of layer l: the window for a sliding layer, else max_kv_size or n_ctx. */
 uint32_t moecl_memplan_kv_cap(const struct moecl_config *cfg, int layer,

@@ -17,27 +17,6 @@ static size_t dtype_bytes(const char *d) {
     return 0;
 }
 
-char *tst_slurp(const char *path, size_t *n_out) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) {
-        b[n] = 0;
-        if (n_out)
-            *n_out = (size_t)n;
-    }
-    return b;
-}
-
 int tst_read_at(const char *path, uint64_t off, void *buf, size_t n) {
     FILE *f = fopen(path, "rb");
     if (!f)

@@ -28,7 +28,5 @@ void tst_st_free(struct tst_file *f);
 const struct tst_tensor *tst_st_find(const struct tst_file *f, const char *name);
 /* Reads n bytes at an absolute offset; 0 on success. */
 int tst_read_at(const char *path, uint64_t off, void *buf, size_t n);
-/* Whole small file into a malloc'd NUL-terminated string, or NULL. */
-char *tst_slurp(const char *path, size_t *n_out);
 
 #endif

@@ -83,6 +83,13 @@ int moecl_test_write_file(const char *path, const void *data, size_t n);
 int moecl_test_run(const char *cmd, char **output_out);
 /* The moecl command binary to drive end to end ($MOECL_BIN, default build/moecl). */
 const char *moecl_test_bin(void);
+/* The mlx-lm fixture folder ($MOECL_FIXTURES_DIR, default tests/fixtures). */
+const char *moecl_test_fixtures_dir(void);
+/* A whole file, malloc'd with a NUL after its n bytes (*n_out, may be NULL); NULL if unreadable. */
+char *moecl_test_slurp(const char *path, size_t *n_out);
+/* The cache folder for end-to-end runs (XDG_CACHE_HOME): test-cache next to the moecl binary,
+ * so `make clean` removes it and the default model is made once for every suite. */
+const char *moecl_test_cache_dir(void);
 /* Seeded xorshift generator for test inputs. */
 uint64_t moecl_test_rand(uint64_t *state);
 float moecl_test_randf(uint64_t *state); /* uniform in [-1, 1) */

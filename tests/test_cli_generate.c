@@ -8,28 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The shared cache folder: test-cache next to the moecl binary (so `make clean` removes it; the
- * default model is remade when mkmodel is rebuilt). */
-static const char *cache_dir(void) {
-    static char dir[3072];
-    if (!dir[0]) {
-        const char *bin = moecl_test_bin();
-        const char *slash = strrchr(bin, '/');
-        int n = slash ? (int)(slash - bin) : 1;
-        char cwd[2048] = ".";
-        if (bin[0] != '/' && !getcwd(cwd, sizeof cwd))
-            snprintf(cwd, sizeof cwd, ".");
-        snprintf(dir, sizeof dir, "%s%s%.*s/test-cache", bin[0] == '/' ? "" : cwd,
-                 bin[0] == '/' ? "" : "/", n, slash ? bin : ".");
-    }
-    return dir;
-}
-
 /* Runs `moecl ARGS` with the cache folder; stdout (and stderr unless stderr_too is 0). */
 static int moecl(const char *args, int stderr_too, char **out) {
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' %s%s", cache_dir(), moecl_test_bin(), args,
-             stderr_too ? "" : " 2>/dev/null");
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' %s%s", moecl_test_cache_dir(),
+             moecl_test_bin(), args, stderr_too ? "" : " 2>/dev/null");
     return moecl_test_run(cmd, out);
 }
 
@@ -162,6 +145,9 @@ TEST(cli_generate_usage_errors) {
         {"generate -p", "needs a value"},
         {"chat --ctx 5", "--ctx"},
         {"chat --wat", "unknown option"},
+        {"generate -p x --micro-batch -1", "--micro-batch"},
+        {"chat --micro-batch many", "--micro-batch"},
+        {"bench -p 8 --micro-batch", "--micro-batch"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *out = NULL;
@@ -188,8 +174,8 @@ TEST(cli_chat_tmux) {
     if (access("tests/cli/chat_tmux.sh", X_OK) != 0)
         SKIP("run from the source tree root");
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' tests/cli/chat_tmux.sh '%s'", cache_dir(),
-             moecl_test_bin());
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' tests/cli/chat_tmux.sh '%s'",
+             moecl_test_cache_dir(), moecl_test_bin());
     int rc = moecl_test_run(cmd, &out);
     CHECK_EQ(rc, 0);
     CHECK_STR_CONTAINS(out, "chat_tmux: ok");
@@ -277,6 +263,37 @@ TEST(cli_generate_placement) {
     CHECK_STR_CONTAINS(report, "pocl:0     expert weights");
     CHECK_STR_CONTAINS(report, "between devices: 2 event + 0 host hand-offs per step");
     CHECK_STR_CONTAINS(report, "checkpoint ");
+    /* --micro-batch: the same text, and the plan holds the micro-batch buffers (pocl:0's
+     * planned activations grow) */
+    char *mb = NULL, *mb_report = NULL, *plain_report = NULL;
+    snprintf(cmd, sizeof cmd, "%s --place attn=pocl:0,experts=pocl:1 --micro-batch 2", base);
+    CHECK_EQ(moecl(cmd, 0, &mb), 0);
+    CHECK(mb && strcmp(one, mb) == 0);
+    snprintf(cmd, sizeof cmd,
+             "%s --place attn=pocl:0,experts=pocl:1 --micro-batch 2 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &mb_report), 0);
+    snprintf(cmd, sizeof cmd, "%s --place attn=pocl:0,experts=pocl:1 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &plain_report), 0);
+    const char *la = mb_report ? strstr(mb_report, "pocl:0     activations") : NULL;
+    const char *lb = plain_report ? strstr(plain_report, "pocl:0     activations") : NULL;
+    REQUIRE(la && lb);
+    CHECK(strncmp(la, lb, (size_t)(strchr(la, '\n') - la)) != 0);
+    free(mb);
+    free(mb_report);
+    free(plain_report);
+    /* generate creates its context with the shared context options: --kv-type f16 halves
+     * the KV cache the memory report measures */
+    char *f32 = NULL, *f16 = NULL;
+    snprintf(cmd, sizeof cmd, "%s --device pocl:0 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &f32), 0);
+    snprintf(cmd, sizeof cmd, "%s --device pocl:0 --kv-type f16 --report-memory", base);
+    CHECK_EQ(moecl(cmd, 1, &f16), 0);
+    const char *k32 = f32 ? strstr(f32, "KV cache (full layers)") : NULL;
+    const char *k16 = f16 ? strstr(f16, "KV cache (full layers)") : NULL;
+    REQUIRE(k32 && k16);
+    CHECK(strncmp(k32, k16, (size_t)(strchr(k32, '\n') - k32)) != 0);
+    free(f32);
+    free(f16);
     CHECK_EQ(moecl("generate -p x --place attn=amd:0", 1, &bad), 1);
     CHECK_STR_CONTAINS(bad, "--place entry 'attn=amd:0'");
     free(one);

@@ -379,23 +379,6 @@ TEST(perplexity_writer_misuse) {
     free(p.rows);
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return b;
-}
-
 /* Writes a modified copy and opens it: returns the status; *msg gets the message. */
 static enum moecl_status open_variant(const char *path, const unsigned char *data, size_t n,
                                       struct moecl_logits_file **f) {
@@ -420,7 +403,7 @@ TEST(perplexity_file_bad_input) {
     REQUIRE(path);
     REQUIRE(save(path, &p, K) == 0);
     size_t n;
-    unsigned char *good = slurp(path, &n);
+    unsigned char *good = (unsigned char *)moecl_test_slurp(path, &n);
     REQUIRE(good);
     CHECK_EQ(n, 64 + 4 * N_TOK + (size_t)p.n_rows * (8 + 8 * K));
     unsigned char *b = malloc(n + 16);

@@ -30,7 +30,7 @@ TEST(forward_context_api) {
     CHECK(V > 0);
     CHECK(moecl_model_device(model) != NULL);
     struct moecl_context *c = NULL;
-    struct moecl_context_options o = {4, 0, 0, MOECL_KV_F32};
+    struct moecl_context_options o = {4, 0, 0, MOECL_KV_F32, 0};
     REQUIRE(moecl_context_create(model, 16, &o, &c) == MOECL_OK);
     CHECK(moecl_context_logits(c) == NULL);
     int32_t toks[10] = {1, 5, 9, 100, 7, 3, 2, 8, 11, 12};
@@ -59,7 +59,7 @@ TEST(forward_context_api) {
 
     /* max_kv_size: full layers keep a ring; the context runs past n_ctx, and while the
      * sequence fits the ring the logits equal the unbounded context's */
-    struct moecl_context_options r = {3, 12, 0, MOECL_KV_F32};
+    struct moecl_context_options r = {3, 12, 0, MOECL_KV_F32, 0};
     REQUIRE(moecl_context_create(model, 8, &r, &c) == MOECL_OK);
     REQUIRE(moecl_context_eval(c, toks, 10) == MOECL_OK);
     CHECK(max_abs_diff(first, moecl_context_logits(c), V) == 0.0f);

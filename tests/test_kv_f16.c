@@ -178,7 +178,7 @@ TEST(kv_f16_fixture_logits_close) {
             toks[i] = (int32_t)(moecl_test_rand(&st) % (uint64_t)V);
         float *l32 = malloc((size_t)n * V * 4), *l16 = malloc((size_t)n * V * 4);
         struct moecl_memory_stats m32, m16;
-        struct moecl_context_options o = {4, 0, 1, MOECL_KV_F32};
+        struct moecl_context_options o = {4, 0, 1, MOECL_KV_F32, 0};
         struct moecl_context *c = NULL;
         REQUIRE(moecl_context_create(model, 64, &o, &c) == MOECL_OK);
         REQUIRE(moecl_context_eval_all(c, toks, n, l32) == MOECL_OK);

@@ -157,7 +157,7 @@ TEST(memplan_matches_context) {
     struct moecl_placement p;
     REQUIRE(moecl_placement_init(&p, cfg->n_layers, 0) == MOECL_OK);
     static const struct moecl_context_options opts[] = {
-        {0, 0, 0, MOECL_KV_F32}, {3, 0, 1, MOECL_KV_F32}, {4, 12, 0, MOECL_KV_F16}};
+        {0, 0, 0, MOECL_KV_F32, 0}, {3, 0, 1, MOECL_KV_F32, 0}, {4, 12, 0, MOECL_KV_F16, 0}};
     static const int n_ctx[] = {40, 17, 9};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
         struct moecl_context *ctx = NULL;
@@ -259,6 +259,94 @@ TEST(memplan_split_placement) {
     moecl_placement_free(&p);
     moecl_memplan_model_free(&m);
     moecl_ckpt_close(ck);
+}
+
+/* The micro-batch option against real contexts on the two PoCL devices, one context per
+ * device (so each device's buffers are its own): with attention on pocl:0 and experts on
+ * pocl:1, micro_batch 4 and chunks of 16, the context pipelines and each device's planned
+ * activations are what it holds (CL_MEM_SIZE summed over its buffers), the step buffers plus
+ * ceil(16 / 4) sets of micro-batch buffers; where pipelining does not apply (one device, or a
+ * step smaller than two micro-batches) nothing is added; a negative value is refused by name;
+ * $MOECL_MICRO_BATCH overrides the option. */
+TEST(memplan_micro_batch_matches_context) {
+    struct moecl_device_info *list = NULL;
+    int n_list = 0;
+    REQUIRE(moecl_devices_list(&list, &n_list) == MOECL_OK);
+    moecl_devices_free(list);
+    if (n_list < 2)
+        SKIP("needs two OpenCL devices (make test sets POCL_DEVICES=\"pthread pthread\")");
+    unsetenv("MOECL_MICRO_BATCH");
+    setenv("MOECL_CONTEXT_PER_DEVICE", "1", 1);
+    static const struct {
+        const char *place;
+        int chunk, mb, env_mb, pipelined;
+    } cases[] = {
+        {"attn=pocl:0,experts=pocl:1", 16, 4, 0, 1},
+        {"attn=pocl:0,experts=pocl:1", 16, 0, 0, 0},
+        {"attn=pocl:0,experts=pocl:1", 16, 0, 8, 1},  /* the variable alone */
+        {"attn=pocl:0,experts=pocl:1", 16, 4, -1, 0}, /* MOECL_MICRO_BATCH=0 turns it off */
+        {"attn=pocl:0,experts=pocl:1", 7, 4, 0, 0},   /* a step of 7 holds one micro-batch */
+        {"all=pocl:1", 16, 4, 0, 0},                  /* nothing to overlap with */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct moecl_model_options mo = {NULL, 0, cases[i].place, 0};
+        struct moecl_model *model = NULL;
+        struct moecl_context *ctx = NULL;
+        REQUIRE(moecl_model_load(fixture("affine_b4_g64"), &mo, &model) == MOECL_OK);
+        const struct moecl_config *cfg = &model->ckpt->config;
+        struct moecl_context_options co = {cases[i].chunk, 0, 1, MOECL_KV_F32, cases[i].mb};
+        if (cases[i].env_mb) {
+            char v[16];
+            snprintf(v, sizeof v, "%d", cases[i].env_mb < 0 ? 0 : cases[i].env_mb);
+            setenv("MOECL_MICRO_BATCH", v, 1);
+        }
+        enum moecl_status st = moecl_context_create(model, 40, &co, &ctx);
+        unsetenv("MOECL_MICRO_BATCH");
+        REQUIRE(st == MOECL_OK);
+        CHECK_EQ(ctx->mbs != NULL, cases[i].pipelined);
+        int mb = cases[i].env_mb > 0 ? cases[i].env_mb : cases[i].mb;
+        uint64_t mb_bytes = moecl_memplan_micro_batch_bytes(cfg, mb, cases[i].chunk);
+        CHECK_EQ(mb_bytes, (uint64_t)(cases[i].chunk + mb - 1) / (mb ? mb : 1) * mb *
+                               (2 * cfg->hidden_size + 2 * cfg->n_experts_per_tok) * 4);
+        struct moecl_memory_report r;
+        REQUIRE(moecl_context_memory_report(ctx, &r) == MOECL_OK);
+        struct moecl_memplan_ctx c;
+        moecl_memplan_ctx_init(&c, 40);
+        c.prefill_chunk = cases[i].chunk;
+        c.all_logits = 1;
+        for (int d = 0; d < model->n_devs; d++) {
+            /* measured: CL_MEM_SIZE over the device's activation buffers */
+            uint64_t held = 0;
+            for (int k = 0; k < moecl_umem_n_allocs(model->umem); k++) {
+                const struct moecl_umem_alloc *a = moecl_umem_alloc_at(model->umem, k);
+                if (a->device == d && a->cls == MOECL_MEM_ACTIVATIONS)
+                    held += mem_size(a->mem);
+            }
+            CHECK_EQ(r.devices[d].measured[MOECL_MEM_ACTIVATIONS], held);
+            CHECK_EQ(r.devices[d].planned[MOECL_MEM_ACTIVATIONS], held);
+            /* the step buffers alone (the plan without micro-batches), plus the sets */
+            struct moecl_memplan plan0;
+            REQUIRE(moecl_memplan_build(&model->plan_model, &model->gplace, model->infos,
+                                        model->n_infos, &c, 0, &plan0) == MOECL_OK);
+            const struct moecl_memplan_device *pd =
+                moecl_memplan_find(&plan0, model->devs[d].cl.info.index);
+            REQUIRE(pd != NULL);
+            CHECK_EQ(held, pd->bytes[MOECL_MEM_ACTIVATIONS] + (cases[i].pipelined ? mb_bytes : 0));
+        }
+        moecl_context_release(ctx);
+        moecl_model_release(model);
+    }
+    /* refused by name */
+    struct moecl_model_options mo = {NULL, 0, "attn=pocl:0,experts=pocl:1", 0};
+    struct moecl_model *model = NULL;
+    struct moecl_context *ctx = NULL;
+    REQUIRE(moecl_model_load(fixture("affine_b4_g64"), &mo, &model) == MOECL_OK);
+    struct moecl_context_options co = {16, 0, 0, MOECL_KV_F32, -3};
+    CHECK(moecl_context_create(model, 40, &co, &ctx) == MOECL_ERR_INVALID_ARG);
+    CHECK(ctx == NULL);
+    CHECK_STR_CONTAINS(moecl_last_error(), "micro_batch -3");
+    moecl_model_release(model);
+    unsetenv("MOECL_CONTEXT_PER_DEVICE");
 }
 
 /* The verdict: a context too large for the small GPU names the device, the largest classes

@@ -51,7 +51,7 @@ static char *file_in(const char *dir, const char *name) {
 }
 
 static cJSON *load_json(const char *dir, const char *name) {
-    char *s = tst_slurp(file_in(dir, name), NULL);
+    char *s = moecl_test_slurp(file_in(dir, name), NULL);
     cJSON *j = s ? cJSON_Parse(s) : NULL;
     free(s);
     return j;
@@ -578,7 +578,7 @@ TEST(mkmodel_shard_limit) {
 
 static int files_equal(const char *a, const char *b) {
     size_t na = 0, nb = 0;
-    char *x = tst_slurp(a, &na), *y = tst_slurp(b, &nb);
+    char *x = moecl_test_slurp(a, &na), *y = moecl_test_slurp(b, &nb);
     int eq = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);

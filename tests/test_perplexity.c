@@ -14,34 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *fixtures_dir(void) {
-    const char *d = getenv("MOECL_FIXTURES_DIR");
-    return d && *d ? d : "tests/fixtures";
-}
-
-static char *slurp_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
 /* The manifest's "perplexity" section (NULL if missing; the caller deletes the root). */
 static const cJSON *ppl_section(cJSON **root_out) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/manifest.json", fixtures_dir());
-    char *text = slurp_text(path);
+    snprintf(path, sizeof path, "%s/manifest.json", moecl_test_fixtures_dir());
+    char *text = moecl_test_slurp(path, NULL);
     *root_out = text ? cJSON_Parse(text) : NULL;
     free(text);
     return *root_out ? cJSON_GetObjectItemCaseSensitive(*root_out, "perplexity") : NULL;
@@ -72,7 +49,7 @@ static double after(const char *s, const char *key) {
 
 static char *tokens_file(void) {
     static char path[1024];
-    snprintf(path, sizeof path, "%s/perplexity/tokens.txt", fixtures_dir());
+    snprintf(path, sizeof path, "%s/perplexity/tokens.txt", moecl_test_fixtures_dir());
     return path;
 }
 
@@ -93,8 +70,8 @@ TEST(perplexity_matches_mlx_lm) {
     cJSON_ArrayForEach(e, list) {
         char args[8192], *out = NULL;
         int ctx = (int)num(e, "ctx"), stride = (int)num(e, "stride");
-        snprintf(args, sizeof args, "-m '%s/%s' --tokens '%s' --ctx %d --stride %d", fixtures_dir(),
-                 str(e, "model"), tokens_file(), ctx, stride);
+        snprintf(args, sizeof args, "-m '%s/%s' --tokens '%s' --ctx %d --stride %d",
+                 moecl_test_fixtures_dir(), str(e, "model"), tokens_file(), ctx, stride);
         int rc = perplexity(args, &out);
         CHECK_EQ(rc, 0);
         double got = after(out, "perplexity: "), se = after(out, "perplexity: ");
@@ -127,13 +104,14 @@ TEST(perplexity_kl_self_and_other) {
         char lp[1024], args[8192], *out = NULL;
         snprintf(lp, sizeof lp, "%s/f32%s.lp", dir, full ? "-full" : "");
         snprintf(args, sizeof args, "-m '%s/f32' --tokens '%s' --ctx 64 --save-logits '%s' %s",
-                 fixtures_dir(), tokens_file(), lp, kinds[full]);
+                 moecl_test_fixtures_dir(), tokens_file(), lp, kinds[full]);
         CHECK_EQ(perplexity(args, &out), 0);
         CHECK_STR_CONTAINS(out, "saved: ");
         double ppl = after(out, "perplexity: ");
         free(out);
         /* the same checkpoint, tokens, window and stride taken from the file */
-        snprintf(args, sizeof args, "-m '%s/f32' --kl-divergence '%s'", fixtures_dir(), lp);
+        snprintf(args, sizeof args, "-m '%s/f32' --kl-divergence '%s'", moecl_test_fixtures_dir(),
+                 lp);
         CHECK_EQ(perplexity(args, &out), 0);
         CHECK_STR_CONTAINS(out, full ? "full rows: exact KL" : "top-32 rows");
         CHECK_NEAR(after(out, "mean KL:"), 0.0, 0);
@@ -144,7 +122,7 @@ TEST(perplexity_kl_self_and_other) {
         free(out);
         /* another checkpoint of the same weights */
         snprintf(args, sizeof args, "-m '%s/affine_b4_g64' --tokens '%s' --kl-divergence '%s'",
-                 fixtures_dir(), tokens_file(), lp);
+                 moecl_test_fixtures_dir(), tokens_file(), lp);
         CHECK_EQ(perplexity(args, &out), 0);
         CHECK(after(out, "mean KL:") > 0.1);
         CHECK(after(out, "median KL:") > 0.01);
@@ -165,13 +143,13 @@ TEST(perplexity_kl_placement_and_kv_type) {
     char lp[1024], args[8192], *out = NULL;
     snprintf(lp, sizeof lp, "%s/ref.lp", dir);
     snprintf(args, sizeof args, "-m '%s/f32' --tokens '%s' --ctx 64 --save-logits '%s'",
-             fixtures_dir(), tokens_file(), lp);
+             moecl_test_fixtures_dir(), tokens_file(), lp);
     REQUIRE(perplexity(args, &out) == 0);
     free(out);
     const char *same[] = {"--place experts=pocl:1", "--batch 1", "--batch 5 --place attn=pocl:1"};
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
-        snprintf(args, sizeof args, "-m '%s/f32' --kl-divergence '%s' %s", fixtures_dir(), lp,
-                 same[i]);
+        snprintf(args, sizeof args, "-m '%s/f32' --kl-divergence '%s' %s",
+                 moecl_test_fixtures_dir(), lp, same[i]);
         CHECK_EQ(perplexity(args, &out), 0);
         if (!(after(out, "max KL:") == 0.0) || !(after(out, "same top token:") == 100.0))
             moecl_test_fail(__FILE__, __LINE__, "%s: max KL %g, same top %g%%", same[i],
@@ -179,7 +157,7 @@ TEST(perplexity_kl_placement_and_kv_type) {
         free(out);
     }
     snprintf(args, sizeof args, "-m '%s/f32' --kl-divergence '%s' --batch 1 --kv-type f16",
-             fixtures_dir(), lp);
+             moecl_test_fixtures_dir(), lp);
     CHECK_EQ(perplexity(args, &out), 0);
     double kl = after(out, "mean KL:");
     printf("    f16 KV cache, one token per step: mean KL %g, same top %g%%\n", kl,
@@ -207,7 +185,8 @@ TEST(perplexity_kl_orders_quantizations) {
     snprintf(lp, sizeof lp, "%s/base.lp", dir);
     snprintf(args, sizeof args,
              "-m '%s/%s' --tokens '%s' --ctx %d --save-logits '%s' --save-logits-full",
-             fixtures_dir(), str(sec, "kl_base"), tokens_file(), (int)num(sec, "kl_ctx"), lp);
+             moecl_test_fixtures_dir(), str(sec, "kl_base"), tokens_file(), (int)num(sec, "kl_ctx"),
+             lp);
     REQUIRE(perplexity(args, &out) == 0);
     free(out);
     printf("    KL(%s || recipe), window = stride = %d, full rows\n", str(sec, "kl_base"),
@@ -223,7 +202,8 @@ TEST(perplexity_kl_orders_quantizations) {
     const cJSON *e;
     cJSON_ArrayForEach(e, list) {
         const char *name = str(e, "model");
-        snprintf(args, sizeof args, "-m '%s/%s' --kl-divergence '%s'", fixtures_dir(), name, lp);
+        snprintf(args, sizeof args, "-m '%s/%s' --kl-divergence '%s'", moecl_test_fixtures_dir(),
+                 name, lp);
         int rc = perplexity(args, &out);
         CHECK_EQ(rc, 0);
         double kl = after(out, "mean KL:"), same = after(out, "same top token:");
@@ -260,33 +240,16 @@ TEST(perplexity_kl_orders_quantizations) {
     free(dir);
     cJSON_Delete(root);
 }
-
-/* Same cache folder as the generate tests (the built-in default model lives there). */
-static const char *cache_dir(void) {
-    static char dir[3072];
-    if (!dir[0]) {
-        const char *bin = moecl_test_bin();
-        const char *slash = strrchr(bin, '/');
-        int n = slash ? (int)(slash - bin) : 1;
-        char cwd[2048] = ".";
-        if (bin[0] != '/' && !getcwd(cwd, sizeof cwd))
-            snprintf(cwd, sizeof cwd, ".");
-        snprintf(dir, sizeof dir, "%s%s%.*s/test-cache", bin[0] == '/' ? "" : cwd,
-                 bin[0] == '/' ? "" : "/", n, slash ? bin : ".");
-    }
-    return dir;
-}
-
 /* -f TEXT is tokenized with the checkpoint's tokenizer.json, plain text, no BOS: the same
  * perplexity as the ids the tokenizer API gives, passed with --tokens. */
 TEST(perplexity_text_file) {
     char cmd[8192], *out = NULL;
-    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' generate -p hi --max-tokens 1", cache_dir(),
-             moecl_test_bin());
+    snprintf(cmd, sizeof cmd, "XDG_CACHE_HOME='%s' '%s' generate -p hi --max-tokens 1",
+             moecl_test_cache_dir(), moecl_test_bin());
     REQUIRE(moecl_test_run(cmd, &out) == 0);
     free(out);
     char model[3200];
-    snprintf(model, sizeof model, "%s/moecl/default-model-v1", cache_dir());
+    snprintf(model, sizeof model, "%s/moecl/default-model-v1", moecl_test_cache_dir());
     char *dir = moecl_test_tmpdir("ppl-text");
     REQUIRE(dir);
     char text_path[1024], ids_path[1024];
@@ -335,7 +298,7 @@ TEST(perplexity_cli_errors) {
     snprintf(p_tok, sizeof p_tok, "%s/t.txt", dir);
     snprintf(p_lp, sizeof p_lp, "%s/ref.lp", dir);
     snprintf(p_bad, sizeof p_bad, "%s/bad.lp", dir);
-    const char *m = fixtures_dir();
+    const char *m = moecl_test_fixtures_dir();
 
     struct {
         const char *tokens; /* written to t.txt */
@@ -395,7 +358,7 @@ TEST(perplexity_cli_errors) {
     free(out);
     /* truncated, wrong magic */
     size_t len = 0;
-    char *data = slurp_text(p_lp);
+    char *data = moecl_test_slurp(p_lp, NULL);
     REQUIRE(data);
     FILE *f = fopen(p_lp, "rb");
     REQUIRE(f);
@@ -432,4 +395,56 @@ TEST(perplexity_cli_errors) {
     free(out);
     moecl_test_rmtree(dir);
     free(dir);
+}
+
+/* --save-top-k sets K: a top-1 file is 64 + 4 * tokens + 16 bytes per scored position, and
+ * still compares a run with itself to exactly 0. */
+TEST(perplexity_save_top_k) {
+    char *dir = moecl_test_tmpdir("ppl-topk");
+    REQUIRE(dir);
+    char lp[1024], args[8192], *out = NULL;
+    snprintf(lp, sizeof lp, "%s/k1.lp", dir);
+    snprintf(args, sizeof args,
+             "-m '%s/bf16' --tokens '%s' --ctx 64 --save-logits '%s' "
+             "--save-top-k 1",
+             moecl_test_fixtures_dir(), tokens_file(), lp);
+    CHECK_EQ(perplexity(args, &out), 0);
+    free(out);
+    FILE *f = fopen(lp, "rb");
+    REQUIRE(f);
+    fseek(f, 0, SEEK_END);
+    CHECK_EQ(ftell(f), 64 + 4 * 512 + 16 * 504);
+    fclose(f);
+    snprintf(args, sizeof args, "-m '%s/bf16' --kl-divergence '%s'", moecl_test_fixtures_dir(), lp);
+    CHECK_EQ(perplexity(args, &out), 0);
+    CHECK_STR_CONTAINS(out, "top-1 rows");
+    CHECK_NEAR(after(out, "max KL:"), 0.0, 0);
+    free(out);
+    snprintf(args, sizeof args,
+             "-m '%s/bf16' --tokens '%s' --ctx 64 --save-logits '%s' "
+             "--save-top-k 384",
+             moecl_test_fixtures_dir(), tokens_file(), lp);
+    CHECK_EQ(perplexity(args, &out), 1);
+    CHECK_STR_CONTAINS(out, "top-K 384 must be between 1 and the vocabulary (384) - 1");
+    free(out);
+    moecl_test_rmtree(dir);
+    free(dir);
+}
+
+/* Without --no-progress, stderr (not a terminal here) gets a progress line every tenth of the
+ * work with the rate and the time left; the last one covers every window. */
+TEST(perplexity_progress) {
+    char cmd[8192], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "'%s' perplexity -m '%s/f32' --tokens '%s' --ctx 64 --batch 16 2>&1 >/dev/null",
+             moecl_test_bin(), moecl_test_fixtures_dir(), tokens_file());
+    CHECK_EQ(moecl_test_run(cmd, &out), 0);
+    CHECK_STR_CONTAINS(out, "tokens/s, ");
+    CHECK_STR_CONTAINS(out, " left, PPL ");
+    CHECK_STR_CONTAINS(out, "[####################] window 8/8");
+    int lines = 0;
+    for (const char *p = out; p && (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    CHECK(lines >= 5 && lines <= 12);
+    free(out);
 }

@@ -5,7 +5,10 @@
  *   - a context per device ($MOECL_CONTEXT_PER_DEVICE: the cross-platform path, user events
  *     completed by callbacks; zero-copy views so no bytes move);
  *   - a context per device with mirrors ($MOECL_WEIGHTS_COPY: the discrete-GPU path, copies
- *     through host memory).
+ *     through host memory, pinned);
+ *   - a context per device with every host allocation pinned ($MOECL_PIN_HOST=1: mapped
+ *     ALLOC_HOST_PTR buffers that the other context's views alias), with zero-copy weights
+ *     and with mirrors.
  * Tolerances: against single-device moecl, max |d| <= 1e-5 * (max |logit| + 1) (the same kernels
  * on the same kind of device; the split sum is arithmetically identical); against the mlx-lm
  * fixture, the conformance suite's class (float32: max |d| <= 1e-3 * max |ref|). */
@@ -31,8 +34,9 @@ struct run {
     int32_t greedy[24];
     uint64_t moved_decode; /* bytes moved over the decode pass */
     int handoffs[2];
-    int pipelined;          /* the context set up micro-batch pipelining */
-    uint64_t handoff_bytes; /* per split layer and token: xn, ids, wts out, the sum back */
+    int pipelined;              /* the context set up micro-batch pipelining */
+    uint64_t handoff_bytes;     /* per split layer and token: xn, ids, wts out, the sum back */
+    uint64_t host_bufs, pinned; /* host allocations of unified buffers, the pinned part */
     char placement[512];
 };
 
@@ -62,7 +66,7 @@ static int run_placement(const char *dir, const char *device, const char *place,
     /* chunk 7 crosses the window; with micro-batches of 4 ($MOECL_MICRO_BATCH), chunks of 16
      * hold four, the last chunk (8 of 40) two */
     const char *mbe = getenv("MOECL_MICRO_BATCH");
-    struct moecl_context_options co = {mbe && atoi(mbe) > 0 ? 16 : 7, 0, 1, MOECL_KV_F32};
+    struct moecl_context_options co = {mbe && atoi(mbe) > 0 ? 16 : 7, 0, 1, MOECL_KV_F32, 0};
     int rc = -1;
     if (!r->prefill || !r->decode || moecl_context_create(m, T + 32, &co, &c) != MOECL_OK ||
         moecl_context_eval_all(c, tokens, T, r->prefill) != MOECL_OK) {
@@ -92,6 +96,9 @@ static int run_placement(const char *dir, const char *device, const char *place,
     r->moved_decode = rep.moved_bytes - moved0;
     r->handoffs[0] = rep.handoffs_per_step[0];
     r->handoffs[1] = rep.handoffs_per_step[1];
+    for (int k = 0; k < MOECL_MEM_N_CLASSES; k++)
+        r->host_bufs += rep.host_buffer_bytes[k];
+    r->pinned = rep.host_pinned_bytes;
     moecl_context_reset(c);
     if (moecl_context_eval(c, tokens, 8) != MOECL_OK)
         goto done;
@@ -262,6 +269,14 @@ static void check_placements(const char *mode) {
             CHECK_EQ(r.pipelined, 0);
         if (!strstr(mode, "copy") && both_unified)
             CHECK_EQ(r.moved_decode, 0); /* zero-copy views: nothing moves */
+        /* pinned host memory: every host allocation with $MOECL_PIN_HOST=1, and every one of
+         * a buffer a discrete device (the mirrors of the copy modes) uses; none otherwise */
+        if (strstr(mode, "pin") && (!strstr(mode, "copy") || r.handoffs[1] > 0))
+            CHECK(r.pinned > 0); /* mirrors alone on one device need no host allocation */
+        if (strstr(mode, "pin") || strstr(mode, "copy"))
+            CHECK_EQ(r.pinned, r.host_bufs);
+        else if (both_unified)
+            CHECK_EQ(r.pinned, 0);
         run_free(&r);
     }
     run_free(&base);
@@ -287,6 +302,29 @@ TEST(placement_fwd_mirrors_and_copies) {
     check_placements("copy");
     unsetenv("MOECL_CONTEXT_PER_DEVICE");
     unsetenv("MOECL_WEIGHTS_COPY");
+}
+
+/* Every host allocation pinned memory of one context, aliased by the other's views. */
+TEST(placement_fwd_pinned_host) {
+    setenv("MOECL_CONTEXT_PER_DEVICE", "1", 1);
+    setenv("MOECL_PIN_HOST", "1", 1);
+    unsetenv("MOECL_WEIGHTS_COPY");
+    check_placements("pin");
+    unsetenv("MOECL_PIN_HOST");
+    unsetenv("MOECL_CONTEXT_PER_DEVICE");
+}
+
+/* Pinned host memory with mirrors, micro-batches pipelined (the discrete-GPU prefill path). */
+TEST(placement_fwd_pinned_copies_pipelined) {
+    setenv("MOECL_CONTEXT_PER_DEVICE", "1", 1);
+    setenv("MOECL_PIN_HOST", "1", 1);
+    setenv("MOECL_WEIGHTS_COPY", "1", 1);
+    setenv("MOECL_MICRO_BATCH", "4", 1);
+    check_placements("pipe-pin-copy");
+    unsetenv("MOECL_MICRO_BATCH");
+    unsetenv("MOECL_WEIGHTS_COPY");
+    unsetenv("MOECL_PIN_HOST");
+    unsetenv("MOECL_CONTEXT_PER_DEVICE");
 }
 
 /* Prefill in micro-batches of 4 rows pipelined across the two devices, one context. */

@@ -7,6 +7,7 @@
 #include "model_internal.h"
 #include "moecl.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,11 +181,120 @@ TEST(umem_stale_mirror_refreshed_once) {
         REQUIRE(moecl_umem_acquire(um, &b, 1, 0, q0, MOECL_UMEM_READ, &v0) == MOECL_OK);
         CHECK_EQ(moecl_umem_moved_bytes(um) - moved0, 2 * 6000);
     }
+    /* three buffers written by one queue travel as one hand-off: one marker, one callback,
+     * one user event */
+    struct moecl_ubuf *three[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(moecl_umem_buffer_create(um, "h", MOECL_MEM_ACTIVATIONS, 1024, 3u, 1, &three[i]) ==
+                MOECL_OK);
+        cl_mem v0;
+        uint32_t pattern = 0x77u + (uint32_t)i;
+        REQUIRE(moecl_umem_acquire(um, &three[i], 1, 0, q0, MOECL_UMEM_WRITE, &v0) == MOECL_OK);
+        clEnqueueFillBuffer(q0, v0, &pattern, sizeof pattern, 0, 1024, 0, NULL, NULL);
+        moecl_umem_release(um, three[i], 0, q0, 1024);
+    }
+    uint64_t h0 = moecl_umem_handoffs(um), m0 = moecl_umem_moved_bytes(um);
+    cl_mem v3[3];
+    REQUIRE(moecl_umem_acquire(um, three, 3, 1, q1, MOECL_UMEM_READ, v3) == MOECL_OK);
+    CHECK_EQ(moecl_umem_handoffs(um) - h0, 1);
+    CHECK_EQ(moecl_umem_moved_bytes(um) - m0, 2 * 3 * 1024);
+    for (int i = 0; i < 3; i++) {
+        uint32_t w = 0;
+        CHECK(clEnqueueReadBuffer(q1, v3[i], CL_TRUE, 1020, 4, &w, 0, NULL, NULL) == CL_SUCCESS);
+        CHECK_EQ(w, 0x77u + (uint32_t)i);
+    }
     clFinish(q0);
     clFinish(q1);
+    for (int i = 0; i < 3; i++)
+        moecl_umem_buffer_free(um, three[i]);
     moecl_umem_buffer_free(um, b);
     CHECK_EQ(moecl_umem_n_allocs(um), 0);
     moecl_umem_release_all(um);
+    clReleaseCommandQueue(q0);
+    clReleaseCommandQueue(q1);
+    clReleaseContext(ctx[0]);
+    clReleaseContext(ctx[1]);
+}
+
+/* Pinned host memory: a buffer a discrete device uses gets a mapped ALLOC_HOST_PTR buffer of
+ * that device's context as its host allocation, by default (a plain aligned allocation with
+ * $MOECL_PIN_HOST=0); with $MOECL_PIN_HOST=1 also on host-unified devices, where the other
+ * context's zero-copy view aliases the pinned pages. Pinned bytes are host memory of the
+ * buffer's class and in no device's accounting; a hand-off through them carries the bytes. */
+TEST(umem_pinned_host_memory) {
+    cl_context ctx[2];
+    cl_device_id dev[2];
+    struct moecl_cl_device info[2];
+    if (devices(2, ctx, dev, info) != 0)
+        SKIP("needs two OpenCL devices (make test sets POCL_DEVICES=\"pthread pthread\")");
+    cl_int err;
+    cl_command_queue q0 = clCreateCommandQueueWithProperties(ctx[0], dev[0], NULL, &err);
+    cl_command_queue q1 = clCreateCommandQueueWithProperties(ctx[1], dev[1], NULL, &err);
+    const size_t N = 3 * 4096 + 100, R = 4 * 4096; /* R: N rounded to pages */
+    for (int mode = 0; mode < 3; mode++) {
+        /* 0: discrete devices, default; 1: discrete, $MOECL_PIN_HOST=0; 2: zero-copy, =1 */
+        int zc = mode == 2;
+        struct moecl_umem_device_desc d[2] = {
+            {ctx[0], dev[0], "pocl:0", zc, info[0].info.max_alloc_bytes, 0},
+            {ctx[1], dev[1], "pocl:1", zc, info[1].info.max_alloc_bytes, 0}};
+        if (mode == 1)
+            setenv("MOECL_PIN_HOST", "0", 1);
+        if (mode == 2)
+            setenv("MOECL_PIN_HOST", "1", 1);
+        struct moecl_umem *um = NULL;
+        enum moecl_status st = moecl_umem_create(d, 2, &um);
+        unsetenv("MOECL_PIN_HOST");
+        REQUIRE(st == MOECL_OK);
+        struct moecl_ubuf *b = NULL;
+        REQUIRE(moecl_umem_buffer_create(um, "x", MOECL_MEM_ACTIVATIONS, N, 3u, 1, &b) == MOECL_OK);
+        int pinned = mode != 1;
+        CHECK_EQ(moecl_umem_pinned(b), pinned);
+        CHECK_EQ(moecl_umem_host_bytes(um, MOECL_MEM_ACTIVATIONS), R);
+        CHECK_EQ(moecl_umem_pinned_bytes(um), pinned ? R : 0);
+        /* the devices' accounting holds the two views and nothing else */
+        CHECK_EQ(moecl_umem_n_allocs(um), 2);
+        uint64_t views = 0;
+        for (int i = 0; i < moecl_umem_n_allocs(um); i++)
+            views += mem_size(moecl_umem_alloc_at(um, i)->mem);
+        CHECK_EQ(views, 2 * N);
+        CHECK_EQ(moecl_umem_device_bytes(um, 0, MOECL_MEM_ACTIVATIONS) +
+                     moecl_umem_device_bytes(um, 1, MOECL_MEM_ACTIVATIONS),
+                 2 * N);
+        uint8_t *host = moecl_umem_host(b);
+        REQUIRE(host != NULL);
+        CHECK_EQ(host[0], 0); /* zeroed */
+        CHECK_EQ(host[R - 1], 0);
+        if (zc) {
+            /* pinned in context 0; context 1's view aliases the pinned pages */
+            void *hp = NULL;
+            clGetMemObjectInfo(moecl_umem_view(um, b, 1), CL_MEM_HOST_PTR, sizeof hp, &hp, NULL);
+            CHECK(hp == (void *)host);
+        }
+        /* a write on device 0 read on device 1 (a hand-off through the host allocation) */
+        cl_mem v0, v1;
+        uint32_t pattern = 0xC0DE0000u + (uint32_t)mode;
+        REQUIRE(moecl_umem_acquire(um, &b, 1, 0, q0, MOECL_UMEM_WRITE, &v0) == MOECL_OK);
+        clEnqueueFillBuffer(q0, v0, &pattern, sizeof pattern, 0, N / 4 * 4, 0, NULL, NULL);
+        moecl_umem_release(um, b, 0, q0, N);
+        uint64_t m0 = moecl_umem_moved_bytes(um);
+        REQUIRE(moecl_umem_acquire(um, &b, 1, 1, q1, MOECL_UMEM_READ, &v1) == MOECL_OK);
+        CHECK_EQ(moecl_umem_moved_bytes(um) - m0, zc ? 0 : 2 * N);
+        uint32_t got[2] = {0, 0};
+        CHECK(clEnqueueReadBuffer(q1, v1, CL_TRUE, 0, 4, &got[0], 0, NULL, NULL) == CL_SUCCESS);
+        CHECK(clEnqueueReadBuffer(q1, v1, CL_TRUE, N / 4 * 4 - 4, 4, &got[1], 0, NULL, NULL) ==
+              CL_SUCCESS);
+        CHECK_EQ(got[0], pattern);
+        CHECK_EQ(got[1], pattern);
+        clFinish(q0);
+        uint32_t h = 0;
+        memcpy(&h, host + N / 4 * 4 - 4, 4);
+        CHECK_EQ(h, pattern); /* the bytes went through (or are) the host allocation */
+        moecl_umem_buffer_free(um, b);
+        CHECK_EQ(moecl_umem_host_bytes(um, MOECL_MEM_ACTIVATIONS), 0);
+        CHECK_EQ(moecl_umem_pinned_bytes(um), 0);
+        CHECK_EQ(moecl_umem_n_allocs(um), 0);
+        moecl_umem_release_all(um);
+    }
     clReleaseCommandQueue(q0);
     clReleaseCommandQueue(q1);
     clReleaseContext(ctx[0]);
@@ -307,7 +417,7 @@ TEST(umem_split_weights_same_logits) {
         REQUIRE(st == MOECL_OK);
         V = moecl_model_vocab_size(m);
         pieces[run] = moecl_umem_weight_pieces(m->umem, 0);
-        struct moecl_context_options co = {4, 0, 1, MOECL_KV_F32};
+        struct moecl_context_options co = {4, 0, 1, MOECL_KV_F32, 0};
         out[run] = malloc((size_t)T * (size_t)V * sizeof(float));
         REQUIRE(out[run] && moecl_context_create(m, T, &co, &c) == MOECL_OK);
         CHECK(moecl_context_eval_all(c, toks, T, out[run]) == MOECL_OK);
@@ -318,4 +428,60 @@ TEST(umem_split_weights_same_logits) {
     CHECK(memcmp(out[0], out[1], (size_t)T * (size_t)V * sizeof(float)) == 0);
     free(out[0]);
     free(out[1]);
+}
+
+struct ctx_job {
+    struct moecl_model *model;
+    const int32_t *tokens;
+    int n;
+    float *logits; /* [vocab] out */
+    enum moecl_status status;
+};
+
+static void *ctx_job_run(void *arg) {
+    struct ctx_job *j = arg;
+    struct moecl_context *c = NULL;
+    j->status = moecl_context_create(j->model, 64, NULL, &c);
+    if (j->status == MOECL_OK)
+        j->status = moecl_context_eval(c, j->tokens, j->n);
+    if (j->status == MOECL_OK)
+        memcpy(j->logits, moecl_context_logits(c),
+               (size_t)moecl_model_vocab_size(j->model) * sizeof(float));
+    moecl_context_release(c);
+    return NULL;
+}
+
+/* Contexts of one split model created, evaluated and released on four threads at once (the
+ * manager's registry and counters are shared): every thread gets the logits of a lone run. */
+TEST(umem_contexts_on_threads) {
+    struct moecl_device_info *list = NULL;
+    int n = 0;
+    REQUIRE(moecl_devices_list(&list, &n) == MOECL_OK);
+    moecl_devices_free(list);
+    if (n < 2)
+        SKIP("needs two OpenCL devices (make test sets POCL_DEVICES=\"pthread pthread\")");
+    struct moecl_model_options mo = {NULL, 0, NULL, -1}; /* --cpu-moe */
+    struct moecl_model *m = NULL;
+    REQUIRE(moecl_model_load(fixture("affine_b4_g64"), &mo, &m) == MOECL_OK);
+    static const int32_t toks[] = {5, 6, 7, 8, 9, 10, 11, 12, 13};
+    int V = moecl_model_vocab_size(m);
+    struct ctx_job jobs[5];
+    float *out = calloc(5 * (size_t)V, sizeof(float));
+    REQUIRE(out != NULL);
+    for (int i = 0; i < 5; i++)
+        jobs[i] = (struct ctx_job){m, toks, 9, out + (size_t)i * V, MOECL_OK};
+    ctx_job_run(&jobs[4]); /* alone */
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE(pthread_create(&th[i], NULL, ctx_job_run, &jobs[i]) == 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(jobs[i].status, MOECL_OK);
+    for (int i = 0; i < 4; i++)
+        CHECK(memcmp(out + (size_t)i * V, out + 4 * (size_t)V, (size_t)V * sizeof(float)) == 0);
+    CHECK_EQ(moecl_umem_n_allocs(m->umem),
+             moecl_umem_weight_pieces(m->umem, 0) + moecl_umem_weight_pieces(m->umem, 1));
+    free(out);
+    moecl_model_release(m);
 }

@@ -86,3 +86,44 @@ uint64_t moecl_test_rand(uint64_t *state) {
 float moecl_test_randf(uint64_t *state) {
     return (float)((double)(moecl_test_rand(state) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
 }
+
+const char *moecl_test_fixtures_dir(void) {
+    const char *d = getenv("MOECL_FIXTURES_DIR");
+    return d && *d ? d : "tests/fixtures";
+}
+
+char *moecl_test_slurp(const char *path, size_t *n_out) {
+    if (n_out)
+        *n_out = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    char *buf = n >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (!buf)
+        return NULL;
+    buf[n] = 0;
+    if (n_out)
+        *n_out = (size_t)n;
+    return buf;
+}
+
+const char *moecl_test_cache_dir(void) {
+    static char dir[3072];
+    if (!dir[0]) {
+        const char *bin = moecl_test_bin();
+        const char *slash = strrchr(bin, '/');
+        int n = slash ? (int)(slash - bin) : 1;
+        char cwd[2048] = ".";
+        if (bin[0] != '/' && !getcwd(cwd, sizeof cwd))
+            snprintf(cwd, sizeof cwd, ".");
+        snprintf(dir, sizeof dir, "%s%s%.*s/test-cache", bin[0] == '/' ? "" : cwd,
+                 bin[0] == '/' ? "" : "/", n, slash ? bin : ".");
+    }
+    return dir;
+}

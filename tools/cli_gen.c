@@ -24,7 +24,10 @@
 #define KV_OPTIONS_HELP                                                                            \
     "  --kv-type T            KV cache storage: f32 (default) or f16 (half the bytes)\n"           \
     "  --max-kv-size N        full-attention layers keep only the last N positions (a\n"           \
-    "                         rotating window, as mlx-lm's --max-kv-size)\n"
+    "                         rotating window, as mlx-lm's --max-kv-size)\n"                       \
+    "  --micro-batch N        pipeline prefill in micro-batches of N tokens across the\n"          \
+    "                         attention and expert devices (attention on one device, experts\n"    \
+    "                         elsewhere; default 0: off)\n"
 
 const char gen_model_options_help[] = "  --device SPEC          device as `moecl devices` names it "
                                       "(cpu, gpu, pocl:1, 2)\n" PLACE_HELP KV_OPTIONS_HELP;
@@ -102,6 +105,11 @@ int gen_parse_model_option(struct gen_opts *o, int argc, char **argv, int *i) {
         if (parse_ll(a, v, 1, INT32_MAX, &ll))
             return -1;
         o->max_kv_size = (int)ll;
+    } else if (!strcmp(a, "--micro-batch")) {
+        long long ll;
+        if (parse_ll(a, v, 0, 1 << 20, &ll))
+            return -1;
+        o->micro_batch = (int)ll;
     } else if (!strcmp(a, "--place")) {
         if (!v)
             goto missing;
@@ -138,6 +146,7 @@ void gen_context_options(const struct gen_opts *o, struct moecl_context_options 
     memset(co, 0, sizeof *co);
     co->kv_type = o->kv_type;
     co->max_kv_size = o->max_kv_size;
+    co->micro_batch = o->micro_batch;
 }
 
 int gen_parse_option(struct gen_opts *o, int argc, char **argv, int *i) {
@@ -505,5 +514,17 @@ int gen_print_memory_report(const struct moecl_context *ctx) {
         r.checkpoint_bytes
             ? 100.0 * (double)r.checkpoint_resident_bytes / (double)r.checkpoint_bytes
             : 0.0);
+    uint64_t hb = 0;
+    for (int c = 0; c < MOECL_MEM_N_CLASSES; c++)
+        hb += r.host_buffer_bytes[c];
+    if (hb) {
+        fprintf(stderr, "  host buffers: %s (%s of them pinned)", moecl_cli_bytes(hb, b1),
+                moecl_cli_bytes(r.host_pinned_bytes, b2));
+        for (int c = 0; c < MOECL_MEM_N_CLASSES; c++)
+            if (r.host_buffer_bytes[c])
+                fprintf(stderr, "; %s %s", moecl_mem_class_name((enum moecl_mem_class)c),
+                        moecl_cli_bytes(r.host_buffer_bytes[c], b1));
+        fprintf(stderr, "\n");
+    }
     return 0;
 }

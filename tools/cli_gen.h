@@ -28,6 +28,7 @@ struct gen_opts {
     const char *place;          /* --place SPEC */
     int n_cpu_moe;              /* --n-cpu-moe N (N > 0), --cpu-moe (-1) */
     int report_memory;          /* --report-memory */
+    int micro_batch;            /* --micro-batch N (0: off) */
 };
 
 /* Parses one of the model/device/context options that every command loading a model shares

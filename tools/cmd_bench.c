@@ -468,6 +468,8 @@ MOECL_COMMAND(bench, "speed of a checkpoint (llama-bench style) and of the devic
                 md_profile(res, n_res);
         }
     }
+    if (o.gen.report_memory && s.ctx && gen_print_memory_report(s.ctx) != 0)
+        goto done;
     rc = 0;
 done:
     free(tokens);

@@ -92,7 +92,7 @@ MOECL_COMMAND(eval, "evaluate token ids on a model, print the top-5 next-token l
         goto done;
     }
     double t1 = now_s();
-    struct moecl_context_options co = {chunk, 0, 0, MOECL_KV_F32};
+    struct moecl_context_options co = {chunk, 0, 0, MOECL_KV_F32, 0};
     st = moecl_context_create(model, n_ctx > 0 ? n_ctx : (n > 4096 ? n : 4096), &co, &ctx);
     if (st != MOECL_OK) {
         rc = moecl_cli_fail("creating the context", st);

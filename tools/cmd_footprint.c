@@ -23,9 +23,8 @@ static const char usage[] =
     "  --cpu-moe              every layer's experts on the CPU device\n"
     "  --n-cpu-moe N          the first N layers' experts on the CPU device\n"
     "  --batch N              tokens per prefill step (default 512)\n"
-    "  --ubatch N             tokens per micro-batch on the expert device (default: --batch;\n"
-    "                         the runtime does not micro-batch yet, so leave it unset to\n"
-    "                         plan what it allocates)\n"
+    "  --micro-batch N        prefill pipelined in micro-batches of N tokens (as the\n"
+    "                         runtime's --micro-batch; --ubatch is the same; default 0: off)\n"
     "  --kv-type T            f32 (default) or f16\n"
     "  --max-kv-size N        full layers keep a ring of N positions\n"
     "  --all-logits           keep logits of every position of a step (perplexity)\n"
@@ -311,6 +310,7 @@ static int measure(const struct fp_args *a, const struct moecl_footprint *plan, 
     co.max_kv_size = a->o.max_kv_size;
     co.all_logits = a->o.all_logits;
     co.kv_type = a->o.kv_type;
+    co.micro_batch = a->o.micro_batch;
     st = moecl_context_create(model, a->o.n_ctx, &co, &ctx);
     int32_t *toks = st == MOECL_OK ? malloc((size_t)n_tokens * sizeof *toks) : NULL;
     if (st == MOECL_OK && !toks)
@@ -432,7 +432,7 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
             INT_VALUE(0, 4096, a.o.n_cpu_moe);
         } else if (!strcmp(o, "--batch")) {
             INT_VALUE(1, 1 << 20, a.o.prefill_chunk);
-        } else if (!strcmp(o, "--ubatch")) {
+        } else if (!strcmp(o, "--ubatch") || !strcmp(o, "--micro-batch")) {
             INT_VALUE(1, 1 << 20, a.o.micro_batch);
         } else if (!strcmp(o, "--max-kv-size")) {
             INT_VALUE(1, 1 << 30, a.o.max_kv_size);
@@ -548,8 +548,12 @@ MOECL_COMMAND(footprint, "plan memory per device and class before loading (and s
             if (rc)
                 break;
             csv_rows(f, p, ser ? ser->values[s] : "");
-            if (!title[0])
-                snprintf(title, sizeof title, "%s; %s", p->model, p->placement);
+            if (!title[0]) { /* what stays fixed over the sweep */
+                int by_like = !strcmp(xs->key, "like") || (ser && !strcmp(ser->key, "like"));
+                int by_place = !strcmp(xs->key, "place") || (ser && !strcmp(ser->key, "place"));
+                snprintf(title, sizeof title, "%s%s%s", by_like ? "" : p->model,
+                         by_like || by_place ? "" : "; ", by_place ? "" : p->placement);
+            }
             for (int r = 0; r < p->n_rows; r++) {
                 int d = 0;
                 while (d < n_dev && strcmp(dev_names[d], p->rows[r].name))

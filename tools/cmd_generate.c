@@ -119,7 +119,9 @@ MOECL_COMMAND(generate, "generate text from a prompt (raw or --chat harmony)") {
         return moecl_cli_fail("encoding the prompt", st);
     }
     s.n_ctx = (int)n + o.max_tokens;
-    st = moecl_context_create(s.model, s.n_ctx, NULL, &s.ctx);
+    struct moecl_context_options co;
+    gen_context_options(&o, &co);
+    st = moecl_context_create(s.model, s.n_ctx, &co, &s.ctx);
     if (st != MOECL_OK) {
         free(ids);
         gen_close(&s);

@@ -183,8 +183,11 @@ static void progress_show(struct progress *pr, int64_t done, int64_t win, int64_
     for (int i = 0; i < 20; i++)
         bar[i] = i < filled ? '#' : '.';
     bar[20] = 0;
-    fprintf(stderr, "%s[%s] window %lld/%lld, %.1f tokens/s, %s left, PPL %.4f%s",
-            pr->tty ? "\r" : "", bar, (long long)win, (long long)n_win, rate, left, ppl,
+    char ppl_s[32] = "-";
+    if (isfinite(ppl))
+        snprintf(ppl_s, sizeof ppl_s, "%.4f", ppl);
+    fprintf(stderr, "%s[%s] window %lld/%lld, %.1f tokens/s, %s left, PPL %s%s",
+            pr->tty ? "\r" : "", bar, (long long)win, (long long)n_win, rate, left, ppl_s,
             pr->tty ? "  " : "\n");
     if (pr->tty && done >= pr->total)
         fputc('\n', stderr);
@@ -428,7 +431,7 @@ MOECL_COMMAND(perplexity, "perplexity of a text in windows; save logits, KL dive
             }
             evaluated += n;
             pos += n;
-            progress_show(&pr, evaluated, k + 1, n_windows, exp(nll.mean));
+            progress_show(&pr, evaluated, k + 1, n_windows, nll.n ? exp(nll.mean) : NAN);
         }
     }
     if (row != n_scored) {
