@@ -8,6 +8,13 @@
 
 #define HEAD_DIM_MAX 256
 
+/* Scores kept between the max, sum and output passes for the first ATTN_ZCACHE keys of a query
+ * (the rest are recomputed, the same float either way); 0 recomputes all (GPUs, where a
+ * private array would spill). */
+#ifndef ATTN_ZCACHE
+#define ATTN_ZCACHE 0
+#endif
+
 /* Key/value row j: the chunk's fresh float rows for j >= pos0, else ring slot j % cap, stored
  * as float or (a.kv_f16) as half, read with vload_half; all arithmetic is float32. */
 inline float kv_row_dot(const float *qs, __global const float *fresh, __global const uchar *ring,
@@ -74,15 +81,27 @@ __kernel void attn_sinks_f32(__global const float *q, __global const float *k_ne
 
     float sink = load_dt(sinks, a.sinks_offset, h, a.sinks_dt);
     float m = sink;
+#if ATTN_ZCACHE
+    float zc[ATTN_ZCACHE];
+#define SCORE(j)                                                                                   \
+    ((j) - lo < ATTN_ZCACHE ? zc[(j) - lo]                                                         \
+                            : kv_row_dot(qs, k_new, k_ring, (j), a.pos0, a.cache_cap, kv_width,    \
+                                         kvh, hd, a.kv_f16))
+#else
+#define SCORE(j) kv_row_dot(qs, k_new, k_ring, (j), a.pos0, a.cache_cap, kv_width, kvh, hd, a.kv_f16)
+#endif
     for (uint j = lo; j <= p; j++) {
         float z = kv_row_dot(qs, k_new, k_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd,
                              a.kv_f16);
+#if ATTN_ZCACHE
+        if (j - lo < ATTN_ZCACHE)
+            zc[j - lo] = z;
+#endif
         m = fmax(m, round_act(z));
     }
     float sum = ref_exp(sink - m);
     for (uint j = lo; j <= p; j++) {
-        float z = kv_row_dot(qs, k_new, k_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd,
-                             a.kv_f16);
+        float z = SCORE(j);
         sum += ref_exp(round_act(z) - m);
     }
     float inv = 1.0f / sum;
@@ -90,8 +109,8 @@ __kernel void attn_sinks_f32(__global const float *q, __global const float *k_ne
     for (uint d = 0; d < hd; d++)
         acc[d] = 0.0f;
     for (uint j = lo; j <= p; j++) {
-        float z = kv_row_dot(qs, k_new, k_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd,
-                             a.kv_f16);
+        float z = SCORE(j);
+#undef SCORE
         float pj = round_act(ref_exp(round_act(z) - m) * inv);
         kv_row_axpy(acc, pj, v_new, v_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd, a.kv_f16);
     }

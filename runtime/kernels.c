@@ -130,7 +130,6 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
                                              "moe.cl"};
     static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl"};
-    snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1%s", act, cr);
     p->seq_round = seq_round && act != MOECL_ACT_F32;
     /* rows per vector of the fast product: one per work-item on GPUs; 16 on CPUs whose native
      * float vector has 16 lanes (AVX-512), else 8 */
@@ -144,6 +143,9 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     const char *fl = getenv("MOECL_FAST_LANES");
     if (fl && atoi(fl) >= 1 && atoi(fl) <= 16)
         p->lanes = atoi(fl);
+    /* attention keeps its scores between passes on CPUs (a private array would spill on GPUs) */
+    snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1 -DATTN_ZCACHE=%d%s", act,
+             (type & CL_DEVICE_TYPE_GPU) ? 0 : 1024, cr);
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files, 4, opts, &p->core, NULL));
     for (int i = 0; i < n_formats; i++) {
         const struct moecl_qformat *f = &formats[i];
