@@ -151,9 +151,9 @@ enum moecl_status moecl_device_probe_fma(int device_index, int reps, double *med
         return moecl_error_set(MOECL_ERR_INVALID_ARG, "FMA probe: reps %d", reps);
     MOECL_TRY(probe_open(&p, device_index));
     int gpu = p.dev.info.type == MOECL_DEVICE_GPU;
-    size_t items = gpu ? (size_t)p.dev.info.compute_units * 4096 : p.dev.info.compute_units * 4u;
+    size_t items = gpu ? (size_t)p.dev.info.compute_units * 4096 : p.dev.info.compute_units * 8u;
     size_t local = gpu ? 256 : 1;
-    cl_uint n_iter = gpu ? 2048 : 1u << 16;
+    cl_uint n_iter = gpu ? 2048 : 1u << 17; /* CPU: ~0.5 s of FMAs per run, past scheduling noise */
     float a = 0.999f, b = 0.001f;
     out = clCreateBuffer(p.ctx, CL_MEM_WRITE_ONLY, items * sizeof(float), NULL, &err);
     MOECL_CL_CHECK(err, "clCreateBuffer(fma sums)");
