@@ -52,8 +52,7 @@ enum moecl_status moecl_context_memory(const struct moecl_context *ctx,
     return MOECL_OK;
 }
 
-/* Current resident set (/proc/self/statm), 0 if unknown. */
-static uint64_t host_rss_now(void) {
+uint64_t moecl_host_rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long long size = 0, res = 0;
     if (!f)
@@ -138,7 +137,7 @@ enum moecl_status moecl_context_memory_report(const struct moecl_context *ctx,
     r->uploaded_bytes = moecl_umem_uploaded_bytes(m->umem);
     r->n_tokens = ctx->n_tokens;
     r->n_steps = ctx->n_steps;
-    r->host_rss_bytes = host_rss_now();
+    r->host_rss_bytes = moecl_host_rss_bytes();
     r->host_peak_rss_bytes = moecl_host_peak_rss_bytes();
     for (int i = 0; i < m->ckpt->n_files; i++) {
         r->checkpoint_bytes += m->ckpt->files[i]->size;

@@ -687,6 +687,8 @@ MOECL_WUR enum moecl_status moecl_context_memory_report(const struct moecl_conte
 
 /* The process's peak resident set in bytes (0 if unknown). */
 uint64_t moecl_host_peak_rss_bytes(void);
+/* The process's current resident set (/proc/self/statm), 0 if unknown. */
+uint64_t moecl_host_rss_bytes(void);
 
 /* Memory held for a context and its model on their device, and the host peak. */
 MOECL_WUR enum moecl_status moecl_context_memory(const struct moecl_context *ctx,

@@ -253,18 +253,6 @@ static int draw_plot(const char *prefix, const char *title, const struct sweep *
     return 0;
 }
 
-/* /proc/self/statm's resident pages in bytes (0 if unknown). */
-static uint64_t rss_now(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long size = 0, res = 0;
-    if (!f)
-        return 0;
-    if (fscanf(f, "%llu %llu", &size, &res) != 2)
-        res = 0;
-    fclose(f);
-    return (uint64_t)res * 4096u;
-}
-
 static double pct(uint64_t measured, uint64_t planned) {
     return planned ? 100.0 * ((double)measured - (double)planned) / (double)planned : 0.0;
 }
@@ -294,7 +282,7 @@ static uint64_t checkpoint_rss(void) {
 
 /* Loads the model as planned, prefills n random tokens and prints planned vs measured. */
 static int measure(const struct fp_args *a, const struct moecl_footprint *plan, int n_tokens) {
-    uint64_t rss0 = rss_now();
+    uint64_t rss0 = moecl_host_rss_bytes();
     struct moecl_model_options mo;
     memset(&mo, 0, sizeof mo);
     mo.place = a->o.place;
