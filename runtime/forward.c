@@ -100,6 +100,11 @@ enum moecl_status moecl_context_create(struct moecl_model *model, int n_ctx,
     if (!c)
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
     c->model = model;
+    {
+        const char *dd = getenv("MOECL_DUMP_DIR"), *dl = getenv("MOECL_DUMP_LAYER");
+        c->dump_dir = dd && *dd ? dd : NULL;
+        c->dump_layer = dl ? atoi(dl) : 0;
+    }
     c->n_ctx = n_ctx;
     /* Every size below comes from the memory plan (scheduler/memplan.h), so `moecl footprint`
      * and the unified-memory manager count exactly what is allocated here. */
@@ -254,8 +259,8 @@ void moecl_context_release(struct moecl_context *c) {
  * (<name>.bin) after the step; for comparing intermediates with a reference. */
 static void dump_buffer(struct moecl_context *c, int dev, const char *name, cl_mem m,
                         size_t n_floats) {
-    const char *dir = getenv("MOECL_DUMP_DIR");
-    if (!dir || !*dir || !m)
+    const char *dir = c->dump_dir;
+    if (!dir || !m)
         return;
     float *h = malloc(n_floats * sizeof(float));
     if (!h)
@@ -479,8 +484,7 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
     size_t xb = (size_t)n * H * sizeof(float), kb = (size_t)n * K * sizeof(float);
     cl_mem X, XN, T, mems[3];
 
-    const char *dl = getenv("MOECL_DUMP_LAYER");
-    int dump_layer = dl ? atoi(dl) : 0;
+    int dump_layer = c->dump_layer;
     /* h = embed_tokens[ids] */
     {
         int d = m->place.embed;

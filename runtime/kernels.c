@@ -279,7 +279,10 @@ static enum moecl_status enqueue(cl_command_queue q, const struct moecl_kernels 
     }
     /* $MOECL_SYNC_LAUNCH: wait after every kernel, so an asynchronous fault is reported by
      * the kernel that caused it (debugging aid; slow). */
-    if (err == CL_SUCCESS && getenv("MOECL_SYNC_LAUNCH"))
+    static int sync_launch = -1; /* read once: this runs for every kernel of every token */
+    if (sync_launch < 0)
+        sync_launch = getenv("MOECL_SYNC_LAUNCH") != NULL;
+    if (err == CL_SUCCESS && sync_launch)
         err = clFinish(q);
     if (err != CL_SUCCESS)
         status = moecl_error_set(MOECL_ERR_CL, "enqueue %s (global %zu x %zu) failed: %s", name,

@@ -115,6 +115,8 @@ struct moecl_context {
     size_t kv_bytes, act_bytes;
     uint64_t n_tokens, n_steps; /* evaluated so far (for bytes moved per token) */
     struct moecl_memplan plan;  /* the memory plan of this context and its model */
+    const char *dump_dir;       /* $MOECL_DUMP_DIR at creation, NULL if unset (debugging aid) */
+    int dump_layer;             /* $MOECL_DUMP_LAYER at creation (default 0) */
     char errmsg[MOECL_ERRMSG_MAX];
 };
 
