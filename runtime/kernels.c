@@ -113,8 +113,8 @@ static int qm_code(enum moecl_qmode m) {
 /* ------------------------------------------------------------------ programs */
 
 enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act, int seq_round,
-                                       const struct moecl_qformat *formats, int n_formats,
-                                       struct moecl_programs *p) {
+                                       int fast_numerics, const struct moecl_qformat *formats,
+                                       int n_formats, struct moecl_programs *p) {
     enum moecl_status status = MOECL_OK;
     memset(p, 0, sizeof *p);
     if (n_formats > (int)(sizeof p->formats / sizeof p->formats[0]))
@@ -129,8 +129,11 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "";
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
                                              "moe.cl"};
-    static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl"};
+    static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl", "qmatmul_fm_cpu.cl",
+                                            "qmatmul_fm_gpu.cl"};
+    const int n_fmt_files = fast_numerics ? 4 : 2;
     p->seq_round = seq_round && act != MOECL_ACT_F32;
+    p->fast_numerics = fast_numerics && !p->seq_round;
     /* rows per vector of the fast product: one per work-item on GPUs; 16 on CPUs whose native
      * float vector has 16 lanes (AVX-512), else 8 */
     cl_uint native = 0;
@@ -153,18 +156,19 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         moecl_qformat_suffix(f, suffix, sizeof suffix);
         snprintf(opts, sizeof opts,
                  "-DACT=%d -DMLX_CPU=1 -DSEQ_ACCUM=1 -DSEQ_ROUND=%d -DQMODE=%d -DBITS=%d "
-                 "-DGROUP=%d -DWDT=%d -DLANES=%d "
+                 "-DGROUP=%d -DWDT=%d -DLANES=%d -DFAST_NUMERICS=%d "
                  "-DWNAME=%s%s",
                  act, seq_round && act != MOECL_ACT_F32 ? 1 : 0, qm_code(f->mode), f->bits,
-                 f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), p->lanes, suffix, cr);
+                 f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), p->lanes,
+                 p->fast_numerics, suffix, cr);
         p->formats[i] = *f;
-        if (moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL) !=
-            MOECL_OK) {
+        if (moecl_cl_program_build(ctx, dev, fmt_files, n_fmt_files, opts, &p->format_programs[i],
+                                   NULL) != MOECL_OK) {
             /* a compiler that rejects the fast kernels still gets the reference-order ones */
             size_t len = strlen(opts);
             snprintf(opts + len, sizeof opts - len, " -DMOECL_NO_FAST=1");
-            MOECL_TRY(
-                moecl_cl_program_build(ctx, dev, fmt_files, 2, opts, &p->format_programs[i], NULL));
+            MOECL_TRY(moecl_cl_program_build(ctx, dev, fmt_files, n_fmt_files, opts,
+                                             &p->format_programs[i], NULL));
             p->no_fast[i] = 1;
         }
         p->n_formats = i + 1;
@@ -205,6 +209,7 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     const char *exact = getenv("MOECL_EXACT_MATMUL");
     k->lanes = p->lanes;
     k->exact_matmul = p->seq_round || (exact && *exact && strcmp(exact, "0") != 0);
+    k->fast_numerics = p->fast_numerics;
 #define X(name) MOECL_TRY(make_kernel(p->core, #name, &k->name));
     MOECL_CORE_KERNELS(X)
 #undef X
@@ -219,6 +224,20 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fast_f32_%s", suffix);
         if (!p->no_fast[i]) /* NULL: the launcher uses the reference-order kernel */
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fast));
+        /* a format without a fast-numerics kernel keeps the exact ones */
+        snprintf(name, sizeof name, "matmul_fm_f32_%s", suffix);
+        if (p->fast_numerics && !p->no_fast[i]) {
+            cl_int err;
+            k->formats[i].matmul_fm = clCreateKernel(p->format_programs[i], name, &err);
+            if (err == CL_INVALID_KERNEL_NAME)
+                k->formats[i].matmul_fm = NULL;
+            else if (err != CL_SUCCESS) {
+                k->formats[i].matmul_fm = NULL;
+                status = moecl_error_set(MOECL_ERR_CL, "clCreateKernel(%s) failed: %s", name,
+                                         moecl_cl_err_name(err));
+                goto cleanup;
+            }
+        }
     }
 cleanup:
     if (status != MOECL_OK)
@@ -385,7 +404,26 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     a.x_offset = x_offset;
     size_t g0 = (size_t)w->rows, g1 = (n_vec + a.tile - 1) / a.tile, l0 = k->local_rows;
     int fast = !k->exact_matmul && k->formats[dw->format].matmul_fast;
-    if (fast && k->lanes == 1) {
+    int fm = k->fast_numerics && k->formats[dw->format].matmul_fm;
+    if (fm && k->lanes == 1) {
+        /* fast numerics on a GPU: see qmatmul_fm_gpu.cl */
+        kern = k->formats[dw->format].matmul_fm;
+        a.rows_per_item = 1;
+        a.tile = 8;
+        g0 = a.rows;
+        g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
+        l0 = 64;
+    } else if (fm) {
+        /* fast numerics on a CPU: see qmatmul_fm_cpu.cl */
+        kern = k->formats[dw->format].matmul_fm;
+        a.rows_per_item = (a.rows + 63) / 64;
+        a.rows_per_item =
+            (a.rows_per_item + (uint32_t)k->lanes - 1) / (uint32_t)k->lanes * (uint32_t)k->lanes;
+        a.tile = n_vec;
+        g0 = (a.rows + a.rows_per_item - 1) / a.rows_per_item;
+        g1 = ids ? (size_t)w->n_experts : 1;
+        l0 = 1;
+    } else if (fast && k->lanes == 1) {
         /* fast kernel on a GPU: a row per work-item; columns are experts (ids) or blocks of 8
          * vectors */
         kern = k->formats[dw->format].matmul_fast;

@@ -38,6 +38,7 @@
 #define MOECL_FORMAT_KERNELS(X)                                                                    \
     X(matmul, "matmul_f32_")                                                                       \
     X(matmul_fast, "matmul_fast_f32_")                                                             \
+    X(matmul_fm, "matmul_fm_f32_")                                                                 \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -62,8 +63,9 @@ int moecl_qformat_equal(const struct moecl_qformat *a, const struct moecl_qforma
 void moecl_qformat_suffix(const struct moecl_qformat *f, char *buf, size_t n);
 
 struct moecl_programs {
-    int seq_round; /* built with per-operation rounding: only the reference-order kernel */
-    int lanes;     /* rows per vector of the fast product (-DLANES): 8 or 16 (CPU), 1 (GPU) */
+    int seq_round;     /* built with per-operation rounding: only the reference-order kernel */
+    int fast_numerics; /* built with -DFAST_NUMERICS=1: matmul_fm kernels where a format has one */
+    int lanes;         /* rows per vector of the fast product (-DLANES): 8 or 16 (CPU), 1 (GPU) */
     cl_program core;
     int n_formats;
     struct moecl_qformat formats[32];
@@ -72,10 +74,12 @@ struct moecl_programs {
 };
 
 /* Builds the core program and one program per format in `formats`; seq_round selects MLX
- * CPU's per-operation rounding in quantized products of 16-bit models (-DSEQ_ROUND). */
+ * CPU's per-operation rounding in quantized products of 16-bit models (-DSEQ_ROUND);
+ * fast_numerics adds the reordered, contracted products (matmul_fm, -DFAST_NUMERICS). */
 MOECL_WUR enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act,
-                                                 int seq_round, const struct moecl_qformat *formats,
-                                                 int n_formats, struct moecl_programs *p_out);
+                                                 int seq_round, int fast_numerics,
+                                                 const struct moecl_qformat *formats, int n_formats,
+                                                 struct moecl_programs *p_out);
 void moecl_programs_free(struct moecl_programs *p);
 
 /* ------------------------------------------------------------------ kernel objects */
@@ -110,6 +114,7 @@ struct moecl_kernels {
      * slow): set for programs built with seq_round, or by $MOECL_EXACT_MATMUL=1. */
     int exact_matmul;
     int lanes;               /* moecl_programs.lanes */
+    int fast_numerics;       /* use matmul_fm where the format has it (moecl_programs) */
     struct moecl_prof *prof; /* NULL: no profiling (owned by the context) */
 };
 

@@ -246,6 +246,35 @@ cleanup:
     return status;
 }
 
+enum moecl_status moecl_numerics_parse(const char *s, const char *what, enum moecl_numerics *out) {
+    if (s && !strcmp(s, "exact"))
+        *out = MOECL_NUMERICS_EXACT;
+    else if (s && !strcmp(s, "fast"))
+        *out = MOECL_NUMERICS_FAST;
+    else
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "%s: expected exact or fast, got '%s'", what,
+                               s ? s : "");
+    return MOECL_OK;
+}
+
+/* The numerics options ask for: the option, else $MOECL_NUMERICS, else exact. */
+static enum moecl_status resolve_numerics(const struct moecl_model_options *o, int *fast_out) {
+    enum moecl_status status = MOECL_OK;
+    enum moecl_numerics n = o ? o->numerics : MOECL_NUMERICS_DEFAULT;
+    const char *env = getenv("MOECL_NUMERICS");
+    *fast_out = 0;
+    if (n == MOECL_NUMERICS_DEFAULT && env && *env)
+        MOECL_TRY(moecl_numerics_parse(env, "$MOECL_NUMERICS", &n));
+    if (n != MOECL_NUMERICS_DEFAULT && n != MOECL_NUMERICS_EXACT && n != MOECL_NUMERICS_FAST)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG, "numerics: unknown value %d", (int)n);
+    if (n == MOECL_NUMERICS_FAST && o && o->mlx_cpu_rounding)
+        return moecl_error_set(MOECL_ERR_INVALID_ARG,
+                               "numerics: fast numerics and MLX CPU rounding exclude each other");
+    *fast_out = n == MOECL_NUMERICS_FAST;
+cleanup:
+    return status;
+}
+
 /* ------------------------------------------------------------------ load */
 
 enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_options *options,
@@ -263,6 +292,7 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
     m = calloc(1, sizeof *m);
     if (!m)
         return moecl_error_set(MOECL_ERR_NO_MEMORY, "out of memory");
+    MOECL_TRY(resolve_numerics(options, &m->fast_numerics));
     MOECL_TRY(moecl_ckpt_open(dir, &m->ckpt));
     const struct moecl_ckpt *ck = m->ckpt;
     const struct moecl_config *cfg = &ck->config;
@@ -423,8 +453,8 @@ enum moecl_status moecl_model_load(const char *dir, const struct moecl_model_opt
     for (int i = 0; i < m->n_devs; i++) {
         struct moecl_mdev *d = &m->devs[i];
         MOECL_TRY(moecl_programs_build(d->ctx, d->cl.device, m->act,
-                                       options && options->mlx_cpu_rounding, d->formats,
-                                       d->n_formats, &d->programs));
+                                       options && options->mlx_cpu_rounding, m->fast_numerics,
+                                       d->formats, d->n_formats, &d->programs));
         d->inv_freq = clCreateBuffer(d->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
                                      sizeof(float) * (size_t)(cfg->head_dim / 2), inv_freq, &err);
         MOECL_CL_CHECK(err, "clCreateBuffer(inv_freq)");
@@ -479,4 +509,8 @@ const struct moecl_device_info *moecl_model_device(const struct moecl_model *m) 
 
 const char *moecl_model_placement(const struct moecl_model *m) {
     return m ? m->place_desc : "";
+}
+
+const char *moecl_model_numerics(const struct moecl_model *m) {
+    return m && m->fast_numerics ? "fast" : "exact";
 }

@@ -54,6 +54,7 @@ struct moecl_model {
     struct moecl_dev_layer *layers; /* [n_layers]; attention parts on place.attn[l], expert
                                        parts on place.experts[l] */
     float mscale;                   /* YaRN attention factor (1 without YaRN) */
+    int fast_numerics;              /* MOECL_NUMERICS_FAST in force */
 };
 
 /* The weight spans of every module of ck, with their memory class and the slot the placement

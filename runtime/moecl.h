@@ -427,6 +427,12 @@ struct moecl_model;
 /* An evaluation state (KV cache, activations) on a model. */
 struct moecl_context;
 
+enum moecl_numerics { MOECL_NUMERICS_DEFAULT = 0, MOECL_NUMERICS_EXACT, MOECL_NUMERICS_FAST };
+
+/* "exact" or "fast" into *out; MOECL_ERR_INVALID_ARG naming `what` for anything else. */
+MOECL_WUR enum moecl_status moecl_numerics_parse(const char *s, const char *what,
+                                                 enum moecl_numerics *out);
+
 struct moecl_model_options {
     /* Device spec as moecl_device_resolve() accepts it ("cpu", "gpu", "pocl:1", "2"); NULL or
      * "" picks the first GPU, else the first CPU device. */
@@ -445,6 +451,13 @@ struct moecl_model_options {
      * layers on the first CPU device (--n-cpu-moe N), N < 0 those of every layer (--cpu-moe),
      * 0 nothing. */
     int n_cpu_moe;
+    /* Order of the sums in quantized matrix products. MOECL_NUMERICS_DEFAULT: $MOECL_NUMERICS
+     * ("exact" or "fast") if set, else exact. EXACT: each output row is one float32 sum in the
+     * reference's element order, without contraction: bit-identical to mlx-lm. FAST: partial
+     * sums in any order, fused multiply-adds, the affine bias folded per group (as MLX's Metal
+     * kernels and llama.cpp do): faster, within a few float32 ulps of the row's magnitude of
+     * exact, but not bit-identical. Formats without a fast kernel stay exact. */
+    enum moecl_numerics numerics;
 };
 
 /* Loads the checkpoint folder `dir` (every format the loader reads) onto a device. options
@@ -468,6 +481,9 @@ const struct moecl_device_info *moecl_model_device(const struct moecl_model *mod
 /* The placement in force, e.g. "embed=pocl:0 attn=pocl:0 experts[0-11]=pocl:1
  * experts[12-23]=pocl:0 lm_head=pocl:0" (the model's string, valid until its release). */
 const char *moecl_model_placement(const struct moecl_model *model);
+
+/* The numerics of the model's quantized matrix products: "exact" or "fast". */
+const char *moecl_model_numerics(const struct moecl_model *model);
 
 /* How the KV cache stores keys and values: float32, or float16 (half the bytes; stored with
  * vstore_half and read with vload_half, all arithmetic stays float32). */

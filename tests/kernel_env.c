@@ -6,6 +6,11 @@
 #include <string.h>
 
 int kenv_open(struct kenv *e, int act, const struct moecl_qformat *fmts, int n_fmts) {
+    return kenv_open_numerics(e, act, 0, fmts, n_fmts);
+}
+
+int kenv_open_numerics(struct kenv *e, int act, int fast_numerics, const struct moecl_qformat *fmts,
+                       int n_fmts) {
     struct moecl_cl_device *devs = NULL;
     int n = 0;
     memset(e, 0, sizeof *e);
@@ -23,7 +28,8 @@ int kenv_open(struct kenv *e, int act, const struct moecl_qformat *fmts, int n_f
     e->q = clCreateCommandQueueWithProperties(e->ctx, e->dev, NULL, &err);
     if (err != CL_SUCCESS)
         return -1;
-    if (moecl_programs_build(e->ctx, e->dev, act, 0, fmts, n_fmts, &e->progs) != MOECL_OK ||
+    if (moecl_programs_build(e->ctx, e->dev, act, 0, fast_numerics, fmts, n_fmts, &e->progs) !=
+            MOECL_OK ||
         moecl_kernels_create(&e->progs, &e->k) != MOECL_OK) {
         printf("  build: %s\n", moecl_last_error());
         return -1;

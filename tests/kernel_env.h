@@ -17,6 +17,9 @@ struct kenv {
 /* Builds the programs with activation dtype `act` and the weight formats fmts[0..n_fmts).
  * Returns 0, or -1 (printing the build error, if any); kenv_close is safe either way. */
 int kenv_open(struct kenv *e, int act, const struct moecl_qformat *fmts, int n_fmts);
+/* The same with the fast-numerics kernels (matmul_fm) built and in use where a format has one. */
+int kenv_open_numerics(struct kenv *e, int act, int fast_numerics, const struct moecl_qformat *fmts,
+                       int n_fmts);
 void kenv_close(struct kenv *e);
 
 #endif

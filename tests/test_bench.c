@@ -125,6 +125,7 @@ TEST(bench_command_json) {
     CHECK_STR_CONTAINS(out, "\"fraction_of_fma_peak\": ");
     CHECK_STR_CONTAINS(out, "\"profile_ms_per_token\": {\"embed\": ");
     CHECK_STR_CONTAINS(out, "\"bytes_per_token\": {\"attn\": ");
+    CHECK_STR_CONTAINS(out, "\"numerics\": \"exact\"");
     /* two samples per test */
     const char *sm = out ? strstr(out, "\"samples_ts\": [") : NULL;
     CHECK(sm != NULL);
@@ -148,6 +149,8 @@ TEST(bench_command_bad_options) {
         {"--profile", "--profile needs a model"},
         {"--bogus", "unknown option '--bogus'"},
         {"-p", "-p needs a value"},
+        {"--numerics fastest", "--numerics: expected exact or fast, got 'fastest'"},
+        {"--numerics", "--numerics needs a value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char cmd[4096], *out = NULL;

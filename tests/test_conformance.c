@@ -227,7 +227,7 @@ static void resolve_numerics(struct fixture *f) {
 static void check_fixture(struct fixture *f) {
     resolve_numerics(f);
     struct moecl_model *model = NULL;
-    struct moecl_model_options mo = {NULL, f->mlx_cpu_rounding, NULL, 0};
+    struct moecl_model_options mo = {NULL, f->mlx_cpu_rounding, NULL, 0, MOECL_NUMERICS_EXACT};
     if (moecl_model_load(f->dir, &mo, &model) != MOECL_OK) {
         moecl_test_fail(__FILE__, __LINE__, "%s: load: %s", f->name, moecl_last_error());
         return;
@@ -398,7 +398,7 @@ static void check_long(struct fixture *f, struct fixture *all, int n_all) {
     if (!lt)
         return;
     struct moecl_model *model = NULL;
-    struct moecl_model_options mo = {NULL, f->mlx_cpu_rounding, NULL, 0};
+    struct moecl_model_options mo = {NULL, f->mlx_cpu_rounding, NULL, 0, MOECL_NUMERICS_EXACT};
     if (moecl_model_load(f->dir, &mo, &model) != MOECL_OK) {
         moecl_test_fail(__FILE__, __LINE__, "%s: load: %s", f->name, moecl_last_error());
         return;

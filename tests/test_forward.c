@@ -79,9 +79,31 @@ TEST(forward_model_load_errors) {
     CHECK(moecl_model_load("/nonexistent/moecl-model", NULL, &model) != MOECL_OK);
     CHECK(model == NULL);
     CHECK_STR_CONTAINS(moecl_last_error(), "/nonexistent/moecl-model");
-    struct moecl_model_options o = {"no-such-device", 0, NULL, 0};
+    struct moecl_model_options o = {"no-such-device", 0, NULL, 0, MOECL_NUMERICS_DEFAULT};
     CHECK(moecl_model_load(fixture("bf16"), &o, &model) == MOECL_ERR_NOT_FOUND);
     CHECK_STR_CONTAINS(moecl_last_error(), "no-such-device");
+    CHECK(model == NULL);
+    /* numerics: a bad $MOECL_NUMERICS is named; the option overrides it; fast numerics and
+     * MLX CPU rounding exclude each other */
+    struct moecl_model_options d = {NULL, 0, NULL, 0, MOECL_NUMERICS_DEFAULT};
+    setenv("MOECL_NUMERICS", "quick", 1);
+    CHECK(moecl_model_load(fixture("bf16"), &d, &model) == MOECL_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(moecl_last_error(), "$MOECL_NUMERICS: expected exact or fast, got 'quick'");
+    CHECK(model == NULL);
+    setenv("MOECL_NUMERICS", "fast", 1);
+    REQUIRE(moecl_model_load(fixture("bf16"), &d, &model) == MOECL_OK);
+    CHECK(!strcmp(moecl_model_numerics(model), "fast"));
+    moecl_model_release(model);
+    model = NULL;
+    d.numerics = MOECL_NUMERICS_EXACT;
+    REQUIRE(moecl_model_load(fixture("bf16"), &d, &model) == MOECL_OK);
+    CHECK(!strcmp(moecl_model_numerics(model), "exact"));
+    moecl_model_release(model);
+    model = NULL;
+    unsetenv("MOECL_NUMERICS");
+    struct moecl_model_options r = {NULL, 1, NULL, 0, MOECL_NUMERICS_FAST};
+    CHECK(moecl_model_load(fixture("bf16"), &r, &model) == MOECL_ERR_INVALID_ARG);
+    CHECK_STR_CONTAINS(moecl_last_error(), "exclude each other");
     CHECK(model == NULL);
 }
 

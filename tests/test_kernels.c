@@ -512,7 +512,7 @@ TEST(kernel_matmul_bf16_per_op_rounding) {
     free(devs);
     e.ctx = clCreateContext(NULL, 1, &e.dev, NULL, NULL, &err);
     e.q = clCreateCommandQueueWithProperties(e.ctx, e.dev, NULL, &err);
-    REQUIRE(moecl_programs_build(e.ctx, e.dev, MOECL_ACT_BF16, 1, &f, 1, &e.progs) == MOECL_OK);
+    REQUIRE(moecl_programs_build(e.ctx, e.dev, MOECL_ACT_BF16, 1, 0, &f, 1, &e.progs) == MOECL_OK);
     REQUIRE(moecl_kernels_create(&e.progs, &e.k) == MOECL_OK);
     enum { R = 3, C = 64, G = 2 };
     uint8_t w[R * 32];

@@ -289,7 +289,7 @@ TEST(memplan_micro_batch_matches_context) {
         {"all=pocl:1", 16, 4, 0, 0},                  /* nothing to overlap with */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct moecl_model_options mo = {NULL, 0, cases[i].place, 0};
+        struct moecl_model_options mo = {NULL, 0, cases[i].place, 0, MOECL_NUMERICS_DEFAULT};
         struct moecl_model *model = NULL;
         struct moecl_context *ctx = NULL;
         REQUIRE(moecl_model_load(fixture("affine_b4_g64"), &mo, &model) == MOECL_OK);
@@ -337,7 +337,8 @@ TEST(memplan_micro_batch_matches_context) {
         moecl_model_release(model);
     }
     /* refused by name */
-    struct moecl_model_options mo = {NULL, 0, "attn=pocl:0,experts=pocl:1", 0};
+    struct moecl_model_options mo = {NULL, 0, "attn=pocl:0,experts=pocl:1", 0,
+                                     MOECL_NUMERICS_DEFAULT};
     struct moecl_model *model = NULL;
     struct moecl_context *ctx = NULL;
     REQUIRE(moecl_model_load(fixture("affine_b4_g64"), &mo, &model) == MOECL_OK);

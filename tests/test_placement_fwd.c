@@ -52,7 +52,7 @@ static void run_free(struct run *r) {
 static int run_placement(const char *dir, const char *device, const char *place, int n_cpu_moe,
                          const int32_t *tokens, int T, struct run *r) {
     memset(r, 0, sizeof *r);
-    struct moecl_model_options mo = {device, 0, place, n_cpu_moe};
+    struct moecl_model_options mo = {device, 0, place, n_cpu_moe, MOECL_NUMERICS_DEFAULT};
     struct moecl_model *m = NULL;
     struct moecl_context *c = NULL;
     if (moecl_model_load(dir, &mo, &m) != MOECL_OK) {

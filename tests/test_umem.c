@@ -316,7 +316,7 @@ TEST(umem_accounting_matches_devices) {
     snprintf(name0, sizeof name0, "%s", list[0].name);
     snprintf(place, sizeof place, "experts=%s,lm_head=%s", list[1].name, list[1].name);
     moecl_devices_free(list);
-    struct moecl_model_options mo = {name0, 0, place, 0};
+    struct moecl_model_options mo = {name0, 0, place, 0, MOECL_NUMERICS_DEFAULT};
     struct moecl_model *m = NULL;
     REQUIRE(moecl_model_load(fixture("affine_b4_g64"), &mo, &m) == MOECL_OK);
     struct moecl_context *c = NULL;
@@ -371,7 +371,7 @@ TEST(umem_accounting_matches_devices) {
  * the numbers. */
 TEST(umem_impossible_placements_refused) {
     struct moecl_model *m = NULL;
-    struct moecl_model_options mo = {NULL, 0, "attn=amd:0", 0};
+    struct moecl_model_options mo = {NULL, 0, "attn=amd:0", 0, MOECL_NUMERICS_DEFAULT};
     CHECK(moecl_model_load(fixture("affine_b4_g64"), &mo, &m) == MOECL_ERR_PLACEMENT);
     CHECK_STR_CONTAINS(moecl_last_error(), "'attn=amd:0'");
     CHECK(m == NULL);
@@ -460,7 +460,7 @@ TEST(umem_contexts_on_threads) {
     moecl_devices_free(list);
     if (n < 2)
         SKIP("needs two OpenCL devices (make test sets POCL_DEVICES=\"pthread pthread\")");
-    struct moecl_model_options mo = {NULL, 0, NULL, -1}; /* --cpu-moe */
+    struct moecl_model_options mo = {NULL, 0, NULL, -1, MOECL_NUMERICS_DEFAULT}; /* --cpu-moe */
     struct moecl_model *m = NULL;
     REQUIRE(moecl_model_load(fixture("affine_b4_g64"), &mo, &m) == MOECL_OK);
     static const int32_t toks[] = {5, 6, 7, 8, 9, 10, 11, 12, 13};

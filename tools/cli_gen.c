@@ -27,7 +27,10 @@
     "                         rotating window, as mlx-lm's --max-kv-size)\n"                       \
     "  --micro-batch N        pipeline prefill in micro-batches of N tokens across the\n"          \
     "                         attention and expert devices (attention on one device, experts\n"    \
-    "                         elsewhere; default 0: off)\n"
+    "                         elsewhere; default 0: off)\n"                                        \
+    "  --numerics exact|fast  exact (default): matrix products bit-identical to mlx-lm; fast:\n"   \
+    "                         sums reordered and fused (faster, not bit-identical; also\n"         \
+    "                         $MOECL_NUMERICS)\n"
 
 const char gen_model_options_help[] = "  --device SPEC          device as `moecl devices` names it "
                                       "(cpu, gpu, pocl:1, 2)\n" PLACE_HELP KV_OPTIONS_HELP;
@@ -110,6 +113,13 @@ int gen_parse_model_option(struct gen_opts *o, int argc, char **argv, int *i) {
         if (parse_ll(a, v, 0, 1 << 20, &ll))
             return -1;
         o->micro_batch = (int)ll;
+    } else if (!strcmp(a, "--numerics")) {
+        if (!v)
+            goto missing;
+        if (moecl_numerics_parse(v, "--numerics", &o->numerics) != MOECL_OK) {
+            fprintf(stderr, "moecl: error: %s\n", moecl_last_error());
+            return -1;
+        }
     } else if (!strcmp(a, "--place")) {
         if (!v)
             goto missing;
@@ -140,6 +150,7 @@ void gen_model_options(const struct gen_opts *o, struct moecl_model_options *mo)
     mo->device = o->device;
     mo->place = o->place;
     mo->n_cpu_moe = o->n_cpu_moe;
+    mo->numerics = o->numerics;
 }
 
 void gen_context_options(const struct gen_opts *o, struct moecl_context_options *co) {

@@ -22,13 +22,14 @@ struct gen_opts {
     int seed_given;
     enum moecl_reasoning_effort effort;
     int show_reasoning;
-    int color;                  /* 1: dim the analysis channel (stdout is a terminal) */
-    enum moecl_kv_type kv_type; /* --kv-type */
-    int max_kv_size;            /* --max-kv-size (0: off) */
-    const char *place;          /* --place SPEC */
-    int n_cpu_moe;              /* --n-cpu-moe N (N > 0), --cpu-moe (-1) */
-    int report_memory;          /* --report-memory */
-    int micro_batch;            /* --micro-batch N (0: off) */
+    int color;                    /* 1: dim the analysis channel (stdout is a terminal) */
+    enum moecl_kv_type kv_type;   /* --kv-type */
+    int max_kv_size;              /* --max-kv-size (0: off) */
+    const char *place;            /* --place SPEC */
+    int n_cpu_moe;                /* --n-cpu-moe N (N > 0), --cpu-moe (-1) */
+    int report_memory;            /* --report-memory */
+    int micro_batch;              /* --micro-batch N (0: off) */
+    enum moecl_numerics numerics; /* --numerics exact|fast */
 };
 
 /* Parses one of the model/device/context options that every command loading a model shares

@@ -383,6 +383,7 @@ MOECL_COMMAND(bench, "speed of a checkpoint (llama-bench style) and of the devic
         if (with_model) {
             printf(", \"model\": ");
             moecl_cli_json_str(stdout, s.dir);
+            printf(", \"numerics\": \"%s\"", moecl_model_numerics(s.model));
             printf(", \"bytes_per_token\": {\"attn\": %llu, \"router\": %llu, \"experts\": %llu, "
                    "\"embed\": %llu, \"lm_head\": %llu, \"norms\": %llu, \"total\": %llu}",
                    (unsigned long long)tb.attn, (unsigned long long)tb.router,
@@ -434,10 +435,11 @@ MOECL_COMMAND(bench, "speed of a checkpoint (llama-bench style) and of the devic
             printf("| %s (%s) | fp32 FMA | %.1f GFLOP/s | |\n", devs[dev].name,
                    devs[dev].device_name, flops * 1e-9);
         if (with_model) {
-            printf("\nmodel %s: %.3f GB read per generated token (attention %.3f, router %.3f, "
-                   "experts %.3f, embedding %.4f, lm_head %.3f)",
-                   s.dir, (double)tb.total * 1e-9, (double)tb.attn * 1e-9, (double)tb.router * 1e-9,
-                   (double)tb.experts * 1e-9, (double)tb.embed * 1e-9, (double)tb.lm_head * 1e-9);
+            printf("\nmodel %s (%s numerics): %.3f GB read per generated token (attention %.3f, "
+                   "router %.3f, experts %.3f, embedding %.4f, lm_head %.3f)",
+                   s.dir, moecl_model_numerics(s.model), (double)tb.total * 1e-9,
+                   (double)tb.attn * 1e-9, (double)tb.router * 1e-9, (double)tb.experts * 1e-9,
+                   (double)tb.embed * 1e-9, (double)tb.lm_head * 1e-9);
             if (bound_ts > 0) {
                 printf("; bandwidth bound %.2f tokens/s", bound_ts);
                 if (tb.n_devices > 1) {

@@ -84,7 +84,7 @@ MOECL_COMMAND(eval, "evaluate token ids on a model, print the top-5 next-token l
     struct moecl_model *model = NULL;
     struct moecl_context *ctx = NULL;
     int rc = 1;
-    struct moecl_model_options mo = {device, 0, NULL, 0};
+    struct moecl_model_options mo = {device, 0, NULL, 0, MOECL_NUMERICS_DEFAULT};
     double t0 = now_s();
     enum moecl_status st = moecl_model_load(dir, &mo, &model);
     if (st != MOECL_OK) {
