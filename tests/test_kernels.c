@@ -179,6 +179,9 @@ static double ref_weight(const struct qcase *qc, const struct qdata *d, int e, i
 /* When set, run_qcase also runs the reference-order kernel (exact_matmul) on the same inputs and
  * counts every output whose bits differ from the launched kernel's as bad. */
 static int g_compare_exact;
+/* When set, run_qcase builds the fast-numerics kernels; 2 also fails a case whose format has
+ * no matmul_fm kernel (so a silent fallback to the exact kernels cannot pass). */
+static int g_fast_numerics;
 
 /* Runs one matmul case; returns the number of outputs outside tolerance (-1 on setup error). */
 static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) {
@@ -196,7 +199,11 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
     if (moecl_qformat_of(&qw, &fmt) != MOECL_OK)
         return -1;
     struct kenv e;
-    if (kenv_open(&e, MOECL_ACT_F32, &fmt, 1) != 0) {
+    if (kenv_open_numerics(&e, MOECL_ACT_F32, g_fast_numerics != 0, &fmt, 1) != 0 ||
+        (g_fast_numerics == 2 && !e.k.formats[0].matmul_fm)) {
+        if (g_fast_numerics == 2)
+            printf("  %s b%d g%d: no fast-numerics kernel\n", moecl_qmode_name(qc->mode), qc->bits,
+                   qc->group);
         kenv_close(&e);
         return -1;
     }
@@ -448,6 +455,62 @@ TEST(kernel_matmul_fast_build_failure_falls_back) {
         CHECK(e.k.formats[0].matmul_fast == NULL);
     }
     kenv_close(&e);
+}
+
+/* Fast numerics, the GPU decomposition (8 rows x 32 work-items per work-group, forced on
+ * PoCL with $MOECL_FAST_LANES=1) within the forward-error bound of the double-precision
+ * product: affine 2/4/8-bit at every group size that holds whole 16-byte pieces, mxfp4; dense
+ * (1 and 11 vectors: one partial and one full tile) and per expert (ids, x_div 3); rows not a
+ * multiple of 8; gpt-oss's 2880 columns (90 pieces: 2 sweeps of 32 and a partial one). Then formats
+ * and shapes without a fast-numerics kernel fall back to the exact ones and stay within the bound.
+ */
+TEST(kernel_matmul_fm_gpu_decomposition) {
+    const char *old = getenv("MOECL_FAST_LANES");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    setenv("MOECL_FAST_LANES", "1", 1);
+    struct qcase cases[] = {
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 11, 1, 0, 0},
+        {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 9, 1024, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 10, 2880, 2, 8, 4, 1, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 10, 2880, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 128, MOECL_DTYPE_BF16, 17, 256, 3, 30, 3, 1, 1},
+        {MOECL_QMODE_AFFINE, 8, 32, MOECL_DTYPE_BF16, 21, 256, 3, 30, 3, 1, 1},
+        {MOECL_QMODE_AFFINE, 8, 64, MOECL_DTYPE_BF16, 8, 192, 0, 2, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 13, 256, 0, 9, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 2, 128, MOECL_DTYPE_BF16, 13, 256, 4, 12, 2, 1, 0},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 7, 96, 0, 1, 1, 0, 0},
+    };
+    g_fast_numerics = 2;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int bad = run_qcase(&cases[i], 3000 + i, 0);
+        if (bad != 0)
+            moecl_test_fail(__FILE__, __LINE__, "case %zu (%s b%d g%d): %d outputs off", i,
+                            moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group, bad);
+    }
+    /* no fast-numerics kernel (2-bit g32, 3-bit, nvfp4) or a row not of whole pieces (2-bit,
+     * 96 columns): the exact kernels */
+    struct qcase fallback[] = {
+        {MOECL_QMODE_AFFINE, 2, 32, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 2, 32, MOECL_DTYPE_BF16, 9, 96, 0, 3, 1, 0, 1},
+    };
+    g_fast_numerics = 1;
+    for (size_t i = 0; i < sizeof fallback / sizeof fallback[0]; i++) {
+        int bad = run_qcase(&fallback[i], 3100 + i, 0);
+        if (bad != 0)
+            moecl_test_fail(__FILE__, __LINE__, "fallback %zu (%s b%d): %d outputs off", i,
+                            moecl_qmode_name(fallback[i].mode), fallback[i].bits, bad);
+    }
+    g_fast_numerics = 0;
+    if (old)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
 }
 
 /* One row, one token: the smallest launch. */
