@@ -1,4 +1,275 @@
 /* Fast-numerics quantized matrix products for CPU devices (LANES 8 or 16): built only with
- * -DFAST_NUMERICS=1, after qmatmul.cl (its macros and argument struct). */
+ * -DFAST_NUMERICS=1, after qmatmul.cl (its macros and argument struct).
+ *
+ * A row's sum is reordered and contracted, as mlx's Metal qmv/qmm kernels and llama.cpp do:
+ *   affine:  y_r = sum_g ( s_g * sum_{i in g} x_i q_i  +  b_g * sum_{i in g} x_i )
+ *   mxfp4:   y_r = sum_g   s_g * sum_{i in g} x_i e2m1(q_i)
+ * in float32 with fma and partial sums in any order; the output rounding and the bias modes are
+ * the exact kernels'.
+ *
+ * Decomposition: the vector lanes run ALONG a row. One vector load takes LANES consecutive
+ * packed words of one row (no gathering across rows); element (lane j, field n) of chunk c is
+ * row element c*FM_CH + j*FM_EPW + n, and field n of every lane comes out with one shift (and,
+ * for 4-bit on AVX-512, one vpermps on a 16-entry table that turns codes into floats). The input
+ * vectors are permuted once per launch by matmul_fm_prep into the same order (plus, for affine,
+ * each lane's sum of its FM_EPW inputs, which the b_g term needs), so a chunk costs FM_EPW fmas
+ * per input vector against contiguous loads. A chunk of LANES words holds FM_GPC whole groups
+ * (lanes [k*FM_WPG, (k+1)*FM_WPG) are group k), so the group scales and biases become one
+ * vector each. Up to FM_T input vectors (prefill, or the tokens routed to one expert) reuse each
+ * decoded chunk.
+ *
+ * Work-item (row block, column) as in matmul_fast: column = expert (use_ids; it gathers the
+ * vectors routed to it) or a block of a.tile vectors (dense); rows walked one at a time. */
+
 #if FAST_NUMERICS && LANES != 1 && !defined(MOECL_NO_FAST)
+#if (QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8) &&                         \
+     GROUP * BITS <= 32 * LANES) ||                                                                \
+    QMODE == MOECL_QM_MXFP4
+#define FM_CPU 1
 #endif
+#endif
+
+#ifdef FM_CPU
+#define FM_EPW (32 / BITS)         /* elements per packed word */
+#define FM_CH (LANES * FM_EPW)     /* elements per chunk (one vector of words) */
+#define FM_WPG (GROUP * BITS / 32) /* words per group */
+#define FM_GPC (LANES / FM_WPG)    /* whole groups per chunk */
+#define FM_T 8                     /* input vectors per pass over a row */
+
+/* Vector loads: one instruction each (the vloadn builtins may assemble a vector from pieces).
+ * Weight rows are only 4-byte aligned; the scratch's vectors lie on whole vectors. */
+typedef VU __attribute__((aligned(4))) fm_vu_unaligned;
+#define FM_LOADW(p) (*(__global const fm_vu_unaligned *)(p))
+#define FM_LOADX(p) (*(__global const VF *)(p))
+
+/* Floats of one permuted input vector: the row length rounded up to whole chunks. */
+inline uint fm_kp(uint cols) {
+    return (cols + FM_CH - 1) / FM_CH * FM_CH;
+}
+
+/* The scratch layout (the `x` argument of matmul_fm): input vector i < n_in = ceil(n_vec /
+ * x_div) at xp + i*KP, its element c*FM_CH + j*FM_EPW + n at offset c*FM_CH + n*LANES + j (zero
+ * past a.cols); affine adds the lane sums: xp + n_in*KP + i*(KP/FM_EPW) + c*LANES + j. One
+ * work-item per input vector. */
+__kernel void MOECL_CAT(matmul_fm_prep_f32_, WNAME)(__global const float *x, __global float *xp,
+                                                  struct moecl_qmm_args a) {
+    uint i = get_global_id(0);
+    uint n_in = (a.n_vec + a.x_div - 1) / a.x_div;
+    if (i >= n_in)
+        return;
+    uint kp = fm_kp(a.cols);
+    __global const float *xi = x + a.x_offset + (ulong)i * a.x_stride;
+    __global float *o = xp + (ulong)i * kp;
+#if QMODE == MOECL_QM_AFFINE
+    __global float *os = xp + (ulong)n_in * kp + (ulong)i * (kp / FM_EPW);
+#endif
+    for (uint c = 0; c < kp / FM_CH; c++)
+        for (uint j = 0; j < LANES; j++) {
+            float s = 0.0f;
+            for (uint n = 0; n < FM_EPW; n++) {
+                uint k = c * FM_CH + j * FM_EPW + n;
+                float v = k < a.cols ? xi[k] : 0.0f;
+                o[c * FM_CH + n * LANES + j] = v;
+                s += v;
+            }
+#if QMODE == MOECL_QM_AFFINE
+            os[c * LANES + j] = s;
+#else
+            (void)s;
+#endif
+        }
+}
+
+/* Field values (codes in the low BITS of each lane, higher bits ignored) -> floats. */
+#if QMODE == MOECL_QM_AFFINE && BITS == 4 && LANES == 16 && defined(__AVX512F__) &&                \
+    __has_builtin(__builtin_ia32_permvarsf512)
+#define FM_DECODE(v)                                                                               \
+    __builtin_ia32_permvarsf512((float16)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f, 8.0f,    \
+                                          9.0f, 10.0f, 11.0f, 12.0f, 13.0f, 14.0f, 15.0f),         \
+                                as_int16(v))
+#elif QMODE == MOECL_QM_AFFINE
+#define FM_DECODE(v) CONVF(CONVI((v) & ((1u << BITS) - 1u)))
+#elif LANES == 16 && defined(__AVX512F__) && __has_builtin(__builtin_ia32_permvarsf512)
+#define FM_DECODE(v) e2m1_vec(v) /* vpermps reads the index's low 4 bits */
+#else
+#define FM_DECODE(v) e2m1_vec((v) & 15u)
+#endif
+
+/* Lane l of the result = lane l / FM_WPG of v (group k's value in lanes [k*FM_WPG,
+ * (k+1)*FM_WPG)): one constant shuffle (a broadcast or a vpermps), not a trip through memory. */
+#define FM_IX(l) ((l) / FM_WPG)
+#if LANES == 16
+#define FM_SPREAD(v)                                                                               \
+    __builtin_shufflevector(v, v, FM_IX(0), FM_IX(1), FM_IX(2), FM_IX(3), FM_IX(4), FM_IX(5),      \
+                            FM_IX(6), FM_IX(7), FM_IX(8), FM_IX(9), FM_IX(10), FM_IX(11),          \
+                            FM_IX(12), FM_IX(13), FM_IX(14), FM_IX(15))
+#else
+#define FM_SPREAD(v)                                                                               \
+    __builtin_shufflevector(v, v, FM_IX(0), FM_IX(1), FM_IX(2), FM_IX(3), FM_IX(4), FM_IX(5),      \
+                            FM_IX(6), FM_IX(7))
+#endif
+
+inline float fm_hsum(VF v) {
+#if LANES == 16
+    float8 h = v.lo + v.hi;
+#else
+    float8 h = v;
+#endif
+    float4 f = h.lo + h.hi;
+    float2 d = f.lo + f.hi;
+    return d.x + d.y;
+}
+
+/* Group k of the chunk starting at word w0 of the row: its scale (and affine bias), or zeros
+ * for a group past the row's end (a partial last chunk). */
+inline float fm_scale(__global const uchar *srow, uint g) {
+#if QMODE == MOECL_QM_AFFINE
+    return load_dt(srow, 0, g, WDT);
+#else
+    return e8m0_to_f32(srow[g]);
+#endif
+}
+
+/* Row r of expert e against the vectors tp[0..tt) (tt a constant after inlining: 1 or FM_T;
+ * entries past nt repeat the last vector), of which the first nt are written. */
+__attribute__((always_inline)) inline void
+fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+       __global const uchar *bias, __global const float *xp, __global float *y,
+       const struct moecl_qmm_args *a, ulong e, uint r, const uint *tp, uint nt, const uint tt) {
+    uint kp = fm_kp(a->cols), n_in = (a->n_vec + a->x_div - 1) / a->x_div;
+    __global const uint *wr =
+        (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride);
+    __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
+    __global const float *xv[FM_T];
+#if QMODE == MOECL_QM_AFFINE
+    __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
+    __global const float *xs[FM_T];
+#else
+    (void)bi;
+#endif
+    for (uint t = 0; t < FM_T; t++) {
+        ulong i = tp[min(t, nt - 1)] / a->x_div;
+        xv[t] = xp + i * kp;
+#if QMODE == MOECL_QM_AFFINE
+        xs[t] = xp + (ulong)n_in * kp + i * (kp / FM_EPW);
+#endif
+    }
+    VF acc[FM_T];
+    for (uint t = 0; t < FM_T; t++)
+        acc[t] = (VF)(0.0f);
+    uint nw = a->cols / FM_EPW; /* packed words in the row */
+    uint nch = (nw + LANES - 1) / LANES;
+    for (uint c = 0; c < nch; c++) {
+        uint w0 = c * LANES;
+        VU words;
+        VF sv = (VF)(0.0f); /* group k's scale (bias) in lane k */
+#if QMODE == MOECL_QM_AFFINE
+        VF bv = (VF)(0.0f);
+#endif
+        if (w0 + LANES <= nw) {
+            words = FM_LOADW(wr + w0);
+#pragma unroll
+            for (uint k = 0; k < FM_GPC; k++) {
+                sv[k] = fm_scale(srow, c * FM_GPC + k);
+#if QMODE == MOECL_QM_AFFINE
+                bv[k] = load_dt(brow, 0, c * FM_GPC + k, WDT);
+#endif
+            }
+        } else {
+            /* the row's partial last chunk: whole groups, the rest zero (no read past the row) */
+            uint tw[LANES];
+            for (uint l = 0; l < LANES; l++)
+                tw[l] = w0 + l < nw ? wr[w0 + l] : 0u;
+            words = VLOAD(0, tw);
+#pragma unroll
+            for (uint k = 0; k < FM_GPC; k++) {
+                int in = w0 + k * FM_WPG < nw;
+                sv[k] = in ? fm_scale(srow, c * FM_GPC + k) : 0.0f;
+#if QMODE == MOECL_QM_AFFINE
+                bv[k] = in ? load_dt(brow, 0, c * FM_GPC + k, WDT) : 0.0f;
+#endif
+            }
+        }
+        VF s = FM_SPREAD(sv);
+        /* per vector the fields' products summed in one fma chain; with one vector two chains
+         * (even and odd fields), so that the chain's latency does not set the pace */
+        VF dot[FM_T], dot1 = (VF)(0.0f);
+#pragma unroll
+        for (uint n = 0; n < FM_EPW; n++) {
+            VF q = FM_DECODE(words >> (n * BITS));
+#pragma unroll
+            for (uint t = 0; t < FM_T; t++)
+                if (t < tt) {
+                    VF xq = FM_LOADX(xv[t] + c * FM_CH + n * LANES);
+                    if (tt == 1 && (n & 1))
+                        dot1 = n == 1 ? q * xq : fma(q, xq, dot1);
+                    else
+                        dot[t] = n == 0 ? q * xq : fma(q, xq, dot[t]);
+                }
+        }
+        if (tt == 1 && FM_EPW > 1)
+            dot[0] += dot1;
+#if QMODE == MOECL_QM_AFFINE
+        VF b = FM_SPREAD(bv);
+#endif
+#pragma unroll
+        for (uint t = 0; t < FM_T; t++)
+            if (t < tt) {
+                acc[t] = fma(dot[t], s, acc[t]);
+#if QMODE == MOECL_QM_AFFINE
+                acc[t] = fma(b, FM_LOADX(xs[t] + c * LANES), acc[t]);
+#endif
+            }
+    }
+    float bvl = 0.0f;
+    if (a->bias_mode != MOECL_BIAS_NONE)
+        bvl = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, r, a->bias_dt);
+    for (uint t = 0; t < nt; t++) {
+        float v = fm_hsum(acc[t]);
+        y[(ulong)tp[t] * a->y_stride + r] = a->bias_mode == MOECL_BIAS_FUSED ? round_act(v + bvl)
+                                            : a->bias_mode == MOECL_BIAS_AFTER
+                                                ? round_act(round_act(v) + bvl)
+                                                : round_act(v);
+    }
+}
+
+/* x: the scratch matmul_fm_prep wrote (not the input vectors themselves). */
+__kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
+                                             __global const uchar *bi, __global const uchar *bias,
+                                             __global const float *x, __global float *y,
+                                             __global const int *ids, struct moecl_qmm_args a) {
+    uint rb0 = get_global_id(0) * a.rows_per_item;
+    if (rb0 >= a.rows)
+        return;
+    uint rb1 = min(rb0 + a.rows_per_item, a.rows);
+    uint column = get_global_id(1);
+    uint tp[FM_T];
+    if (a.use_ids) {
+        /* column = expert: gather the vectors routed to it, FM_T at a time */
+        uint p = 0;
+        while (p < a.n_vec) {
+            uint nt = 0;
+            for (; p < a.n_vec && nt < FM_T; p++)
+                if (ids[p] == (int)column)
+                    tp[nt++] = p;
+            for (uint t = nt; nt && t < FM_T; t++)
+                tp[t] = tp[nt - 1];
+            for (uint r = rb0; nt == 1 && r < rb1; r++)
+                fm_row(w, sc, bi, bias, x, y, &a, column, r, tp, nt, 1);
+            for (uint r = rb0; nt > 1 && r < rb1; r++)
+                fm_row(w, sc, bi, bias, x, y, &a, column, r, tp, nt, FM_T);
+        }
+    } else {
+        uint p0 = column * a.tile, p1 = min(p0 + a.tile, a.n_vec);
+        for (uint p = p0; p < p1; p += FM_T) {
+            uint nt = min((uint)FM_T, p1 - p);
+            for (uint t = 0; t < FM_T; t++)
+                tp[t] = p + min(t, nt - 1);
+            for (uint r = rb0; nt == 1 && r < rb1; r++)
+                fm_row(w, sc, bi, bias, x, y, &a, 0, r, tp, nt, 1);
+            for (uint r = rb0; nt > 1 && r < rb1; r++)
+                fm_row(w, sc, bi, bias, x, y, &a, 0, r, tp, nt, FM_T);
+        }
+    }
+}
+#endif /* FM_CPU */

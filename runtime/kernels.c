@@ -238,6 +238,15 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
                 goto cleanup;
             }
         }
+        /* the CPU kernels' input permutation comes with them */
+        snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
+        if (k->formats[i].matmul_fm && p->lanes != 1)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fm_prep));
+    }
+    if (k->fast_numerics && k->lanes != 1) {
+        k->fm_scratch = calloc(1, sizeof *k->fm_scratch);
+        if (!k->fm_scratch)
+            status = moecl_error_set(MOECL_ERR_NO_MEMORY, "fast numerics scratch: out of memory");
     }
 cleanup:
     if (status != MOECL_OK)
@@ -258,6 +267,9 @@ void moecl_kernels_free(struct moecl_kernels *k) {
         MOECL_FORMAT_KERNELS(X)
 #undef X
     }
+    if (k->fm_scratch && k->fm_scratch->buf)
+        clReleaseMemObject(k->fm_scratch->buf);
+    free(k->fm_scratch);
     memset(k, 0, sizeof *k);
 }
 
@@ -362,6 +374,33 @@ static enum moecl_status bad_shape(const char *what) {
 
 /* ------------------------------------------------------------------ launchers */
 
+/* At least `bytes` of fast-numerics scratch on q's context. A replaced buffer is released at
+ * once: OpenCL keeps it until the commands already queued with it have finished. */
+static enum moecl_status fm_scratch_reserve(cl_command_queue q, struct moecl_fm_scratch *s,
+                                            size_t bytes) {
+    enum moecl_status status = MOECL_OK;
+    if (s->buf && s->bytes >= bytes)
+        return MOECL_OK;
+    cl_context ctx = NULL;
+    MOECL_CL_CALL(clGetCommandQueueInfo(q, CL_QUEUE_CONTEXT, sizeof ctx, &ctx, NULL));
+    if (s->buf)
+        clReleaseMemObject(s->buf);
+    s->buf = NULL;
+    s->bytes = 0;
+    bytes = bytes < 4096 ? 4096 : bytes + bytes / 4; /* room for the next, slightly larger one */
+    cl_int err;
+    s->buf = clCreateBuffer(ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        s->buf = NULL;
+        return moecl_error_set(MOECL_ERR_CL,
+                               "fast numerics scratch: clCreateBuffer(%zu bytes) failed: %s", bytes,
+                               moecl_cl_err_name(err));
+    }
+    s->bytes = bytes;
+cleanup:
+    return status;
+}
+
 enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_kernels *k,
                                       const struct moecl_dev_qweight *dw, cl_mem x,
                                       uint32_t x_offset, uint32_t x_stride, uint32_t x_div,
@@ -405,6 +444,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     size_t g0 = (size_t)w->rows, g1 = (n_vec + a.tile - 1) / a.tile, l0 = k->local_rows;
     int fast = !k->exact_matmul && k->formats[dw->format].matmul_fast;
     int fm = k->fast_numerics && k->formats[dw->format].matmul_fm;
+    cl_mem xin = x; /* what the product reads as its input vectors */
     if (fm && k->lanes == 1 && w->bits > 0 && a.cols % (128u / (uint32_t)w->bits) == 0) {
         /* fast numerics on a GPU (qmatmul_fm_gpu.cl): a work-group of 8 rows x 32 work-items
          * per 8 rows; columns are experts (ids) or blocks of 8 vectors */
@@ -415,7 +455,20 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
         l0 = 256;
     } else if (fm && k->lanes > 1) {
-        /* fast numerics on a CPU: see qmatmul_fm_cpu.cl */
+        /* fast numerics on a CPU: see qmatmul_fm_cpu.cl. First the input vectors, permuted into
+         * the scratch (one work-item each), which the product then reads as its x. */
+        cl_kernel prep = k->formats[dw->format].matmul_fm_prep;
+        size_t epw = 32 / (size_t)w->bits, n_in = (n_vec + x_div - 1) / x_div;
+        size_t kp = round_up((size_t)w->cols, (size_t)k->lanes * epw);
+        size_t floats = n_in * kp + (w->mode == MOECL_QMODE_AFFINE ? n_in * (kp / epw) : 0);
+        if (!prep || !k->fm_scratch)
+            return bad_shape("matmul: fast numerics without its input permutation kernel");
+        MOECL_TRY(fm_scratch_reserve(q, k->fm_scratch, floats * sizeof(float)));
+        ARG(prep, 0, x);
+        ARG(prep, 1, k->fm_scratch->buf);
+        ARG(prep, 2, a);
+        MOECL_TRY(enqueue(q, k, prep, "matmul_fm_prep", matmul_class(w), 1, n_in, 1, 1));
+        xin = k->fm_scratch->buf;
         kern = k->formats[dw->format].matmul_fm;
         a.rows_per_item = (a.rows + 63) / 64;
         a.rows_per_item =
@@ -450,7 +503,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     ARG(kern, 1, dw->smem);
     ARG(kern, 2, dw->bmem);
     ARG(kern, 3, dw->biasmem);
-    ARG(kern, 4, x);
+    ARG(kern, 4, xin);
     ARG(kern, 5, y);
     ARG(kern, 6, idm);
     ARG(kern, 7, a);

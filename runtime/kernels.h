@@ -41,6 +41,7 @@
     X(matmul, "matmul_f32_")                                                                       \
     X(matmul_fast, "matmul_fast_f32_")                                                             \
     X(matmul_fm, "matmul_fm_f32_")                                                                 \
+    X(matmul_fm_prep, "matmul_fm_prep_f32_")                                                       \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -105,6 +106,13 @@ struct moecl_prof {
 MOECL_WUR enum moecl_status moecl_prof_collect(struct moecl_prof *prof);
 void moecl_prof_free(struct moecl_prof *prof);
 
+/* Scratch of the CPU fast-numerics products: the input vectors permuted by matmul_fm_prep (see
+ * qmatmul_fm_cpu.cl); grown on demand, reused by every product on the kernels' (in-order) queue. */
+struct moecl_fm_scratch {
+    cl_mem buf;
+    size_t bytes;
+};
+
 struct moecl_kernels {
 #define X(name) cl_kernel name;
     MOECL_CORE_KERNELS(X)
@@ -115,9 +123,10 @@ struct moecl_kernels {
     /* Matrix products: 1 = the reference-order kernel (bit-identical to MLX's CPU kernel,
      * slow): set for programs built with seq_round, or by $MOECL_EXACT_MATMUL=1. */
     int exact_matmul;
-    int lanes;               /* moecl_programs.lanes */
-    int fast_numerics;       /* use matmul_fm where the format has it (moecl_programs) */
-    struct moecl_prof *prof; /* NULL: no profiling (owned by the context) */
+    int lanes;         /* moecl_programs.lanes */
+    int fast_numerics; /* use matmul_fm where the format has it (moecl_programs) */
+    struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */
+    struct moecl_prof *prof;             /* NULL: no profiling (owned by the context) */
 };
 
 MOECL_WUR enum moecl_status moecl_kernels_create(const struct moecl_programs *p,

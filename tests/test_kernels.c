@@ -179,9 +179,53 @@ static double ref_weight(const struct qcase *qc, const struct qdata *d, int e, i
 /* When set, run_qcase also runs the reference-order kernel (exact_matmul) on the same inputs and
  * counts every output whose bits differ from the launched kernel's as bad. */
 static int g_compare_exact;
-/* When set, run_qcase builds the fast-numerics kernels; 2 also fails a case whose format has
- * no matmul_fm kernel (so a silent fallback to the exact kernels cannot pass). */
-static int g_fast_numerics;
+
+/* Fast numerics (matmul_fm): when g_fm is set, run_qcase builds the programs with it and holds
+ * the outputs to the reordered sum's bound (see fm_tolerance); it reports in g_fm_used whether
+ * the format had a matmul_fm kernel and in g_fm_differs how many outputs differ in their bits
+ * from the default kernel's on the same inputs (so a test can see the fm kernel really ran).
+ * g_act: the activation dtype the programs are built for (output rounding). */
+static int g_fm, g_fm_used, g_fm_differs;
+static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
+static int g_act = MOECL_ACT_F32;
+
+/* |terms| of element c in the fast-numerics sum: affine sums s*(q*x) and b*x separately (their
+ * magnitudes, not |x*w|, bound the rounding error: they cancel when w is small); the fp formats
+ * sum s*(e2m1(q)*x). */
+static double fm_term_mag(const struct qcase *qc, const struct qdata *d, int e, int r, int c,
+                          double xc) {
+    if (qc->mode != MOECL_QMODE_AFFINE)
+        return fabs(xc * ref_weight(qc, d, e, r, c));
+    const uint8_t *wrow = d->w + (size_t)e * d->w_exp + (size_t)r * d->w_row;
+    const uint8_t *srow = d->s + (size_t)e * d->s_exp + (size_t)r * d->s_row;
+    const uint8_t *brow = d->b + (size_t)e * d->s_exp + (size_t)r * d->s_row;
+    int g = c / qc->group;
+    return fabs(bf16_val(((const uint16_t *)srow)[g]) * affine_code(wrow, qc->bits, c) * xc) +
+           fabs(bf16_val(((const uint16_t *)brow)[g]) * xc);
+}
+
+/* The forward-error bound of the fast-numerics row sum: every term passes through at most d
+ * roundings of relative size u = 2^-24 (any association of a sum of terms of magnitude M is
+ * within d*u*M of the exact value to first order, d the tree's depth), with d = the per-lane fma
+ * chain over the EPW = 32/bits fields of a word (EPW), the per-chunk fma of the group scale and
+ * of the affine b*sum(x) term into the running lane sum (2 per chunk, nch chunks of 16 words),
+ * the lane sums of the input permutation (EPW, affine), the 16-lane horizontal sum (4) and the
+ * q*x product (1); c = 2*d covers the second-order terms and an 8-lane device (more chunks)
+ * with margin. Plus an absolute term for underflow (E8M0 scales down to 2^-127). */
+static double fm_tolerance(const struct qcase *qc, double mag) {
+    if (g_fm_lanes == 1) {
+        /* GPU: each of a row's 32 work-items runs one fma chain over its 16-byte pieces (every
+         * 32nd piece of EPP = 128/bits elements), the 32 chain sums are added in order; plus
+         * the weight's (affine) or the piece scale's (fp4) rounding and the product's */
+        int epp = 128 / qc->bits, per_lane = (qc->cols / epp + 31) / 32;
+        double dg = (double)per_lane * epp + 32 + 2;
+        return 2.0 * dg * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
+    }
+    int epw = qc->mode == MOECL_QMODE_AFFINE ? 32 / qc->bits : 8;
+    int nch = (qc->cols / epw + 15) / 16;
+    double d = 2.0 * epw + 2.0 * nch + 4 + 1;
+    return 2.0 * d * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
+}
 
 /* Runs one matmul case; returns the number of outputs outside tolerance (-1 on setup error). */
 static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) {
@@ -199,14 +243,13 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
     if (moecl_qformat_of(&qw, &fmt) != MOECL_OK)
         return -1;
     struct kenv e;
-    if (kenv_open_numerics(&e, MOECL_ACT_F32, g_fast_numerics != 0, &fmt, 1) != 0 ||
-        (g_fast_numerics == 2 && !e.k.formats[0].matmul_fm)) {
-        if (g_fast_numerics == 2)
-            printf("  %s b%d g%d: no fast-numerics kernel\n", moecl_qmode_name(qc->mode), qc->bits,
-                   qc->group);
+    if (kenv_open_numerics(&e, g_act, g_fm, &fmt, 1) != 0) {
         kenv_close(&e);
         return -1;
     }
+    g_fm_used = e.k.formats[0].matmul_fm != NULL;
+    g_fm_lanes = e.k.lanes;
+    g_fm_differs = 0;
     int E = qc->n_experts ? qc->n_experts : 1;
     size_t wbits = qc->mode == MOECL_QMODE_NONE ? moecl_dtype_size(qc->wdt) * 8 : (size_t)qc->bits;
     struct qdata d;
@@ -302,17 +345,23 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             int ex = qc->with_ids ? ids[p] : 0;
             const float *xr = x + (size_t)(qc->with_ids ? p / qc->x_div : p) * xs;
             for (int r = 0; r < qc->rows; r++) {
-                double acc = 0, mag = 0;
+                double acc = 0, mag = 0, fmag = 0;
                 for (int c = 0; c < qc->cols; c++) {
                     double t = (double)xr[c] * ref_weight(qc, &d, ex, r, c);
                     acc += t;
                     mag += fabs(t);
+                    if (g_fm)
+                        fmag += fm_term_mag(qc, &d, ex, r, c, xr[c]);
                 }
                 if (qc->with_bias)
                     acc += bf16_val(d.bias[(size_t)ex * (size_t)qc->rows + (size_t)r]);
-                double tol = 4.0 * qc->cols * ldexp(1.0, -24) * mag + 1e-30;
+                /* a format without matmul_fm runs the default kernels: their bound */
+                double tol = g_fm && g_fm_used ? fm_tolerance(qc, fmag)
+                                               : 4.0 * qc->cols * ldexp(1.0, -24) * mag + 1e-30;
                 if (qc->with_bias)
                     tol += ldexp(fabs(acc), -23);
+                if (g_act == MOECL_ACT_BF16) /* the output rounded to bf16: half an ulp */
+                    tol = tol * (1 + ldexp(1.0, -8)) + ldexp(fabs(acc), -8);
                 double got = y[(size_t)p * ys + (size_t)r];
                 if (!(fabs(got - acc) <= tol)) {
                     if (bad < 3)
@@ -347,6 +396,26 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
                     }
             }
             e.k.exact_matmul = !e.k.exact_matmul;
+            free(y2);
+        }
+        if (g_fm && bad >= 0) {
+            /* the same inputs through the default kernel: count the outputs whose bits differ */
+            float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
+            e.k.fast_numerics = 0;
+            if (moecl_launch_matmul(
+                    e.q, &e.k, &dw, xm, 0, (uint32_t)xs, qc->with_ids ? (uint32_t)qc->x_div : 1u,
+                    qc->with_ids ? idm : NULL, ym, (uint32_t)ys, (uint32_t)qc->n_vec,
+                    qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) != MOECL_OK ||
+                read_back(&e, ym, y2, (size_t)qc->n_vec * ys * 4) != 0) {
+                bad = -1;
+            } else {
+                for (int p = 0; p < qc->n_vec; p++)
+                    for (int r = 0; r < qc->rows; r++) {
+                        size_t i = (size_t)p * ys + (size_t)r;
+                        g_fm_differs += memcmp(&y[i], &y2[i], 4) != 0;
+                    }
+            }
+            e.k.fast_numerics = 1;
             free(y2);
         }
     } else {
@@ -455,62 +524,6 @@ TEST(kernel_matmul_fast_build_failure_falls_back) {
         CHECK(e.k.formats[0].matmul_fast == NULL);
     }
     kenv_close(&e);
-}
-
-/* Fast numerics, the GPU decomposition (8 rows x 32 work-items per work-group, forced on
- * PoCL with $MOECL_FAST_LANES=1) within the forward-error bound of the double-precision
- * product: affine 2/4/8-bit at every group size that holds whole 16-byte pieces, mxfp4; dense
- * (1 and 11 vectors: one partial and one full tile) and per expert (ids, x_div 3); rows not a
- * multiple of 8; gpt-oss's 2880 columns (90 pieces: 2 sweeps of 32 and a partial one). Then formats
- * and shapes without a fast-numerics kernel fall back to the exact ones and stay within the bound.
- */
-TEST(kernel_matmul_fm_gpu_decomposition) {
-    const char *old = getenv("MOECL_FAST_LANES");
-    char saved[32] = "";
-    if (old)
-        snprintf(saved, sizeof saved, "%s", old);
-    setenv("MOECL_FAST_LANES", "1", 1);
-    struct qcase cases[] = {
-        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 1, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 11, 1, 0, 0},
-        {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 9, 1024, 0, 3, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 10, 2880, 2, 8, 4, 1, 1},
-        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 10, 2880, 0, 1, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 4, 128, MOECL_DTYPE_BF16, 17, 256, 3, 30, 3, 1, 1},
-        {MOECL_QMODE_AFFINE, 8, 32, MOECL_DTYPE_BF16, 21, 256, 3, 30, 3, 1, 1},
-        {MOECL_QMODE_AFFINE, 8, 64, MOECL_DTYPE_BF16, 8, 192, 0, 2, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 13, 256, 0, 9, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 2, 128, MOECL_DTYPE_BF16, 13, 256, 4, 12, 2, 1, 0},
-        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
-        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 7, 96, 0, 1, 1, 0, 0},
-    };
-    g_fast_numerics = 2;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int bad = run_qcase(&cases[i], 3000 + i, 0);
-        if (bad != 0)
-            moecl_test_fail(__FILE__, __LINE__, "case %zu (%s b%d g%d): %d outputs off", i,
-                            moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group, bad);
-    }
-    /* no fast-numerics kernel (2-bit g32, 3-bit, nvfp4) or a row not of whole pieces (2-bit,
-     * 96 columns): the exact kernels */
-    struct qcase fallback[] = {
-        {MOECL_QMODE_AFFINE, 2, 32, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
-        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 2, 32, MOECL_DTYPE_BF16, 9, 96, 0, 3, 1, 0, 1},
-    };
-    g_fast_numerics = 1;
-    for (size_t i = 0; i < sizeof fallback / sizeof fallback[0]; i++) {
-        int bad = run_qcase(&fallback[i], 3100 + i, 0);
-        if (bad != 0)
-            moecl_test_fail(__FILE__, __LINE__, "fallback %zu (%s b%d): %d outputs off", i,
-                            moecl_qmode_name(fallback[i].mode), fallback[i].bits, bad);
-    }
-    g_fast_numerics = 0;
-    if (old)
-        setenv("MOECL_FAST_LANES", saved, 1);
-    else
-        unsetenv("MOECL_FAST_LANES");
 }
 
 /* One row, one token: the smallest launch. */
@@ -629,4 +642,137 @@ TEST(kernel_matmul_bf16_per_op_rounding) {
     clReleaseMemObject(xm);
     clReleaseMemObject(ym);
     kenv_close(&e);
+}
+
+/* ------------------------------------------------------------------ fast numerics */
+
+/* Runs a case with fast numerics; `want_fm`: the format must have a matmul_fm kernel (and it
+ * must really run: some outputs differ in their bits from the default kernel's), else it must
+ * fall back to the default kernels. Returns the outputs off (or -1), printing the case. */
+static int run_fm_case(const struct qcase *qc, uint64_t seed, int extremes, int want_fm) {
+    g_fm = 1;
+    int bad = run_qcase(qc, seed, extremes);
+    g_fm = 0;
+    /* (bits that differ in float32 seldom survive a bf16 output rounding: checked at f32) */
+    int must_differ = want_fm && g_act == MOECL_ACT_F32;
+    if (bad != 0 || g_fm_used != want_fm || (must_differ && g_fm_differs == 0)) {
+        printf("  %s b%d g%d rows %d cols %d experts %d vectors %d: %d off, matmul_fm %s, %d of %d "
+               "outputs differ from the default kernel's\n",
+               moecl_qmode_name(qc->mode), qc->bits, qc->group, qc->rows, qc->cols, qc->n_experts,
+               qc->n_vec, bad, g_fm_used ? "used" : "absent", g_fm_differs, qc->rows * qc->n_vec);
+        return bad != 0 ? bad : 1;
+    }
+    return 0;
+}
+
+/* Fast numerics, affine 2/4/8-bit at every group it takes (8-bit g128 spans two chunks of 16
+ * words and falls back, as 3/5/6-bit do): decode (1 vector), prefill (20 dense vectors: tiles of
+ * 8, 8, 4) and per expert with ids (30 outputs, x_div 3, 3 experts); row lengths with a partial
+ * last chunk of whole groups (320 = 2.5 chunks of 128 4-bit elements; 2-bit chunks are 256). */
+TEST(kernel_matmul_fm_affine) {
+    static const int bits[] = {2, 4, 8}, groups[] = {32, 64, 128};
+    for (size_t b = 0; b < 3; b++)
+        for (size_t g = 0; g < 3; g++) {
+            int want = !(bits[b] == 8 && groups[g] == 128);
+            int cols = bits[b] == 2 ? 640 : 320;
+            if (groups[g] == 128)
+                cols = 384; /* a multiple of the group: 3 groups */
+            struct qcase cases[] = {
+                {MOECL_QMODE_AFFINE, bits[b], groups[g], MOECL_DTYPE_BF16, 13, cols, 0, 1, 1, 0, 1},
+                {MOECL_QMODE_AFFINE, bits[b], groups[g], MOECL_DTYPE_BF16, 13, cols, 0, 20, 1, 0,
+                 0},
+                {MOECL_QMODE_AFFINE, bits[b], groups[g], MOECL_DTYPE_BF16, 21, cols, 3, 30, 3, 1,
+                 1},
+            };
+            for (size_t i = 0; i < 3; i++)
+                if (run_fm_case(&cases[i], 3000 + b * 100 + g * 10 + i, 0, want) != 0)
+                    moecl_test_fail(__FILE__, __LINE__, "affine %d-bit g%d case %zu", bits[b],
+                                    groups[g], i);
+        }
+}
+
+/* Fast numerics, mxfp4: decode, prefill, ids; the real row length 2880 (22.5 chunks: the last
+ * holds 2 of its 4 groups); E8M0 extremes (2^-127 subnormal .. 2^113). Formats without a
+ * matmul_fm (mxfp8, nvfp4, affine 3-bit, float weights) fall back to the default kernels. */
+TEST(kernel_matmul_fm_mxfp4_and_fallbacks) {
+    struct qcase cases[] = {
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 11, 2880, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 11, 256, 0, 19, 1, 0, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 192, 4, 40, 4, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (run_fm_case(&cases[i], 3500 + i, 0, 1) != 0)
+            moecl_test_fail(__FILE__, __LINE__, "mxfp4 case %zu", i);
+    struct qcase ext = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 8, 128, 0, 9, 1, 0, 0};
+    CHECK_EQ(run_fm_case(&ext, 3510, 1, 1), 0);
+    struct qcase fb[] = {
+        {MOECL_QMODE_MXFP8, 8, 32, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 9, 128, 0, 5, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 9, 70, 0, 5, 1, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++)
+        if (run_fm_case(&fb[i], 3520 + i, 0, 0) != 0)
+            moecl_test_fail(__FILE__, __LINE__, "fallback case %zu (%s)", i,
+                            moecl_qmode_name(fb[i].mode));
+}
+
+/* Fast numerics at gpt-oss's shapes: 2880 columns of 4-bit g64 (22.5 chunks), more rows than
+ * 64 row blocks (each work-item walks several rows), decode and a prefill of 11 vectors; and the
+ * output rounded to bf16 (a bf16 model's activations). */
+TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
+    struct qcase c1 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 1100, 2880, 0, 1, 1, 0, 1};
+    struct qcase c2 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 300, 2880, 0, 11, 1, 0, 0};
+    CHECK_EQ(run_fm_case(&c1, 3600, 0, 1), 0);
+    CHECK_EQ(run_fm_case(&c2, 3601, 0, 1), 0);
+    g_act = MOECL_ACT_BF16;
+    struct qcase c3 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 40, 2880, 0, 9, 1, 0, 1};
+    struct qcase c4 = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 40, 2880, 4, 12, 4, 1, 1};
+    CHECK_EQ(run_fm_case(&c3, 3602, 0, 1), 0);
+    CHECK_EQ(run_fm_case(&c4, 3603, 0, 1), 0);
+    g_act = MOECL_ACT_F32;
+}
+
+/* Fast numerics, the GPU decomposition (8 rows x 32 work-items per work-group, forced on PoCL
+ * with $MOECL_FAST_LANES=1): affine 2/4/8-bit at every group that holds whole 16-byte pieces,
+ * mxfp4; dense (1 and 11 vectors: a full and a partial tile of 8) and per expert (ids, x_div
+ * 3 and 4); rows not a multiple of 8; gpt-oss's 2880 columns (90 pieces: two sweeps of 32
+ * work-items and a partial one). Formats whose pieces straddle groups (2-bit g32, 8-bit g128
+ * is whole) or that have no fast kernel (3-bit, nvfp4) fall back to the exact kernels. */
+TEST(kernel_matmul_fm_gpu_decomposition) {
+    const char *old = getenv("MOECL_FAST_LANES");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    setenv("MOECL_FAST_LANES", "1", 1);
+    struct qcase cases[] = {
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 11, 1, 0, 0},
+        {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 9, 1024, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 10, 2880, 2, 8, 4, 1, 1},
+        {MOECL_QMODE_AFFINE, 4, 128, MOECL_DTYPE_BF16, 17, 256, 3, 30, 3, 1, 1},
+        {MOECL_QMODE_AFFINE, 8, 32, MOECL_DTYPE_BF16, 21, 256, 3, 30, 3, 1, 1},
+        {MOECL_QMODE_AFFINE, 8, 128, MOECL_DTYPE_BF16, 8, 384, 0, 2, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 13, 256, 0, 9, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 2, 128, MOECL_DTYPE_BF16, 13, 256, 4, 12, 2, 1, 0},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 10, 2880, 0, 1, 1, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (run_fm_case(&cases[i], 3700 + i, 0, 1) != 0)
+            moecl_test_fail(__FILE__, __LINE__, "case %zu (%s b%d g%d)", i,
+                            moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group);
+    struct qcase fb[] = {
+        {MOECL_QMODE_AFFINE, 2, 32, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++)
+        if (run_fm_case(&fb[i], 3720 + i, 0, 0) != 0)
+            moecl_test_fail(__FILE__, __LINE__, "fallback %zu (%s b%d g%d)", i,
+                            moecl_qmode_name(fb[i].mode), fb[i].bits, fb[i].group);
+    if (old)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
 }
