@@ -17,6 +17,48 @@ __kernel void rmsnorm_f32(__global const float *x, __global float *y, __global c
         yr[i] = round_act(round_act(xr[i] * inv) * load_dt(w, w_offset, i, w_dt));
 }
 
+/* The same for GPUs: a work-group of RMS_WG work-items per row, the row staged in local memory
+ * (n <= RMS_MAX). fast == 0: the sum of squares in element order by one work-item (the bits of
+ * rmsnorm_f32, without its long chain of global loads); 1: strided partial sums added as a tree
+ * (fast numerics). */
+#define RMS_WG 256
+#define RMS_MAX 4096
+__kernel __attribute__((reqd_work_group_size(RMS_WG, 1, 1))) void
+rmsnorm_wg_f32(__global const float *x, __global float *y, __global const uchar *w, ulong w_offset,
+               uint w_dt, uint n, float eps, uint fast) {
+    __local float xs[RMS_MAX];
+    __local float part[RMS_WG];
+    uint lid = get_local_id(0), t = get_group_id(0);
+    __global const float *xr = x + (ulong)t * n;
+    __global float *yr = y + (ulong)t * n;
+    float ss = 0.0f;
+    for (uint i = lid; i < n; i += RMS_WG) {
+        float v = xr[i];
+        xs[i] = v;
+        ss += v * v;
+    }
+    part[lid] = ss;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (fast) {
+        for (uint s = RMS_WG / 2; s > 0; s >>= 1) {
+            if (lid < s)
+                part[lid] += part[lid + s];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+    } else {
+        if (lid == 0) {
+            float acc = 0.0f;
+            for (uint i = 0; i < n; i++)
+                acc += xs[i] * xs[i];
+            part[0] = acc;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float inv = 1.0f / sqrt(part[0] / (float)n + eps);
+    for (uint i = lid; i < n; i += RMS_WG)
+        yr[i] = round_act(round_act(xs[i] * inv) * load_dt(w, w_offset, i, w_dt));
+}
+
 /* YaRN RoPE as mlx-lm applies it, in place on x [n_tokens][n_heads][head_dim] (row stride
  * `stride` floats): x = round(mscale * x) over all dims, then the half-split rotation of pair
  * (i, i + head_dim/2) by theta = position * inv_freq[i], position = pos0 + t. The rotation

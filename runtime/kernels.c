@@ -445,15 +445,16 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     int fast = !k->exact_matmul && k->formats[dw->format].matmul_fast;
     int fm = k->fast_numerics && k->formats[dw->format].matmul_fm;
     cl_mem xin = x; /* what the product reads as its input vectors */
-    if (fm && k->lanes == 1) {
-        /* fast numerics on a GPU: see qmatmul_fm_gpu.cl */
+    if (fm && k->lanes == 1 && w->bits > 0 && a.cols % (128u / (uint32_t)w->bits) == 0) {
+        /* fast numerics on a GPU (qmatmul_fm_gpu.cl): a work-group of 8 rows x 32 work-items
+         * per 8 rows; columns are experts (ids) or blocks of 8 vectors */
         kern = k->formats[dw->format].matmul_fm;
-        a.rows_per_item = 1;
+        a.rows_per_item = 8;
         a.tile = 8;
-        g0 = a.rows;
+        g0 = (size_t)(a.rows + 7) / 8 * 256;
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
-        l0 = 64;
-    } else if (fm) {
+        l0 = 256;
+    } else if (fm && k->lanes > 1) {
         /* fast numerics on a CPU: see qmatmul_fm_cpu.cl. First the input vectors, permuted into
          * the scratch (one work-item each), which the product then reads as its x. */
         cl_kernel prep = k->formats[dw->format].matmul_fm_prep;
@@ -552,6 +553,20 @@ enum moecl_status moecl_launch_rmsnorm(cl_command_queue q, const struct moecl_ke
         return bad_shape("rmsnorm: empty or bad weight dtype");
     cl_ulong off = w_offset;
     cl_uint dt = (cl_uint)w_dt;
+    if (k->lanes == 1 && n <= 4096) {
+        /* GPUs: a work-group of 256 per row (norm_rope.cl) */
+        cl_uint fast = k->fast_numerics ? 1u : 0u;
+        ARG(k->rmsnorm_wg_f32, 0, x);
+        ARG(k->rmsnorm_wg_f32, 1, y);
+        ARG(k->rmsnorm_wg_f32, 2, w);
+        ARG(k->rmsnorm_wg_f32, 3, off);
+        ARG(k->rmsnorm_wg_f32, 4, dt);
+        ARG(k->rmsnorm_wg_f32, 5, n);
+        ARG(k->rmsnorm_wg_f32, 6, eps);
+        ARG(k->rmsnorm_wg_f32, 7, fast);
+        return enqueue(q, k, k->rmsnorm_wg_f32, "rmsnorm_wg_f32", MOECL_OPC_NORM, 1,
+                       (size_t)n_rows * 256, 1, 256);
+    }
     ARG(k->rmsnorm_f32, 0, x);
     ARG(k->rmsnorm_f32, 1, y);
     ARG(k->rmsnorm_f32, 2, w);
@@ -608,7 +623,8 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
         (!a->window && a->pos0 > a->cache_cap))
         return bad_shape("attn: heads not a multiple of kv heads, head_dim over 256, or a "
                          "window/context the cache cannot hold");
-    cl_kernel kern = k->attn_sinks_f32;
+    /* GPUs: a work-group per (head, token) (attention.cl), the same arithmetic */
+    cl_kernel kern = k->lanes == 1 ? k->attn_sinks_wg_f32 : k->attn_sinks_f32;
     ARG(kern, 0, qbuf);
     ARG(kern, 1, k_new);
     ARG(kern, 2, v_new);
@@ -617,8 +633,12 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     ARG(kern, 5, sinks);
     ARG(kern, 6, out);
     MOECL_CL_CALL(clSetKernelArg(kern, 7, sizeof *a, a));
-    status =
-        enqueue(q, k, kern, "attn_sinks_f32", MOECL_OPC_ATTENTION, 2, a->n_heads, a->n_tokens, 1);
+    if (k->lanes == 1)
+        status = enqueue(q, k, kern, "attn_sinks_wg_f32", MOECL_OPC_ATTENTION, 2,
+                         (size_t)a->n_heads * 64, a->n_tokens, 64);
+    else
+        status = enqueue(q, k, kern, "attn_sinks_f32", MOECL_OPC_ATTENTION, 2, a->n_heads,
+                         a->n_tokens, 1);
 cleanup:
     return status;
 }

@@ -25,9 +25,11 @@
 /* Core kernels: X(name). */
 #define MOECL_CORE_KERNELS(X)                                                                      \
     X(rmsnorm_f32)                                                                                 \
+    X(rmsnorm_wg_f32)                                                                              \
     X(rope_f32)                                                                                    \
     X(add_f32)                                                                                     \
     X(attn_sinks_f32)                                                                              \
+    X(attn_sinks_wg_f32)                                                                           \
     X(kv_append_f32)                                                                               \
     X(kv_append_f16)                                                                               \
     X(router_topk_f32)                                                                             \

@@ -186,6 +186,7 @@ static int g_compare_exact;
  * from the default kernel's on the same inputs (so a test can see the fm kernel really ran).
  * g_act: the activation dtype the programs are built for (output rounding). */
 static int g_fm, g_fm_used, g_fm_differs;
+static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
 /* |terms| of element c in the fast-numerics sum: affine sums s*(q*x) and b*x separately (their
@@ -215,6 +216,14 @@ static double fm_term_mag(const struct qcase *qc, const struct qdata *d, int e, 
  * each plus the 8- or 16-lane horizontal sum (4) and the q*x product (1). c = 2*d covers the
  * second-order terms. Plus an absolute term for underflow (E8M0 scales down to 2^-127). */
 static double fm_tolerance(const struct qcase *qc, double mag) {
+    if (g_fm_lanes == 1) {
+        /* GPU: each of a row's 32 work-items runs one fma chain over its 16-byte pieces (every
+         * 32nd piece of EPP = 128/bits elements), the 32 chain sums are added in order; plus
+         * the weight's (affine) or the piece scale's (fp4) rounding and the product's */
+        int epp = 128 / qc->bits, per_lane = (qc->cols / epp + 31) / 32;
+        double dg = (double)per_lane * epp + 32 + 2;
+        return 2.0 * dg * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
+    }
     int epw = qc->mode == MOECL_QMODE_AFFINE ? 32 / qc->bits : 8;
     int nch = (qc->cols / epw + 7) / 8;
     double d1 = 2.0 * epw + 2.0 * nch + 5, d2 = (double)nch * (epw + 1) + epw + 6;
@@ -243,6 +252,7 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
         return -1;
     }
     g_fm_used = e.k.formats[0].matmul_fm != NULL;
+    g_fm_lanes = e.k.lanes;
     g_fm_differs = 0;
     int E = qc->n_experts ? qc->n_experts : 1;
     size_t wbits = qc->mode == MOECL_QMODE_NONE ? moecl_dtype_size(qc->wdt) * 8 : (size_t)qc->bits;
@@ -725,4 +735,48 @@ TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
     CHECK_EQ(run_fm_case(&c3, 3602, 0, 1), 0);
     CHECK_EQ(run_fm_case(&c4, 3603, 0, 1), 0);
     g_act = MOECL_ACT_F32;
+}
+
+/* Fast numerics, the GPU decomposition (8 rows x 32 work-items per work-group, forced on PoCL
+ * with $MOECL_FAST_LANES=1): affine 2/4/8-bit at every group that holds whole 16-byte pieces,
+ * mxfp4; dense (1 and 11 vectors: a full and a partial tile of 8) and per expert (ids, x_div
+ * 3 and 4); rows not a multiple of 8; gpt-oss's 2880 columns (90 pieces: two sweeps of 32
+ * work-items and a partial one). Formats whose pieces straddle groups (2-bit g32, 8-bit g128
+ * is whole) or that have no fast kernel (3-bit, nvfp4) fall back to the exact kernels. */
+TEST(kernel_matmul_fm_gpu_decomposition) {
+    const char *old = getenv("MOECL_FAST_LANES");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    setenv("MOECL_FAST_LANES", "1", 1);
+    struct qcase cases[] = {
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 11, 1, 0, 0},
+        {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 9, 1024, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 10, 2880, 2, 8, 4, 1, 1},
+        {MOECL_QMODE_AFFINE, 4, 128, MOECL_DTYPE_BF16, 17, 256, 3, 30, 3, 1, 1},
+        {MOECL_QMODE_AFFINE, 8, 32, MOECL_DTYPE_BF16, 21, 256, 3, 30, 3, 1, 1},
+        {MOECL_QMODE_AFFINE, 8, 128, MOECL_DTYPE_BF16, 8, 384, 0, 2, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 13, 256, 0, 9, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 2, 128, MOECL_DTYPE_BF16, 13, 256, 4, 12, 2, 1, 0},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 10, 2880, 0, 1, 1, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (run_fm_case(&cases[i], 3700 + i, 0, 1) != 0)
+            moecl_test_fail(__FILE__, __LINE__, "case %zu (%s b%d g%d)", i,
+                            moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group);
+    struct qcase fb[] = {
+        {MOECL_QMODE_AFFINE, 2, 32, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++)
+        if (run_fm_case(&fb[i], 3720 + i, 0, 0) != 0)
+            moecl_test_fail(__FILE__, __LINE__, "fallback %zu (%s b%d g%d)", i,
+                            moecl_qmode_name(fb[i].mode), fb[i].bits, fb[i].group);
+    if (old)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
 }

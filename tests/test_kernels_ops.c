@@ -68,6 +68,53 @@ TEST(kernel_rmsnorm_rows) {
     kenv_close(&e);
 }
 
+/* The GPU work-group norm (forced with $MOECL_FAST_LANES=1), rows of gpt-oss's 2880: exact
+ * numerics give rmsnorm_f32's bits; fast numerics (tree sum) stay within the double bound. */
+TEST(kernel_rmsnorm_work_group) {
+    uint64_t st = 2;
+    int rows = 3, n = 2880;
+    float *x = randv((size_t)rows * n, &st, 4.0f), *w = randv((size_t)n, &st, 2.0f);
+    float *y[3];
+    for (int v = 0; v < 3; v++) {
+        y[v] = calloc((size_t)rows * n, sizeof(float));
+        /* 0: one work-item per row; 1: work-group, exact; 2: work-group, fast */
+        if (v)
+            setenv("MOECL_FAST_LANES", "1", 1);
+        struct kenv e;
+        int opened = kenv_open_numerics(&e, MOECL_ACT_F32, v == 2, NULL, 0);
+        unsetenv("MOECL_FAST_LANES");
+        REQUIRE(opened == 0);
+        cl_mem xm = mk(&e, x, (size_t)rows * n * 4), ym = mk(&e, NULL, (size_t)rows * n * 4),
+               wm = mk(&e, w, (size_t)n * 4);
+        CHECK(moecl_launch_rmsnorm(e.q, &e.k, xm, ym, wm, 0, MOECL_DT_F32, (uint32_t)rows,
+                                   (uint32_t)n, 1e-5f) == MOECL_OK);
+        rd(&e, ym, y[v], (size_t)rows * n * 4);
+        clReleaseMemObject(xm);
+        clReleaseMemObject(ym);
+        clReleaseMemObject(wm);
+        kenv_close(&e);
+    }
+    CHECK(memcmp(y[0], y[1], (size_t)rows * n * 4) == 0);
+    int bad = 0, differ = 0;
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < n; i++)
+            ss += (double)x[r * n + i] * x[r * n + i];
+        double inv = 1.0 / sqrt(ss / n + 1e-5);
+        for (int i = 0; i < n; i++) {
+            bad += !near(y[2][r * n + i], x[r * n + i] * inv * w[i]);
+            differ += y[2][r * n + i] != y[0][r * n + i];
+        }
+    }
+    CHECK_EQ(bad, 0);
+    printf("  fast numerics: %d of %d outputs differ from the element-order sum's\n", differ,
+           rows * n);
+    for (int v = 0; v < 3; v++)
+        free(y[v]);
+    free(x);
+    free(w);
+}
+
 /* ------------------------------------------------------------------ rope */
 
 /* The spec's float64 inverse frequencies for gpt-oss (§2.4 table, mlx-lm's truncated range). */
@@ -164,6 +211,9 @@ static void ref_attn(const float *q, const float *K, const float *V, double sink
         out[d] /= sum;
 }
 
+/* When set, attn_case copies its outputs here ([n][4 heads][16] floats). */
+static float *g_attn_out;
+
 /* One chunk of n queries at pos0 against a ring of `cap` slots holding the previous positions,
  * window `win` (0 = causal only); GQA 4 query heads on 2 kv heads. Returns bad outputs. */
 static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t seed) {
@@ -199,6 +249,8 @@ static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t
     float *out = malloc((size_t)n * H * D * 4);
     if (moecl_launch_attn(e->q, &e->k, qm, kn, vn, kr, vr, sm, &a, om) == MOECL_OK) {
         rd(e, om, out, (size_t)n * H * D * 4);
+        if (g_attn_out)
+            memcpy(g_attn_out, out, (size_t)n * H * D * 4);
         bad = 0;
         /* a per-head copy of the history for the reference */
         float *Kh = malloc((size_t)total * D * 4), *Vh = malloc((size_t)total * D * 4);
@@ -244,6 +296,40 @@ TEST(kernel_attention_sliding_window_boundary) {
     CHECK_EQ(attn_case(&e, 30, 5, 64, 0, 5), 0);
     CHECK_EQ(attn_case(&e, 0, 1, 64, 0, 6), 0);
     kenv_close(&e);
+}
+
+/* The GPU work-group attention (forced with $MOECL_FAST_LANES=1) within the reference bound
+ * and bit-identical to the work-item-per-head kernel: window edges, a ring that wraps, full
+ * attention over more keys than one local block (1024), so the scores are recomputed per pass. */
+TEST(kernel_attention_work_group_same_bits) {
+    static const int cases[][4] = {{5, 7, 8, 8},       {13, 20, 8, 8},      {8, 1, 8, 8},
+                                   {30, 5, 64, 0},     {0, 1, 64, 0},       {1500, 3, 2048, 0},
+                                   {1020, 8, 2048, 0}, {2000, 2, 128, 128}, {1024, 1, 2048, 0},
+                                   {1023, 1, 2048, 0}, {1100, 1, 2048, 0},  {1030, 1, 2048, 0},
+                                   {1060, 1, 2048, 0}};
+    struct kenv e1, e2;
+    REQUIRE(kenv_open(&e1, MOECL_ACT_F32, NULL, 0) == 0);
+    setenv("MOECL_FAST_LANES", "1", 1);
+    int opened = kenv_open(&e2, MOECL_ACT_F32, NULL, 0);
+    unsetenv("MOECL_FAST_LANES");
+    REQUIRE(opened == 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t nf = (size_t)cases[i][1] * 4 * 16;
+        float *o1 = calloc(nf, 4), *o2 = calloc(nf, 4);
+        g_attn_out = o1;
+        int b1 = attn_case(&e1, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 60 + i);
+        g_attn_out = o2;
+        int b2 = attn_case(&e2, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 60 + i);
+        g_attn_out = NULL;
+        if (b1 != 0 || b2 != 0 || memcmp(o1, o2, nf * 4) != 0)
+            moecl_test_fail(__FILE__, __LINE__,
+                            "case %zu (pos0 %d, %d tokens): bad %d / %d, bits %s", i, cases[i][0],
+                            cases[i][1], b1, b2, memcmp(o1, o2, nf * 4) ? "differ" : "same");
+        free(o1);
+        free(o2);
+    }
+    kenv_close(&e1);
+    kenv_close(&e2);
 }
 
 TEST(kernel_kv_append_ring) {
