@@ -130,67 +130,97 @@ inline float fm_scale(__global const uchar *srow, uint g) {
 #endif
 }
 
-/* Row r of expert e against the vectors tp[0..tt) (tt a constant after inlining: 1 or FM_T;
- * entries past nt repeat the last vector), of which the first nt are written. */
-__attribute__((always_inline)) inline void
-fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
-       __global const uchar *bias, __global const float *xp, __global float *y,
-       const struct moecl_qmm_args *a, ulong e, uint r, const uint *tp, uint nt, const uint tt) {
-    uint kp = fm_kp(a->cols), n_in = (a->n_vec + a->x_div - 1) / a->x_div;
-    __global const uint *wr =
-        (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride);
-    __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
-    __global const float *xv[FM_T];
+/* Chunk c of a row (nw packed words): its words (a partial last chunk: whole groups, the rest
+ * zero, no read past the row) and its group scales and affine biases spread over the lanes. */
+__attribute__((always_inline)) inline VU fm_chunk(__global const uint *wr,
+                                                  __global const uchar *srow,
+                                                  __global const uchar *brow, uint c, uint nw,
+                                                  VF *s_out, VF *b_out) {
+    uint w0 = c * LANES;
+    VU words;
+    VF sv = (VF)(0.0f); /* group k's scale (bias) in lane k */
+    VF bv = (VF)(0.0f);
+    if (w0 + LANES <= nw) {
+        words = FM_LOADW(wr + w0);
+#pragma unroll
+        for (uint k = 0; k < FM_GPC; k++) {
+            sv[k] = fm_scale(srow, c * FM_GPC + k);
 #if QMODE == MOECL_QM_AFFINE
-    __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
-    __global const float *xs[FM_T];
-#else
-    (void)bi;
+            bv[k] = load_dt(brow, 0, c * FM_GPC + k, WDT);
 #endif
+        }
+    } else {
+        uint tw[LANES];
+        for (uint l = 0; l < LANES; l++)
+            tw[l] = w0 + l < nw ? wr[w0 + l] : 0u;
+        words = VLOAD(0, tw);
+#pragma unroll
+        for (uint k = 0; k < FM_GPC; k++) {
+            int in = w0 + k * FM_WPG < nw;
+            sv[k] = in ? fm_scale(srow, c * FM_GPC + k) : 0.0f;
+#if QMODE == MOECL_QM_AFFINE
+            bv[k] = in ? load_dt(brow, 0, c * FM_GPC + k, WDT) : 0.0f;
+#endif
+        }
+    }
+    (void)brow;
+    *s_out = FM_SPREAD(sv);
+    *b_out = FM_SPREAD(bv);
+    return words;
+}
+
+/* The permuted inputs (and affine lane sums) of the vectors tp[0..FM_T) (entries past nt repeat
+ * the last vector), once per tile. */
+inline void fm_ptrs(__global const float *xp, const struct moecl_qmm_args *a, const uint *tp,
+                    uint nt, __global const float **xv, __global const float **xs) {
+    uint kp = fm_kp(a->cols), n_in = (a->n_vec + a->x_div - 1) / a->x_div;
     for (uint t = 0; t < FM_T; t++) {
         ulong i = tp[min(t, nt - 1)] / a->x_div;
         xv[t] = xp + i * kp;
-#if QMODE == MOECL_QM_AFFINE
         xs[t] = xp + (ulong)n_in * kp + i * (kp / FM_EPW);
-#endif
     }
+}
+
+/* Row r's sums for the vectors tp[0..nt), with the row's bias, rounded to the activation dtype
+ * as the exact kernels round them. */
+__attribute__((always_inline)) inline void fm_store(__global const uchar *bias, __global float *y,
+                                                    const struct moecl_qmm_args *a, ulong e,
+                                                    uint r, const VF *acc, const uint *tp,
+                                                    uint nt) {
+    float bvl = 0.0f;
+    if (a->bias_mode != MOECL_BIAS_NONE)
+        bvl = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, r, a->bias_dt);
+    for (uint t = 0; t < nt; t++) {
+        float v = fm_hsum(acc[t]);
+        y[(ulong)tp[t] * a->y_stride + r] = a->bias_mode == MOECL_BIAS_FUSED ? round_act(v + bvl)
+                                            : a->bias_mode == MOECL_BIAS_AFTER
+                                                ? round_act(round_act(v) + bvl)
+                                                : round_act(v);
+    }
+}
+
+/* Row r of expert e against the vectors xv/xs[0..tt) (tt a constant after inlining: 1 or FM_T)
+ * of which the first nt, tp[0..nt), are written. */
+__attribute__((always_inline)) inline void
+fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+       __global const uchar *bias, __global const float *const *xv,
+       __global const float *const *xs, __global float *y, const struct moecl_qmm_args *a,
+       ulong e, uint r, const uint *tp, uint nt, const uint tt) {
+    __global const uint *wr =
+        (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride);
+    __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
+    __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
+#if QMODE != MOECL_QM_AFFINE
+    (void)xs;
+#endif
     VF acc[FM_T];
     for (uint t = 0; t < FM_T; t++)
         acc[t] = (VF)(0.0f);
     uint nw = a->cols / FM_EPW; /* packed words in the row */
     uint nch = (nw + LANES - 1) / LANES;
     for (uint c = 0; c < nch; c++) {
-        uint w0 = c * LANES;
-        VU words;
-        VF sv = (VF)(0.0f); /* group k's scale (bias) in lane k */
-#if QMODE == MOECL_QM_AFFINE
-        VF bv = (VF)(0.0f);
-#endif
-        if (w0 + LANES <= nw) {
-            words = FM_LOADW(wr + w0);
-#pragma unroll
-            for (uint k = 0; k < FM_GPC; k++) {
-                sv[k] = fm_scale(srow, c * FM_GPC + k);
-#if QMODE == MOECL_QM_AFFINE
-                bv[k] = load_dt(brow, 0, c * FM_GPC + k, WDT);
-#endif
-            }
-        } else {
-            /* the row's partial last chunk: whole groups, the rest zero (no read past the row) */
-            uint tw[LANES];
-            for (uint l = 0; l < LANES; l++)
-                tw[l] = w0 + l < nw ? wr[w0 + l] : 0u;
-            words = VLOAD(0, tw);
-#pragma unroll
-            for (uint k = 0; k < FM_GPC; k++) {
-                int in = w0 + k * FM_WPG < nw;
-                sv[k] = in ? fm_scale(srow, c * FM_GPC + k) : 0.0f;
-#if QMODE == MOECL_QM_AFFINE
-                bv[k] = in ? load_dt(brow, 0, c * FM_GPC + k, WDT) : 0.0f;
-#endif
-            }
-        }
-        VF s = FM_SPREAD(sv);
+        VF s, b;
+        VU words = fm_chunk(wr, srow, brow, c, nw, &s, &b);
         /* per vector the fields' products summed in one fma chain; with one vector two chains
          * (even and odd fields), so that the chain's latency does not set the pace */
         VF dot[FM_T], dot1 = (VF)(0.0f);
@@ -209,9 +239,6 @@ fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *
         }
         if (tt == 1 && FM_EPW > 1)
             dot[0] += dot1;
-#if QMODE == MOECL_QM_AFFINE
-        VF b = FM_SPREAD(bv);
-#endif
 #pragma unroll
         for (uint t = 0; t < FM_T; t++)
             if (t < tt) {
@@ -221,16 +248,59 @@ fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *
 #endif
             }
     }
-    float bvl = 0.0f;
-    if (a->bias_mode != MOECL_BIAS_NONE)
-        bvl = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, r, a->bias_dt);
-    for (uint t = 0; t < nt; t++) {
-        float v = fm_hsum(acc[t]);
-        y[(ulong)tp[t] * a->y_stride + r] = a->bias_mode == MOECL_BIAS_FUSED ? round_act(v + bvl)
-                                            : a->bias_mode == MOECL_BIAS_AFTER
-                                                ? round_act(round_act(v) + bvl)
-                                                : round_act(v);
+    fm_store(bias, y, a, e, r, acc, tp, nt);
+}
+
+/* Rows r and r + 1 of expert e against FM_T vectors (prefill, or many tokens on one expert):
+ * each decoded field is multiplied by its group scale once (s*q: exact for bf16/f16 scales
+ * and codes of up to 8 bits) and applied to the FM_T vectors of both rows, so every input load
+ * serves two rows (the inputs of a tile live in L2, not L1). */
+__attribute__((always_inline)) inline void
+fm_row2(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+        __global const uchar *bias, __global const float *const *xv,
+        __global const float *const *xs, __global float *y, const struct moecl_qmm_args *a,
+        ulong e, uint r, const uint *tp, uint nt) {
+    __global const uint *wr0 =
+        (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride);
+    __global const uint *wr1 = (__global const uint *)((__global const uchar *)wr0 + a->w_row_stride);
+    __global const uchar *srow0 = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
+    __global const uchar *srow1 = srow0 + a->s_row_stride;
+    __global const uchar *brow0 = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
+    __global const uchar *brow1 = brow0 + a->b_row_stride;
+#if QMODE != MOECL_QM_AFFINE
+    (void)xs;
+#endif
+    VF acc0[FM_T], acc1[FM_T];
+    for (uint t = 0; t < FM_T; t++)
+        acc0[t] = acc1[t] = (VF)(0.0f);
+    uint nw = a->cols / FM_EPW;
+    uint nch = (nw + LANES - 1) / LANES;
+    for (uint c = 0; c < nch; c++) {
+        VF s0, b0, s1, b1;
+        VU words0 = fm_chunk(wr0, srow0, brow0, c, nw, &s0, &b0);
+        VU words1 = fm_chunk(wr1, srow1, brow1, c, nw, &s1, &b1);
+#pragma unroll
+        for (uint n = 0; n < FM_EPW; n++) {
+            VF q0 = FM_DECODE(words0 >> (n * BITS)) * s0;
+            VF q1 = FM_DECODE(words1 >> (n * BITS)) * s1;
+#pragma unroll
+            for (uint t = 0; t < FM_T; t++) {
+                VF xq = FM_LOADX(xv[t] + c * FM_CH + n * LANES);
+                acc0[t] = fma(q0, xq, acc0[t]);
+                acc1[t] = fma(q1, xq, acc1[t]);
+            }
+        }
+#if QMODE == MOECL_QM_AFFINE
+#pragma unroll
+        for (uint t = 0; t < FM_T; t++) {
+            VF xsv = FM_LOADX(xs[t] + c * LANES);
+            acc0[t] = fma(b0, xsv, acc0[t]);
+            acc1[t] = fma(b1, xsv, acc1[t]);
+        }
+#endif
     }
+    fm_store(bias, y, a, e, r, acc0, tp, nt);
+    fm_store(bias, y, a, e, r + 1, acc1, tp, nt);
 }
 
 /* x: the scratch matmul_fm_prep wrote (not the input vectors themselves). */
@@ -244,6 +314,7 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
     uint rb1 = min(rb0 + a.rows_per_item, a.rows);
     uint column = get_global_id(1);
     uint tp[FM_T];
+    __global const float *xv[FM_T], *xs[FM_T];
     if (a.use_ids) {
         /* column = expert: gather the vectors routed to it, FM_T at a time */
         uint p = 0;
@@ -254,10 +325,15 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
                     tp[nt++] = p;
             for (uint t = nt; nt && t < FM_T; t++)
                 tp[t] = tp[nt - 1];
+            if (nt)
+                fm_ptrs(x, &a, tp, nt, xv, xs);
             for (uint r = rb0; nt == 1 && r < rb1; r++)
-                fm_row(w, sc, bi, bias, x, y, &a, column, r, tp, nt, 1);
-            for (uint r = rb0; nt > 1 && r < rb1; r++)
-                fm_row(w, sc, bi, bias, x, y, &a, column, r, tp, nt, FM_T);
+                fm_row(w, sc, bi, bias, xv, xs, y, &a, column, r, tp, nt, 1);
+            uint r = rb0;
+            for (; nt > 1 && r + 1 < rb1; r += 2)
+                fm_row2(w, sc, bi, bias, xv, xs, y, &a, column, r, tp, nt);
+            if (nt > 1 && r < rb1)
+                fm_row(w, sc, bi, bias, xv, xs, y, &a, column, r, tp, nt, FM_T);
         }
     } else {
         uint p0 = column * a.tile, p1 = min(p0 + a.tile, a.n_vec);
@@ -265,10 +341,14 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
             uint nt = min((uint)FM_T, p1 - p);
             for (uint t = 0; t < FM_T; t++)
                 tp[t] = p + min(t, nt - 1);
+            fm_ptrs(x, &a, tp, nt, xv, xs);
             for (uint r = rb0; nt == 1 && r < rb1; r++)
-                fm_row(w, sc, bi, bias, x, y, &a, 0, r, tp, nt, 1);
-            for (uint r = rb0; nt > 1 && r < rb1; r++)
-                fm_row(w, sc, bi, bias, x, y, &a, 0, r, tp, nt, FM_T);
+                fm_row(w, sc, bi, bias, xv, xs, y, &a, 0, r, tp, nt, 1);
+            uint r = rb0;
+            for (; nt > 1 && r + 1 < rb1; r += 2)
+                fm_row2(w, sc, bi, bias, xv, xs, y, &a, 0, r, tp, nt);
+            if (nt > 1 && r < rb1)
+                fm_row(w, sc, bi, bias, xv, xs, y, &a, 0, r, tp, nt, FM_T);
         }
     }
 }

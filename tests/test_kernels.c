@@ -206,12 +206,15 @@ static double fm_term_mag(const struct qcase *qc, const struct qdata *d, int e, 
 
 /* The forward-error bound of the fast-numerics row sum: every term passes through at most d
  * roundings of relative size u = 2^-24 (any association of a sum of terms of magnitude M is
- * within d*u*M of the exact value to first order, d the tree's depth), with d = the per-lane fma
- * chain over the EPW = 32/bits fields of a word (EPW), the per-chunk fma of the group scale and
- * of the affine b*sum(x) term into the running lane sum (2 per chunk, nch chunks of 16 words),
- * the lane sums of the input permutation (EPW, affine), the 16-lane horizontal sum (4) and the
- * q*x product (1); c = 2*d covers the second-order terms and an 8-lane device (more chunks)
- * with margin. Plus an absolute term for underflow (E8M0 scales down to 2^-127). */
+ * within d*u*M of the exact value to first order, d the tree's depth). Per lane (LANES words of
+ * EPW = 32/bits fields per chunk, nch chunks; counted for 8 lanes, the longer case):
+ *   one vector (dot-first): a chain over the EPW fields (EPW), then the group scale's and the
+ *   affine b*sum(x) term's fma into the running sum (2 per chunk): 2*EPW + 2*nch + 5;
+ *   a tile of vectors (scale-first, two rows at a time): one running sum over every field and
+ *   the b term (nch*(EPW+1)), the product s*q (1) and the lane sums of the input permutation
+ *   (EPW): nch*(EPW+1) + EPW + 6;
+ * each plus the 8- or 16-lane horizontal sum (4) and the q*x product (1). c = 2*d covers the
+ * second-order terms. Plus an absolute term for underflow (E8M0 scales down to 2^-127). */
 static double fm_tolerance(const struct qcase *qc, double mag) {
     if (g_fm_lanes == 1) {
         /* GPU: each of a row's 32 work-items runs one fma chain over its words (every 32nd
@@ -223,8 +226,9 @@ static double fm_tolerance(const struct qcase *qc, double mag) {
         return 2.0 * dg * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
     }
     int epw = qc->mode == MOECL_QMODE_AFFINE ? 32 / qc->bits : 8;
-    int nch = (qc->cols / epw + 15) / 16;
-    double d = 2.0 * epw + 2.0 * nch + 4 + 1;
+    int nch = (qc->cols / epw + 7) / 8;
+    double d1 = 2.0 * epw + 2.0 * nch + 5, d2 = (double)nch * (epw + 1) + epw + 6;
+    double d = d1 > d2 ? d1 : d2;
     return 2.0 * d * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
 }
 
