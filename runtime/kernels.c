@@ -447,12 +447,13 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     cl_mem xin = x; /* what the product reads as its input vectors */
     if (fm && k->lanes == 1 && w->bits > 0 && a.cols % (32u / (uint32_t)w->bits) == 0) {
         /* fast numerics on a GPU (qmatmul_fm_gpu.cl): a work-group of 8 warps per 32 rows;
-         * columns are experts (ids) or blocks of 8 vectors */
+         * columns are experts (ids; or the output vectors when there are no more of them
+         * than experts) or blocks of 8 vectors */
         kern = k->formats[dw->format].matmul_fm;
         a.rows_per_item = 32;
-        a.tile = 8;
+        a.tile = ids && n_vec <= (uint32_t)w->n_experts ? 1 : 8;
         g0 = (size_t)(a.rows + 31) / 32 * 256;
-        g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
+        g1 = ids ? (a.tile == 1 ? n_vec : (size_t)w->n_experts) : (n_vec + a.tile - 1) / a.tile;
         l0 = 256;
     } else if (fm && k->lanes > 1) {
         /* fast numerics on a CPU: see qmatmul_fm_cpu.cl. First the input vectors, permuted into
