@@ -799,3 +799,51 @@ TEST(kernel_matmul_fm_gpu_decomposition) {
     else
         unsetenv("MOECL_FAST_LANES");
 }
+
+/* The GPU reference-order product for few vectors (a work-group forms a chunk's products in
+ * parallel, one work-item per row adds them in column order; forced on PoCL with
+ * $MOECL_FAST_LANES=1) gives the reference-order kernel's bits: every affine width and group,
+ * the fp formats and float weights (a partial last chunk), dense (1 and 3 vectors) and per
+ * expert (4 outputs over 5 experts: a column per output); rows over one work-group (45), 384
+ * columns (a full chunk of 256 and a partial one). */
+TEST(kernel_matmul_exact_gpu_same_bits) {
+    const char *old = getenv("MOECL_FAST_LANES");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    setenv("MOECL_FAST_LANES", "1", 1);
+    g_compare_exact = 1;
+    static const int bits[] = {2, 3, 4, 5, 6, 8}, groups[] = {32, 64, 128};
+    for (size_t b = 0; b < 6; b++)
+        for (size_t g = 0; g < 3; g++) {
+            struct qcase c1 = {
+                MOECL_QMODE_AFFINE, bits[b], groups[g], MOECL_DTYPE_BF16, 45, 384, 0, 3, 1, 0, 1};
+            struct qcase c2 = {
+                MOECL_QMODE_AFFINE, bits[b], groups[g], MOECL_DTYPE_BF16, 21, 384, 5, 4, 2, 1, 1};
+            int bad = run_qcase(&c1, 4000 + b * 10 + g, 0),
+                bad2 = run_qcase(&c2, 4100 + b * 10 + g, 0);
+            if (bad != 0 || bad2 != 0)
+                moecl_test_fail(__FILE__, __LINE__, "affine %d-bit g%d: %d / %d outputs differ",
+                                bits[b], groups[g], bad, bad2);
+        }
+    struct qcase cases[] = {
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 40, 2880, 32, 4, 4, 1, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 384, 0, 1, 1, 0, 0},
+        {MOECL_QMODE_MXFP8, 8, 32, MOECL_DTYPE_F32, 19, 384, 4, 4, 4, 1, 1},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 19, 384, 0, 2, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F32, 17, 70, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F16, 17, 300, 0, 3, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 17, 70, 0, 2, 1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int bad = run_qcase(&cases[i], 4200 + i, 0);
+        if (bad != 0)
+            moecl_test_fail(__FILE__, __LINE__, "case %zu (%s): %d outputs differ", i,
+                            moecl_qmode_name(cases[i].mode), bad);
+    }
+    g_compare_exact = 0;
+    if (old)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
+}
