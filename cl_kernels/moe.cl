@@ -47,11 +47,11 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
 /* gate[i] = swiglu(gate[i], up[i]) in place, mlx-lm's gpt-oss variant:
  *   g = min(gate, limit); u = clip(up, -limit, limit); g * sigmoid(alpha * g) * (u + 1),
  * every intermediate in the activation dtype (alpha too, as MLX casts the Python scalar).
- * Each work-item a contiguous run of 64. */
+ * Each work-item a contiguous run of `run` elements (64 on CPUs, 1 on GPUs). */
 __kernel void swiglu_f32(__global float *gate, __global const float *up, uint n, float alpha,
-                         float limit) {
-    uint i0 = get_global_id(0) * 64;
-    uint i1 = min(i0 + 64, n);
+                         float limit, uint run) {
+    uint i0 = get_global_id(0) * run;
+    uint i1 = min(i0 + run, n);
     float al = round_act(alpha);
     for (uint i = i0; i < i1; i++) {
         float g = fmin(gate[i], limit);
@@ -63,14 +63,15 @@ __kernel void swiglu_f32(__global float *gate, __global const float *up, uint n,
 }
 
 /* x[t][c] = round(x[t][c] + round(sum_s round(weights[t][s] * y[t*k + s][c]))): the router-
- * weighted sum of the k expert outputs, then the residual add. Work-item (column run of 64,
- * token). */
+ * weighted sum of the k expert outputs, then the residual add. Work-item (column run of
+ * `run`: 64 on CPUs, 1 on GPUs, token). */
 __kernel void moe_combine_f32(__global float *x, __global const float *y,
-                              __global const float *weights, uint n_tokens, uint n, uint k) {
-    uint c0 = get_global_id(0) * 64, t = get_global_id(1);
+                              __global const float *weights, uint n_tokens, uint n, uint k,
+                              uint run) {
+    uint c0 = get_global_id(0) * run, t = get_global_id(1);
     if (t >= n_tokens || c0 >= n)
         return;
-    uint c1 = min(c0 + 64, n);
+    uint c1 = min(c0 + run, n);
     for (uint c = c0; c < c1; c++) {
         float s = 0.0f;
         for (uint j = 0; j < k; j++)

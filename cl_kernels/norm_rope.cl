@@ -63,17 +63,19 @@ rmsnorm_wg_f32(__global const float *x, __global float *y, __global const uchar 
  * `stride` floats): x = round(mscale * x) over all dims, then the half-split rotation of pair
  * (i, i + head_dim/2) by theta = position * inv_freq[i], position = pos0 + t. The rotation
  * follows MLX's rope arithmetic: cos and sin rounded to the activation dtype, each product
- * rounded, then the sum (exact in float32 models). One work-item per (head, token). */
+ * rounded, then the sum (exact in float32 models). Work-item (run of `pairs` pairs of a head,
+ * token): one per (head, token) on CPUs, one per pair on GPUs. */
 __kernel void rope_f32(__global float *x, __global const float *inv_freq, uint n_tokens,
-                       uint n_heads, uint head_dim, uint stride, uint pos0, float mscale) {
-    uint h = get_global_id(0), t = get_global_id(1);
+                       uint n_heads, uint head_dim, uint stride, uint pos0, float mscale,
+                       uint pairs) {
+    uint half_dim = head_dim / 2, runs = half_dim / pairs;
+    uint h = get_global_id(0) / runs, i0 = get_global_id(0) % runs * pairs, t = get_global_id(1);
     if (h >= n_heads || t >= n_tokens)
         return;
     __global float *v = x + (ulong)t * stride + h * head_dim;
-    uint half_dim = head_dim / 2;
     float ms = round_act(mscale);
     float pos = (float)(pos0 + t);
-    for (uint i = 0; i < half_dim; i++) {
+    for (uint i = i0; i < i0 + pairs; i++) {
         float x1 = v[i], x2 = v[i + half_dim];
         if (mscale != 1.0f) {
             x1 = round_act(x1 * ms);

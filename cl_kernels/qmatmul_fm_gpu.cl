@@ -1,123 +1,121 @@
 /* Fast-numerics quantized matrix products for GPUs (LANES 1): built only with
  * -DFAST_NUMERICS=1, after qmatmul.cl (its macros and argument struct).
  *
- * Decomposition: a work-group of FM_ROWS x 32 work-items owns FM_ROWS consecutive output rows;
- * the 32 work-items of a row read it in 16-byte pieces (one uint4 each, neighbours adjacent, so
- * a row's bytes are read in coalesced 512-byte sweeps), decode every weight once in registers
- * and apply it to up to FM_T input vectors. The 32 partial sums of a row are added in local
- * memory in a fixed order (deterministic from run to run).
+ * Decomposition: a work-group of 8 warps of 32 work-items owns FM_WG_ROWS consecutive rows, a
+ * warp FM_R of them. Work-item `lane` of a warp takes the rows' 32-bit words lane, lane + 32,
+ * ... (a warp reads 128 contiguous bytes of each row per step), loads the word's input elements
+ * once per vector and applies them to its FM_R rows and up to FM_T vectors from registers. The
+ * 32 partial sums of a (row, vector) are added in local memory in lane order (the same result
+ * from run to run).
  *
- * Numerics (not the reference's): affine weights are fma(q, scale, bias) in float32, then
- * sum += x * w with fma; fp4 formats sum x * code per 16-byte piece and scale the piece's sum.
- * Output rounding and bias modes as the exact kernels. */
+ * Numerics (not the reference's): a weight is fma(q, scale, bias) (affine) or code * scale (fp4)
+ * in float32, and sum = fma(x, w, sum). Output rounding and bias modes as the exact kernels. */
 #if FAST_NUMERICS && LANES == 1 && !defined(MOECL_NO_FAST)
 #pragma OPENCL FP_CONTRACT ON
 
-#define FM_ROWS 8
+#define FM_WARPS 8
+#define FM_R 4
 #define FM_T 8
-/* formats whose 16-byte pieces hold whole elements of one group */
-#if QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8) && GROUP % (128 / BITS) == 0
+#define FM_WG_ROWS (FM_WARPS * FM_R)
+#if QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8)
 #define FM_OK 1
-#elif (QMODE == MOECL_QM_MXFP4 || QMODE == MOECL_QM_NVFP4) && GROUP % 32 == 0
+#elif QMODE == MOECL_QM_MXFP4 || QMODE == MOECL_QM_NVFP4
 #define FM_OK 1
 #else
 #define FM_OK 0
 #endif
 
 #if FM_OK
-#define FM_EPW (32 / BITS)  /* elements per 32-bit word */
-#define FM_EPP (4 * FM_EPW) /* elements per 16-byte piece */
+#define FM_EPW (32 / BITS) /* elements per 32-bit word (a group holds whole words) */
 
-/* q as float without an int-to-float conversion: 2^23 + q has q in its low mantissa bits. */
-inline float fm_code(uint word, uint j) {
-    return as_float(0x4B000000u | ((word >> (j * BITS)) & ((1u << BITS) - 1u))) - 8388608.0f;
-}
-
-/* acc[t] += the piece's weights . x_t[col0 .. col0 + FM_EPP) for t < tt. */
-inline void fm_piece(uint4 q, float s, float b, __local const float *lut,
-                     __global const float *const *xv, uint col0, uint tt, float *acc) {
-    uint words[4] = {q.s0, q.s1, q.s2, q.s3};
+/* Field j of a word as float. Affine: 2^23 + q carries q in its low mantissa bits, so q needs
+ * no int-to-float conversion; fp4: the E2M1 value from the table in local memory. */
 #if QMODE == MOECL_QM_AFFINE
-    for (uint k = 0; k < 4; k++) {
-#pragma unroll
-        for (uint j = 0; j < FM_EPW; j++) {
-            float w = fma(fm_code(words[k], j), s, b);
-            uint col = col0 + k * FM_EPW + j;
-#pragma unroll
-            for (uint t = 0; t < FM_T; t++)
-                if (t < tt)
-                    acc[t] = fma(xv[t][col], w, acc[t]);
-        }
-    }
-    (void)lut;
+#define FM_CODE(word, j)                                                                           \
+    (as_float(0x4B000000u | (((word) >> ((j) * BITS)) & ((1u << BITS) - 1u))) - 8388608.0f)
 #else
-    float part[FM_T];
-#pragma unroll
-    for (uint t = 0; t < FM_T; t++)
-        part[t] = 0.0f;
-    for (uint k = 0; k < 4; k++) {
-#pragma unroll
-        for (uint j = 0; j < 8; j++) {
-            float w = lut[(words[k] >> (4u * j)) & 15u];
-            uint col = col0 + k * 8 + j;
-#pragma unroll
-            for (uint t = 0; t < FM_T; t++)
-                if (t < tt)
-                    part[t] = fma(xv[t][col], w, part[t]);
-        }
-    }
-#pragma unroll
-    for (uint t = 0; t < FM_T; t++)
-        if (t < tt)
-            acc[t] = fma(part[t], s, acc[t]);
-    (void)b;
+#define FM_CODE(word, j) lut[((word) >> ((j) * 4u)) & 15u]
 #endif
-}
 
-/* Rows [r0, r0 + FM_ROWS) of expert e against the vectors tp[0..nt): this work-item's share
- * of row r0 + get_local_id(0) / 32, then the work-group's sums and the outputs. */
-inline void fm_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
-                    __global const uchar *bias, __global const float *x, __global float *y,
-                    const struct moecl_qmm_args *a, ulong e, uint r0, const uint *tp, uint nt,
-                    __local const float *lut, __local float *red) {
-    uint lid = get_local_id(0), lane = lid & 31u, sub = lid >> 5;
-    uint r = min(r0 + sub, a->rows - 1);
+/* Rows [r0, r0 + FM_WG_ROWS) of expert e against the vectors tp[0..nt) (tt = 1 or FM_T, a
+ * constant after inlining; entries past nt repeat the last vector). */
+__attribute__((always_inline)) inline void
+fm_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+        __global const uchar *bias, __global const float *x, __global float *y,
+        const struct moecl_qmm_args *a, ulong e, uint r0, const uint *tp, uint nt, const uint tt,
+        __local const float *lut, __local float *red) {
+    uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
+    __global const uint *wrow[FM_R];
+    __global const uchar *srow[FM_R], *brow[FM_R];
+    for (uint i = 0; i < FM_R; i++) {
+        ulong r = min(r0 + warp * FM_R + i, a->rows - 1);
+        wrow[i] = (__global const uint *)(w + a->w_offset + e * a->w_expert_stride +
+                                          r * a->w_row_stride);
+        srow[i] = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
+        brow[i] = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
+    }
     __global const float *xv[FM_T];
     for (uint t = 0; t < FM_T; t++)
         xv[t] = x + a->x_offset + (ulong)(tp[min(t, nt - 1)] / a->x_div) * a->x_stride;
-    __global const uint *wrow =
-        (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride);
-    __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
-    __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
-    float acc[FM_T];
-    for (uint t = 0; t < FM_T; t++)
-        acc[t] = 0.0f;
-    uint n_pieces = a->cols / FM_EPP;
-    for (uint c = lane; c < n_pieces; c += 32u) {
-        uint4 q = vload4(c, wrow);
-        uint g = c * FM_EPP / GROUP;
+    float acc[FM_R][FM_T];
+    for (uint i = 0; i < FM_R; i++)
+        for (uint t = 0; t < FM_T; t++)
+            acc[i][t] = 0.0f;
+    uint n_words = a->cols / FM_EPW;
+    for (uint wi = lane; wi < n_words; wi += 32u) {
+        uint g = wi * FM_EPW / GROUP;
+        uint word[FM_R];
+        float s[FM_R], b[FM_R];
+#pragma unroll
+        for (uint i = 0; i < FM_R; i++) {
+            word[i] = wrow[i][wi];
 #if QMODE == MOECL_QM_AFFINE
-        float s = load_dt(srow, 0, g, WDT), b = load_dt(brow, 0, g, WDT);
+            s[i] = load_dt(srow[i], 0, g, WDT);
+            b[i] = load_dt(brow[i], 0, g, WDT);
 #elif QMODE == MOECL_QM_MXFP4
-        float s = e8m0_to_f32(srow[g]), b = 0.0f;
+            s[i] = e8m0_to_f32(srow[i][g]);
+            b[i] = 0.0f;
 #else
-        float s = e4m3_to_f32(srow[g]), b = 0.0f;
+            s[i] = e4m3_to_f32(srow[i][g]);
+            b[i] = 0.0f;
 #endif
-        if (nt == 1)
-            fm_piece(q, s, b, lut, xv, c * FM_EPP, 1, acc);
-        else
-            fm_piece(q, s, b, lut, xv, c * FM_EPP, FM_T, acc);
+        }
+#pragma unroll
+        for (uint j = 0; j < FM_EPW; j++) {
+            float xj[FM_T];
+#pragma unroll
+            for (uint t = 0; t < FM_T; t++)
+                if (t < tt)
+                    xj[t] = xv[t][wi * FM_EPW + j];
+#pragma unroll
+            for (uint i = 0; i < FM_R; i++) {
+#if QMODE == MOECL_QM_AFFINE
+                float wv = fma(FM_CODE(word[i], j), s[i], b[i]);
+#else
+                float wv = FM_CODE(word[i], j) * s[i];
+#endif
+#pragma unroll
+                for (uint t = 0; t < FM_T; t++)
+                    if (t < tt)
+                        acc[i][t] = fma(xj[t], wv, acc[i][t]);
+            }
+        }
     }
-    /* the row's 32 partial sums, per vector, added by one work-item in lane order */
-    for (uint t = 0; t < FM_T; t++)
-        red[(sub * FM_T + t) * 33u + lane] = acc[t];
+    /* each (row, vector) sum: its 32 lanes' partial sums in lane order */
+    __local float *wr = red + warp * (FM_R * FM_T * 33u);
+#pragma unroll
+    for (uint i = 0; i < FM_R; i++)
+#pragma unroll
+        for (uint t = 0; t < FM_T; t++)
+            if (t < tt)
+                wr[(i * FM_T + t) * 33u + lane] = acc[i][t];
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid < FM_ROWS * FM_T) {
-        uint rs = lid / FM_T, t = lid % FM_T, ro = r0 + rs;
-        float v = 0.0f;
-        for (uint l = 0; l < 32u; l++)
-            v += red[lid * 33u + l];
-        if (t < nt && ro < a->rows) {
+    {
+        uint i = lane / FM_T, t = lane % FM_T, ro = r0 + warp * FM_R + i;
+        if (i < FM_R && t < nt && ro < a->rows) {
+            float v = 0.0f;
+            for (uint l = 0; l < 32u; l++)
+                v += wr[lane * 33u + l];
             float bv = 0.0f;
             if (a->bias_mode != MOECL_BIAS_NONE)
                 bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
@@ -130,21 +128,20 @@ inline void fm_rows(__global const uchar *w, __global const uchar *sc, __global 
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-/* Work-group (FM_ROWS * 32) x 1 per block of FM_ROWS rows; column get_group_id(1) is the
- * expert (ids) or a block of a.tile vectors. Needs cols a multiple of FM_EPP and a group size
- * that is a multiple of FM_EPP (the launcher checks). */
-__kernel __attribute__((reqd_work_group_size(FM_ROWS * 32, 1, 1))) void
+/* Work-group FM_WARPS * 32 per block of FM_WG_ROWS rows; column get_group_id(1) is the expert
+ * (ids) or a block of a.tile vectors. Needs cols a multiple of FM_EPW (the launcher checks). */
+__kernel __attribute__((reqd_work_group_size(FM_WARPS * 32, 1, 1))) void
 MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
                                  __global const uchar *bi, __global const uchar *bias,
                                  __global const float *x, __global float *y,
                                  __global const int *ids, struct moecl_qmm_args a) {
-    __local float red[FM_ROWS * FM_T * 33];
+    __local float red[FM_WARPS * FM_R * FM_T * 33];
     __local float lut[16];
     uint lid = get_local_id(0);
     if (lid < 16u)
         lut[lid] = e2m1_to_f32(lid);
     barrier(CLK_LOCAL_MEM_FENCE);
-    uint r0 = get_group_id(0) * FM_ROWS;
+    uint r0 = get_group_id(0) * FM_WG_ROWS;
     uint column = get_global_id(1);
     uint tp[FM_T];
     if (a.use_ids) {
@@ -158,8 +155,10 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
                     tp[nt++] = p;
             for (uint t = nt; nt && t < FM_T; t++)
                 tp[t] = tp[nt - 1];
-            if (nt)
-                fm_rows(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, lut, red);
+            if (nt == 1)
+                fm_rows(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, 1, lut, red);
+            else if (nt > 1)
+                fm_rows(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, FM_T, lut, red);
         }
     } else {
         uint p0 = column * a.tile, p1 = min(p0 + a.tile, a.n_vec);
@@ -167,7 +166,10 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
             uint nt = min((uint)FM_T, p1 - p);
             for (uint t = 0; t < FM_T; t++)
                 tp[t] = p + min(t, nt - 1);
-            fm_rows(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, lut, red);
+            if (nt == 1)
+                fm_rows(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, 1, lut, red);
+            else
+                fm_rows(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, FM_T, lut, red);
         }
     }
 }

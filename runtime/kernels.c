@@ -445,13 +445,13 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     int fast = !k->exact_matmul && k->formats[dw->format].matmul_fast;
     int fm = k->fast_numerics && k->formats[dw->format].matmul_fm;
     cl_mem xin = x; /* what the product reads as its input vectors */
-    if (fm && k->lanes == 1 && w->bits > 0 && a.cols % (128u / (uint32_t)w->bits) == 0) {
-        /* fast numerics on a GPU (qmatmul_fm_gpu.cl): a work-group of 8 rows x 32 work-items
-         * per 8 rows; columns are experts (ids) or blocks of 8 vectors */
+    if (fm && k->lanes == 1 && w->bits > 0 && a.cols % (32u / (uint32_t)w->bits) == 0) {
+        /* fast numerics on a GPU (qmatmul_fm_gpu.cl): a work-group of 8 warps per 32 rows;
+         * columns are experts (ids) or blocks of 8 vectors */
         kern = k->formats[dw->format].matmul_fm;
-        a.rows_per_item = 8;
+        a.rows_per_item = 32;
         a.tile = 8;
-        g0 = (size_t)(a.rows + 7) / 8 * 256;
+        g0 = (size_t)(a.rows + 31) / 32 * 256;
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
         l0 = 256;
     } else if (fm && k->lanes > 1) {
@@ -601,7 +601,11 @@ enum moecl_status moecl_launch_rope(cl_command_queue q, const struct moecl_kerne
     ARG(k->rope_f32, 5, stride);
     ARG(k->rope_f32, 6, pos0);
     ARG(k->rope_f32, 7, mscale);
-    status = enqueue(q, k, k->rope_f32, "rope_f32", MOECL_OPC_ROPE, 2, n_heads, n_tokens, 1);
+    /* CPUs: a work-item per (head, token); GPUs: per pair, 64 to a work-group */
+    cl_uint pairs = k->lanes == 1 ? 1u : head_dim / 2;
+    ARG(k->rope_f32, 8, pairs);
+    status = enqueue(q, k, k->rope_f32, "rope_f32", MOECL_OPC_ROPE, 2,
+                     (size_t)n_heads * (head_dim / 2 / pairs), n_tokens, k->lanes == 1 ? 64 : 1);
 cleanup:
     return status;
 }
@@ -700,8 +704,10 @@ enum moecl_status moecl_launch_swiglu(cl_command_queue q, const struct moecl_ker
     ARG(k->swiglu_f32, 2, n);
     ARG(k->swiglu_f32, 3, alpha);
     ARG(k->swiglu_f32, 4, limit);
-    status = enqueue(q, k, k->swiglu_f32, "swiglu_f32", MOECL_OPC_SWIGLU, 1, (n + 63) / 64, 1,
-                     k->local_rows);
+    cl_uint run = k->lanes == 1 ? 1u : 64u; /* elements per work-item: GPUs one */
+    ARG(k->swiglu_f32, 5, run);
+    status = enqueue(q, k, k->swiglu_f32, "swiglu_f32", MOECL_OPC_SWIGLU, 1, (n + run - 1) / run, 1,
+                     k->lanes == 1 ? 64 : k->local_rows);
 cleanup:
     return status;
 }
@@ -718,8 +724,10 @@ enum moecl_status moecl_launch_moe_combine(cl_command_queue q, const struct moec
     ARG(k->moe_combine_f32, 3, n_tokens);
     ARG(k->moe_combine_f32, 4, n);
     ARG(k->moe_combine_f32, 5, top_k);
+    cl_uint run = k->lanes == 1 ? 1u : 64u; /* columns per work-item: GPUs one */
+    ARG(k->moe_combine_f32, 6, run);
     status = enqueue(q, k, k->moe_combine_f32, "moe_combine_f32", MOECL_OPC_COMBINE, 2,
-                     (n + 63) / 64, n_tokens, k->local_rows);
+                     (n + run - 1) / run, n_tokens, k->lanes == 1 ? 64 : k->local_rows);
 cleanup:
     return status;
 }

@@ -591,7 +591,11 @@ static int check_fast(struct fixture *f) {
                         "/ %.3f; max|d| %.3g / %.3g of max|ref| %.3g)",
                         f->name, klp, kld, kl_max, t1p, t1d, mp.max_abs, md.max_abs, mp.max_ref);
     int differs = mfe.max_abs > 0 || !(mfe.max_abs == mfe.max_abs);
-    if (!fm_format_fixture(f) && differs)
+    /* on a GPU fast numerics also sum the RMSNorm's squares as a tree: float weights differ
+     * there too (within the bounds above) */
+    const struct moecl_device_info *dev = moecl_model_device(fast);
+    int gpu = dev && dev->type == MOECL_DEVICE_GPU;
+    if (!fm_format_fixture(f) && differs && !gpu)
         moecl_test_fail(__FILE__, __LINE__,
                         "%s: float weights only (no matmul_fm kernel), yet the fast logits "
                         "differ from the exact ones",

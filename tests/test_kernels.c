@@ -217,11 +217,12 @@ static double fm_term_mag(const struct qcase *qc, const struct qdata *d, int e, 
  * second-order terms. Plus an absolute term for underflow (E8M0 scales down to 2^-127). */
 static double fm_tolerance(const struct qcase *qc, double mag) {
     if (g_fm_lanes == 1) {
-        /* GPU: each of a row's 32 work-items runs one fma chain over its 16-byte pieces (every
-         * 32nd piece of EPP = 128/bits elements), the 32 chain sums are added in order; plus
-         * the weight's (affine) or the piece scale's (fp4) rounding and the product's */
-        int epp = 128 / qc->bits, per_lane = (qc->cols / epp + 31) / 32;
-        double dg = (double)per_lane * epp + 32 + 2;
+        /* GPU: each of a row's 32 work-items runs one fma chain over its words (every 32nd
+         * word of EPW = 32/bits elements), the 32 chain sums are added in order; plus the
+         * weight's rounding (fma(q, s, b), or code * scale with a non-power-of-two nvfp4 scale)
+         * and the product's */
+        int epw = 32 / qc->bits, per_lane = (qc->cols / epw + 31) / 32;
+        double dg = (double)per_lane * epw + 32 + 2;
         return 2.0 * dg * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
     }
     int epw = qc->mode == MOECL_QMODE_AFFINE ? 32 / qc->bits : 8;
@@ -650,6 +651,14 @@ TEST(kernel_matmul_bf16_per_op_rounding) {
 
 /* ------------------------------------------------------------------ fast numerics */
 
+/* The lanes of the test device's programs (1 on GPUs). */
+static int fm_lanes(void) {
+    struct kenv e;
+    int lanes = kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0 ? e.k.lanes : 0;
+    kenv_close(&e);
+    return lanes;
+}
+
 /* Runs a case with fast numerics; `want_fm`: the format must have a matmul_fm kernel (and it
  * must really run: some outputs differ in their bits from the default kernel's), else it must
  * fall back to the default kernels. Returns the outputs off (or -1), printing the case. */
@@ -677,7 +686,8 @@ TEST(kernel_matmul_fm_affine) {
     static const int bits[] = {2, 4, 8}, groups[] = {32, 64, 128};
     for (size_t b = 0; b < 3; b++)
         for (size_t g = 0; g < 3; g++) {
-            int want = !(bits[b] == 8 && groups[g] == 128);
+            /* the GPU decomposition takes every group (kernel_matmul_fm_gpu_decomposition) */
+            int want = fm_lanes() == 1 || !(bits[b] == 8 && groups[g] == 128);
             int cols = bits[b] == 2 ? 640 : 320;
             if (groups[g] == 128)
                 cols = 384; /* a multiple of the group: 3 groups */
@@ -743,12 +753,12 @@ TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
     CHECK_EQ(run_fm_case(&c6, 3605, 0, 1), 0);
 }
 
-/* Fast numerics, the GPU decomposition (8 rows x 32 work-items per work-group, forced on PoCL
- * with $MOECL_FAST_LANES=1): affine 2/4/8-bit at every group that holds whole 16-byte pieces,
- * mxfp4; dense (1 and 11 vectors: a full and a partial tile of 8) and per expert (ids, x_div
- * 3 and 4); rows not a multiple of 8; gpt-oss's 2880 columns (90 pieces: two sweeps of 32
- * work-items and a partial one). Formats whose pieces straddle groups (2-bit g32, 8-bit g128
- * is whole) or that have no fast kernel (3-bit, nvfp4) fall back to the exact kernels. */
+/* Fast numerics, the GPU decomposition (8 warps x 4 rows per work-group, a warp's 32
+ * work-items on every 32nd word of a row; forced on PoCL with $MOECL_FAST_LANES=1): affine
+ * 2/4/8-bit at every group, mxfp4 and nvfp4; dense (1 and 11 vectors: a full and a partial tile
+ * of 8) and per expert (ids, x_div 3 and 4); rows not a multiple of 32 (one and two
+ * work-groups); gpt-oss's 2880 columns (360 4-bit words: 11 sweeps of 32 work-items and a
+ * partial one). 3-bit has no fast kernel and falls back to the exact kernels. */
 TEST(kernel_matmul_fm_gpu_decomposition) {
     const char *old = getenv("MOECL_FAST_LANES");
     char saved[32] = "";
@@ -757,25 +767,28 @@ TEST(kernel_matmul_fm_gpu_decomposition) {
     setenv("MOECL_FAST_LANES", "1", 1);
     struct qcase cases[] = {
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 1, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 11, 1, 0, 0},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 45, 256, 0, 11, 1, 0, 0},
         {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 9, 1024, 0, 3, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 10, 2880, 2, 8, 4, 1, 1},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 40, 2880, 2, 8, 4, 1, 1},
         {MOECL_QMODE_AFFINE, 4, 128, MOECL_DTYPE_BF16, 17, 256, 3, 30, 3, 1, 1},
         {MOECL_QMODE_AFFINE, 8, 32, MOECL_DTYPE_BF16, 21, 256, 3, 30, 3, 1, 1},
         {MOECL_QMODE_AFFINE, 8, 128, MOECL_DTYPE_BF16, 8, 384, 0, 2, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 2, 32, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
         {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 13, 256, 0, 9, 1, 0, 1},
         {MOECL_QMODE_AFFINE, 2, 128, MOECL_DTYPE_BF16, 13, 256, 4, 12, 2, 1, 0},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
-        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 10, 2880, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 70, 2880, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (run_fm_case(&cases[i], 3700 + i, 0, 1) != 0)
             moecl_test_fail(__FILE__, __LINE__, "case %zu (%s b%d g%d)", i,
                             moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group);
+    struct qcase ext = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 8, 128, 0, 9, 1, 0, 0};
+    CHECK_EQ(run_fm_case(&ext, 3710, 1, 1), 0);
     struct qcase fb[] = {
-        {MOECL_QMODE_AFFINE, 2, 32, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
         {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
-        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 6, 32, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1},
     };
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++)
         if (run_fm_case(&fb[i], 3720 + i, 0, 0) != 0)

@@ -551,3 +551,55 @@ TEST(kernel_bf16_rounding_ties_to_even) {
     clReleaseMemObject(ym);
     kenv_close(&e);
 }
+
+/* The GPU work decomposition of RoPE (a work-item per pair), SwiGLU and the expert combine (per
+ * element), forced on PoCL with $MOECL_FAST_LANES=1, gives the CPU decomposition's bits:
+ * 3 tokens, 5 heads of 64 with YaRN's mscale, 2 experts per token over 2880 columns. */
+TEST(kernel_elementwise_gpu_decomposition_same_bits) {
+    uint64_t st = 9;
+    int T = 3, H = 5, D = 64, N = 2880, K = 2;
+    size_t nr = (size_t)T * H * D, ns = (size_t)T * K * N, nc = (size_t)T * N;
+    float *rx = randv(nr, &st, 2.0f), *g = randv(ns, &st, 9.0f), *u = randv(ns, &st, 9.0f);
+    float *cx = randv(nc, &st, 1.0f), *cw = randv((size_t)T * K, &st, 1.0f);
+    float inv[32];
+    for (int i = 0; i < 32; i++)
+        inv[i] = (float)pow(150000.0, -(double)i / 32.0);
+    float *out[2][3];
+    for (int v = 0; v < 2; v++) {
+        if (v)
+            setenv("MOECL_FAST_LANES", "1", 1);
+        struct kenv e;
+        int opened = kenv_open(&e, MOECL_ACT_F32, NULL, 0);
+        unsetenv("MOECL_FAST_LANES");
+        REQUIRE(opened == 0);
+        cl_mem xm = mk(&e, rx, nr * 4), fm = mk(&e, inv, sizeof inv), gm = mk(&e, g, ns * 4),
+               um = mk(&e, u, ns * 4), cm = mk(&e, cx, nc * 4), wm = mk(&e, cw, (size_t)T * K * 4);
+        CHECK(moecl_launch_rope(e.q, &e.k, xm, fm, (uint32_t)T, (uint32_t)H, (uint32_t)D,
+                                (uint32_t)(H * D), 4090, 1.3466f) == MOECL_OK);
+        CHECK(moecl_launch_swiglu(e.q, &e.k, gm, um, (uint32_t)ns, 1.702f, 7.0f) == MOECL_OK);
+        CHECK(moecl_launch_moe_combine(e.q, &e.k, cm, gm, wm, (uint32_t)T, (uint32_t)N,
+                                       (uint32_t)K) == MOECL_OK);
+        out[v][0] = malloc(nr * 4);
+        out[v][1] = malloc(ns * 4);
+        out[v][2] = malloc(nc * 4);
+        rd(&e, xm, out[v][0], nr * 4);
+        rd(&e, gm, out[v][1], ns * 4);
+        rd(&e, cm, out[v][2], nc * 4);
+        cl_mem all[] = {xm, fm, gm, um, cm, wm};
+        for (int i = 0; i < 6; i++)
+            clReleaseMemObject(all[i]);
+        kenv_close(&e);
+    }
+    CHECK(memcmp(out[0][0], rx, nr * 4) != 0); /* the kernels ran */
+    CHECK(memcmp(out[0][0], out[1][0], nr * 4) == 0);
+    CHECK(memcmp(out[0][1], out[1][1], ns * 4) == 0);
+    CHECK(memcmp(out[0][2], out[1][2], nc * 4) == 0);
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; i < 3; i++)
+            free(out[v][i]);
+    free(rx);
+    free(g);
+    free(u);
+    free(cx);
+    free(cw);
+}
