@@ -53,7 +53,7 @@ struct moecl_qmm_args {
     moecl_u32 x_div;      /* input vector of output p is p / x_div */
     moecl_u32 x_stride;   /* floats between input vectors */
     moecl_u32 y_stride;   /* floats between output vectors */
-    moecl_u32 use_ids;    /* 1: expert e = ids[p] */
+    moecl_u32 use_ids;    /* 1: expert e = ids[p] (2: the same, a work-item column per vector) */
     moecl_u32 bias_mode;  /* MOECL_BIAS_* */
     moecl_u32 bias_dt;    /* MOECL_DT_* */
     moecl_u32 tile;       /* output vectors per work-item (reference kernel; 1 when use_ids) or per

@@ -42,6 +42,10 @@ typedef VU __attribute__((aligned(4))) fm_vu_unaligned;
 #define FM_LOADW(p) (*(__global const fm_vu_unaligned *)(p))
 #define FM_LOADX(p) (*(__global const VF *)(p))
 
+#ifndef FM_PREFETCH
+#define FM_PREFETCH 512 /* words ahead (2 KiB): about the bytes in flight per core */
+#endif
+
 /* Floats of one permuted input vector: the row length rounded up to whole chunks. */
 inline uint fm_kp(uint cols) {
     return (cols + FM_CH - 1) / FM_CH * FM_CH;
@@ -220,6 +224,12 @@ fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *
     uint nch = (nw + LANES - 1) / LANES;
     for (uint c = 0; c < nch; c++) {
         VF s, b;
+#if FM_PREFETCH
+        /* one vector: the loop keeps up with memory only if its loads are already on the way
+         * (a row block is contiguous, so this runs into the following rows) */
+        if (tt == 1)
+            __builtin_prefetch((const __global void *)(wr + c * LANES + FM_PREFETCH));
+#endif
         VU words = fm_chunk(wr, srow, brow, c, nw, &s, &b);
         /* per vector the fields' products summed in one fma chain; with one vector two chains
          * (even and odd fields), so that the chain's latency does not set the pace */
@@ -315,7 +325,15 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
     uint column = get_global_id(1);
     uint tp[FM_T];
     __global const float *xv[FM_T], *xs[FM_T];
-    if (a.use_ids) {
+    if (a.use_ids == 2) {
+        /* few vectors (decode): column = vector, its expert from ids; no idle columns */
+        if (column >= a.n_vec)
+            return;
+        tp[0] = column;
+        fm_ptrs(x, &a, tp, 1, xv, xs);
+        for (uint r = rb0; r < rb1; r++)
+            fm_row(w, sc, bi, bias, xv, xs, y, &a, (ulong)ids[column], r, tp, 1, 1);
+    } else if (a.use_ids) {
         /* column = expert: gather the vectors routed to it, FM_T at a time */
         uint p = 0;
         while (p < a.n_vec) {

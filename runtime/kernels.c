@@ -486,6 +486,12 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         a.tile = n_vec;
         g0 = (a.rows + a.rows_per_item - 1) / a.rows_per_item;
         g1 = ids ? (size_t)w->n_experts : 1;
+        if (ids && (size_t)n_vec * 4 <= (size_t)w->n_experts) {
+            /* few vectors (decode: a token's top-k): a column per vector, not per expert, so
+             * that the experts nobody was routed to cost no work-groups */
+            a.use_ids = 2;
+            g1 = n_vec;
+        }
         l0 = 1;
     } else if (fast && k->lanes == 1 && k->formats[dw->format].matmul_xg &&
                (ids ? n_vec <= (uint32_t)w->n_experts : n_vec <= 4)) {

@@ -734,8 +734,9 @@ TEST(kernel_matmul_fm_mxfp4_and_fallbacks) {
 }
 
 /* Fast numerics at gpt-oss's shapes: 2880 columns of 4-bit g64 (22.5 chunks), more rows than
- * 64 row blocks (each work-item walks several rows), decode and a prefill of 11 vectors; and the
- * output rounded to bf16 (a bf16 model's activations). */
+ * 64 row blocks (each work-item walks several rows), decode and a prefill of 11 vectors; the
+ * output rounded to bf16 (a bf16 model's activations); decode through experts (a token's few
+ * vectors among many experts: a work-item column per vector). */
 TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
     struct qcase c1 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 1100, 2880, 0, 1, 1, 0, 1};
     struct qcase c2 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 300, 2880, 0, 11, 1, 0, 0};
@@ -747,6 +748,11 @@ TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
     CHECK_EQ(run_fm_case(&c3, 3602, 0, 1), 0);
     CHECK_EQ(run_fm_case(&c4, 3603, 0, 1), 0);
     g_act = MOECL_ACT_F32;
+    /* decode through experts: few vectors among many experts take a column per vector */
+    struct qcase c5 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 70, 2880, 16, 4, 4, 1, 1};
+    struct qcase c6 = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 40, 2880, 32, 3, 1, 1, 1};
+    CHECK_EQ(run_fm_case(&c5, 3604, 0, 1), 0);
+    CHECK_EQ(run_fm_case(&c6, 3605, 0, 1), 0);
 }
 
 /* Fast numerics, the GPU decomposition (8 warps x 4 rows per work-group, a warp's 32
