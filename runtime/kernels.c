@@ -129,8 +129,9 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "";
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
                                              "moe.cl"};
-    const char *fmt_files[5] = {"fwd_common.cl", "qmatmul.cl"};
-    int n_fmt_files = 2;
+    static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl", "qmatmul_fm_cpu.cl",
+                                            "qmatmul_fm_gpu.cl"};
+    const int n_fmt_files = fast_numerics ? 4 : 2;
     p->seq_round = seq_round && act != MOECL_ACT_F32;
     p->fast_numerics = fast_numerics && !p->seq_round;
     /* rows per vector of the fast product: one per work-item on GPUs; 16 on CPUs whose native
@@ -145,12 +146,6 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     const char *fl = getenv("MOECL_FAST_LANES");
     if (fl && atoi(fl) >= 1 && atoi(fl) <= 16)
         p->lanes = atoi(fl);
-    if (p->lanes == 1) /* the work-group reference-order product for decode */
-        fmt_files[n_fmt_files++] = "qmatmul_exact_gpu.cl";
-    if (p->fast_numerics) {
-        fmt_files[n_fmt_files++] = "qmatmul_fm_cpu.cl";
-        fmt_files[n_fmt_files++] = "qmatmul_fm_gpu.cl";
-    }
     /* attention keeps its scores between passes on CPUs (a private array would spill on GPUs) */
     snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1 -DATTN_ZCACHE=%d%s", act,
              (type & CL_DEVICE_TYPE_GPU) ? 0 : 1024, cr);
@@ -229,10 +224,6 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fast_f32_%s", suffix);
         if (!p->no_fast[i]) /* NULL: the launcher uses the reference-order kernel */
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fast));
-        /* GPUs: the work-group reference-order product (qmatmul_exact_gpu.cl) */
-        snprintf(name, sizeof name, "matmul_xg_f32_%s", suffix);
-        if (p->lanes == 1 && !p->no_fast[i])
-            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_xg));
         /* a format without a fast-numerics kernel keeps the exact ones */
         snprintf(name, sizeof name, "matmul_fm_f32_%s", suffix);
         if (p->fast_numerics && !p->no_fast[i]) {
@@ -493,14 +484,6 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
             g1 = n_vec;
         }
         l0 = 1;
-    } else if (fast && k->lanes == 1 && k->formats[dw->format].matmul_xg &&
-               (ids ? n_vec <= (uint32_t)w->n_experts : n_vec <= 4)) {
-        /* reference order on a GPU, few vectors (qmatmul_exact_gpu.cl): a work-group of 256
-         * per 32 rows of one output vector */
-        kern = k->formats[dw->format].matmul_xg;
-        g0 = (size_t)(a.rows + 31) / 32 * 256;
-        g1 = n_vec;
-        l0 = 256;
     } else if (fast && k->lanes == 1) {
         /* fast kernel on a GPU: a row per work-item; columns are experts (ids) or blocks of 8
          * vectors */

@@ -41,7 +41,6 @@
     X(matmul, "matmul_f32_")                                                                       \
     X(matmul_fast, "matmul_fast_f32_")                                                             \
     X(matmul_fm, "matmul_fm_f32_")                                                                 \
-    X(matmul_xg, "matmul_xg_f32_")                                                                 \
     X(matmul_fm_prep, "matmul_fm_prep_f32_")                                                       \
     X(embed, "embed_f32_")
 
