@@ -56,9 +56,9 @@ struct moecl_umem {
      * under the lock). */
     cl_command_queue pin_q[MOECL_UMEM_MAX_DEVICES];
     int pin_mode; /* $MOECL_PIN_HOST: -1 unset (discrete devices), 0 never, 1 every device */
-    /* $MOECL_HANDOFF=wait: a hand-off across contexts waits on the host for the source queue's
-     * marker instead of chaining a callback into a user event of the destination context */
-    int host_wait;
+    /* $MOECL_HANDOFF: 1 wait (every hand-off across spaces waits on the host), 0 event (none
+     * does), -1 unset (MOECL_UMEM_HOST_WAIT decides) */
+    int handoff_mode;
 };
 
 struct uview {
@@ -137,7 +137,7 @@ enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, i
     const char *pin = getenv("MOECL_PIN_HOST");
     um->pin_mode = pin && *pin ? strcmp(pin, "0") != 0 : -1;
     const char *ho = getenv("MOECL_HANDOFF");
-    um->host_wait = ho && !strcmp(ho, "wait");
+    um->handoff_mode = ho && !strcmp(ho, "wait") ? 1 : ho && !strcmp(ho, "event") ? 0 : -1;
     uint64_t stand_in = 0;
     const char *env = getenv("MOECL_MAX_ALLOC_BYTES");
     if (env && *env)
@@ -654,7 +654,7 @@ enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *c
             seen |= sources[j] == stale[i]->host_ready;
         if (seen)
             continue;
-        if (um->host_wait) {
+        if (um->handoff_mode == 1 || (um->handoff_mode < 0 && (access & MOECL_UMEM_HOST_WAIT))) {
             sources[n_sources] = stale[i]->host_ready;
             users[n_sources++] = NULL;
             MOECL_CL_CALL(clWaitForEvents(1, &stale[i]->host_ready));
@@ -713,7 +713,7 @@ enum moecl_status moecl_umem_order(struct moecl_umem *um, int from, cl_command_q
     MOECL_CL_CALL(clFlush(q_from));
     if (um->dev[from].space == um->dev[to].space) {
         MOECL_CL_CALL(clEnqueueBarrierWithWaitList(q_to, 1, &ev, NULL));
-    } else if (um->host_wait) {
+    } else if (um->handoff_mode != 0) {
         MOECL_CL_CALL(clWaitForEvents(1, &ev));
     } else {
         cl_int err;
