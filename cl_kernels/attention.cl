@@ -25,17 +25,17 @@
         float z = 0.0f;                                                                            \
         if (j >= pos0) {                                                                           \
             __global const float *r = fresh + (ulong)(j - pos0) * kv_width + kvh * head_dim;       \
-            for (uint d = 0; d < head_dim; d++)                                                    \
+            _Pragma("unroll 8") for (uint d = 0; d < head_dim; d++)                              \
                 z += qs[d] * r[d];                                                                 \
         } else if (f16) {                                                                          \
             __global const half *r =                                                               \
                 (__global const half *)ring + (ulong)(j % cap) * kv_width + kvh * head_dim;        \
-            for (uint d = 0; d < head_dim; d++)                                                    \
+            _Pragma("unroll 8") for (uint d = 0; d < head_dim; d++)                              \
                 z += qs[d] * vload_half(d, r);                                                     \
         } else {                                                                                   \
             __global const float *r =                                                              \
                 (__global const float *)ring + (ulong)(j % cap) * kv_width + kvh * head_dim;       \
-            for (uint d = 0; d < head_dim; d++)                                                    \
+            _Pragma("unroll 8") for (uint d = 0; d < head_dim; d++)                              \
                 z += qs[d] * r[d];                                                                 \
         }                                                                                          \
         return z;                                                                                  \
@@ -131,7 +131,8 @@ __kernel void attn_sinks_f32(__global const float *q, __global const float *k_ne
  * Scores are recomputed per pass when the keys exceed one block. The per-key loops keep the
  * same trip count in every work-item (a key test inside): PoCL 5 computed wrong results for the
  * form with the key test in the loop condition when a block left some work-items no key
- * (kernel_attention_work_group_same_bits, 1025 keys). */
+ * (kernel_attention_work_group_same_bits, 1025 keys). The serial loops are unrolled so that a
+ * GPU issues their loads ahead of the dependent adds (the order of the adds is unchanged). */
 #define ATTN_WG 64
 #define ATTN_ZB 1024
 __kernel __attribute__((reqd_work_group_size(ATTN_WG, 1, 1))) void
@@ -217,6 +218,7 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
             uint d = lid + k * ATTN_WG;
             if (d >= hd)
                 break;
+#pragma unroll 8
             for (uint i = 0; i < nb; i++) {
                 uint j = lo + b0 + i;
                 float v;

@@ -129,7 +129,7 @@ fm_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
 }
 
 /* Work-group FM_WARPS * 32 per block of FM_WG_ROWS rows; column get_group_id(1) is the expert
- * (ids) or a block of a.tile vectors. Needs cols a multiple of FM_EPW (the launcher checks). */
+ * (ids) or an output vector (use_ids 2: no work-groups for the experts nobody chose) or a block of a.tile vectors. Needs cols a multiple of FM_EPW (the launcher checks). */
 __kernel __attribute__((reqd_work_group_size(FM_WARPS * 32, 1, 1))) void
 MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
                                  __global const uchar *bi, __global const uchar *bias,
@@ -144,7 +144,12 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
     uint r0 = get_group_id(0) * FM_WG_ROWS;
     uint column = get_global_id(1);
     uint tp[FM_T];
-    if (a.use_ids) {
+    if (a.use_ids == 2) {
+        /* column = output vector (few vectors, e.g. a decode step's top-k): its expert */
+        tp[0] = column;
+        if (column < a.n_vec)
+            fm_rows(w, sc, bi, bias, x, y, &a, (ulong)ids[column], r0, tp, 1, 1, lut, red);
+    } else if (a.use_ids) {
         /* column = expert: the vectors routed to it, FM_T at a time (the same in every
          * work-item, so the barriers inside are uniform) */
         uint p = 0;

@@ -473,7 +473,9 @@ cleanup:
 /* Enqueues one step of n tokens (already in c->tokens) at position c->n_past, through the
  * final norm and lm_head (rows: all n if all_rows, else the last). The step follows the
  * model's plan: each part on its device's queue, the hand-offs through the unified-memory
- * manager (umem.h). */
+ * manager (umem.h), waiting on the host where they cross contexts (one step's parts run one
+ * after another anyway; the pipelined prefill keeps event hand-offs, which let its micro-batches
+ * overlap). */
 static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int all_rows) {
     enum moecl_status status = MOECL_OK;
     const struct moecl_model *m = c->model;
@@ -489,7 +491,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
     {
         int d = m->place.embed;
         cl_command_queue q = c->devs[d].queue;
-        MOECL_TRY(moecl_umem_acquire(um, &c->tokens, 1, d, q, MOECL_UMEM_READ, &T));
+        MOECL_TRY(moecl_umem_acquire(um, &c->tokens, 1, d, q,
+                                     MOECL_UMEM_READ | MOECL_UMEM_HOST_WAIT, &T));
         MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, d, q, MOECL_UMEM_WRITE, &X));
         MOECL_TRY(moecl_launch_embed(q, &c->devs[d].kernels, &m->embed, T, n, X));
         moecl_umem_release(um, c->x, d, q, xb);
@@ -502,7 +505,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
             int a = m->place.attn[l], e = m->place.experts[l];
             cl_command_queue q = c->devs[a].queue;
             struct moecl_ubuf *outs[3] = {c->xn, c->ids, c->wts};
-            MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, a, q, MOECL_UMEM_READ, &X));
+            MOECL_TRY(
+                moecl_umem_acquire(um, &c->x, 1, a, q, MOECL_UMEM_READ | MOECL_UMEM_HOST_WAIT, &X));
             MOECL_TRY(moecl_umem_acquire(um, outs, 3, a, q, MOECL_UMEM_WRITE, mems));
             MOECL_TRY(enqueue_attention(c, l, n, (uint32_t)c->n_past, X, mems[0], mems[1], mems[2],
                                         l == dump_layer));
@@ -515,7 +519,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
                 cl_mem SUM;
                 for (int i = 0; i < 3; i++)
                     moecl_umem_release(um, outs[i], a, q, i == 0 ? xb : kb);
-                MOECL_TRY(moecl_umem_acquire(um, outs, 3, e, qe, MOECL_UMEM_READ, mems));
+                MOECL_TRY(moecl_umem_acquire(um, outs, 3, e, qe,
+                                             MOECL_UMEM_READ | MOECL_UMEM_HOST_WAIT, mems));
                 MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, e, qe, MOECL_UMEM_WRITE, &SUM));
                 float zero = 0.0f;
                 MOECL_CL_CALL(
@@ -523,7 +528,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
                 MOECL_TRY(
                     enqueue_experts(c, l, e, n, mems[0], mems[1], mems[2], SUM, l == dump_layer));
                 moecl_umem_release(um, c->tmp, e, qe, xb);
-                MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, a, q, MOECL_UMEM_READ, &SUM));
+                MOECL_TRY(moecl_umem_acquire(um, &c->tmp, 1, a, q,
+                                             MOECL_UMEM_READ | MOECL_UMEM_HOST_WAIT, &SUM));
                 MOECL_TRY(moecl_launch_add(q, &c->devs[a].kernels, X, SUM, n * H));
             }
             moecl_umem_release(um, c->x, a, q, xb);
@@ -538,7 +544,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
         cl_command_queue q = c->devs[h].queue;
         const struct moecl_kernels *k = &c->devs[h].kernels;
         cl_mem LG;
-        MOECL_TRY(moecl_umem_acquire(um, &c->x, 1, h, q, MOECL_UMEM_READ, &X));
+        MOECL_TRY(
+            moecl_umem_acquire(um, &c->x, 1, h, q, MOECL_UMEM_READ | MOECL_UMEM_HOST_WAIT, &X));
         MOECL_TRY(moecl_umem_acquire(um, &c->xn, 1, h, q, MOECL_UMEM_WRITE, &XN));
         MOECL_TRY(moecl_umem_acquire(um, &c->logits, 1, h, q, MOECL_UMEM_WRITE, &LG));
         MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, m->final_norm.mem, m->final_norm.offset,
@@ -591,7 +598,8 @@ static enum moecl_status eval_impl(struct moecl_context *c, const int32_t *token
                                            tokens + done, 0, NULL, NULL));
         moecl_umem_release(m->umem, c->tokens, e, qe, step * sizeof(int32_t));
         MOECL_TRY(enqueue_step(c, step, all_out != NULL));
-        MOECL_TRY(moecl_umem_acquire(m->umem, &c->logits, 1, h, qh, MOECL_UMEM_READ, &LG));
+        MOECL_TRY(moecl_umem_acquire(m->umem, &c->logits, 1, h, qh,
+                                     MOECL_UMEM_READ | MOECL_UMEM_HOST_WAIT, &LG));
         if (all_out)
             MOECL_CL_CALL(clEnqueueReadBuffer(qh, LG, CL_TRUE, 0, step * V * sizeof(float),
                                               all_out + (size_t)done * V, 0, NULL, NULL));

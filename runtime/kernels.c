@@ -374,6 +374,18 @@ static enum moecl_status bad_shape(const char *what) {
 
 /* ------------------------------------------------------------------ launchers */
 
+/* The CPU decomposition of a product: ~64 blocks of whole vectors of rows (a.rows_per_item, a
+ * multiple of `lanes`), every vector in one column (a.tile = a.n_vec); columns are the experts
+ * (n_experts > 0, products with ids) or one. */
+static void cpu_row_blocks(struct moecl_qmm_args *a, int lanes, int n_experts, size_t *g0,
+                           size_t *g1) {
+    uint32_t rpi = (a->rows + 63) / 64;
+    a->rows_per_item = (rpi + (uint32_t)lanes - 1) / (uint32_t)lanes * (uint32_t)lanes;
+    a->tile = a->n_vec;
+    *g0 = (a->rows + a->rows_per_item - 1) / a->rows_per_item;
+    *g1 = n_experts > 0 ? (size_t)n_experts : 1;
+}
+
 /* At least `bytes` of fast-numerics scratch on q's context. A replaced buffer is released at
  * once: OpenCL keeps it until the commands already queued with it have finished. */
 static enum moecl_status fm_scratch_reserve(cl_command_queue q, struct moecl_fm_scratch *s,
@@ -454,12 +466,17 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     cl_mem xin = x; /* what the product reads as its input vectors */
     if (fm && k->lanes == 1 && w->bits > 0 && a.cols % (32u / (uint32_t)w->bits) == 0) {
         /* fast numerics on a GPU (qmatmul_fm_gpu.cl): a work-group of 8 warps per 32 rows;
-         * columns are experts (ids) or blocks of 8 vectors */
+         * columns are experts (ids; or the output vectors when there are no more of them
+         * than experts) or blocks of 8 vectors */
         kern = k->formats[dw->format].matmul_fm;
         a.rows_per_item = 32;
         a.tile = 8;
         g0 = (size_t)(a.rows + 31) / 32 * 256;
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
+        if (ids && n_vec <= (uint32_t)w->n_experts) {
+            a.use_ids = 2; /* a column per vector, as on CPUs */
+            g1 = n_vec;
+        }
         l0 = 256;
     } else if (fm && k->lanes > 1) {
         /* fast numerics on a CPU: see qmatmul_fm_cpu.cl. First the input vectors, permuted into
@@ -477,12 +494,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         MOECL_TRY(enqueue(q, k, prep, "matmul_fm_prep", matmul_class(w), 1, n_in, 1, 1));
         xin = k->fm_scratch->buf;
         kern = k->formats[dw->format].matmul_fm;
-        a.rows_per_item = (a.rows + 63) / 64;
-        a.rows_per_item =
-            (a.rows_per_item + (uint32_t)k->lanes - 1) / (uint32_t)k->lanes * (uint32_t)k->lanes;
-        a.tile = n_vec;
-        g0 = (a.rows + a.rows_per_item - 1) / a.rows_per_item;
-        g1 = ids ? (size_t)w->n_experts : 1;
+        cpu_row_blocks(&a, k->lanes, ids ? w->n_experts : 0, &g0, &g1);
         if (ids && (size_t)n_vec * 4 <= (size_t)w->n_experts) {
             /* few vectors (decode: a token's top-k): a column per vector, not per expert, so
              * that the experts nobody was routed to cost no work-groups */
@@ -503,12 +515,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         /* fast kernel on a CPU: ~64 row blocks of whole vectors of rows; columns are experts
          * (ids) or one block of all vectors */
         kern = k->formats[dw->format].matmul_fast;
-        a.rows_per_item = (a.rows + 63) / 64;
-        a.rows_per_item =
-            (a.rows_per_item + (uint32_t)k->lanes - 1) / (uint32_t)k->lanes * (uint32_t)k->lanes;
-        a.tile = n_vec;
-        g0 = (a.rows + a.rows_per_item - 1) / a.rows_per_item;
-        g1 = ids ? (size_t)w->n_experts : 1;
+        cpu_row_blocks(&a, k->lanes, ids ? w->n_experts : 0, &g0, &g1);
         l0 = 1;
     }
     cl_mem idm = ids ? ids : x;

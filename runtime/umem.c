@@ -56,6 +56,9 @@ struct moecl_umem {
      * under the lock). */
     cl_command_queue pin_q[MOECL_UMEM_MAX_DEVICES];
     int pin_mode; /* $MOECL_PIN_HOST: -1 unset (discrete devices), 0 never, 1 every device */
+    /* $MOECL_HANDOFF: 1 wait (every hand-off across spaces waits on the host), 0 event (none
+     * does), -1 unset (MOECL_UMEM_HOST_WAIT decides) */
+    int handoff_mode;
 };
 
 struct uview {
@@ -133,6 +136,8 @@ enum moecl_status moecl_umem_create(const struct moecl_umem_device_desc *devs, i
     }
     const char *pin = getenv("MOECL_PIN_HOST");
     um->pin_mode = pin && *pin ? strcmp(pin, "0") != 0 : -1;
+    const char *ho = getenv("MOECL_HANDOFF");
+    um->handoff_mode = ho && !strcmp(ho, "wait") ? 1 : ho && !strcmp(ho, "event") ? 0 : -1;
     uint64_t stand_in = 0;
     const char *env = getenv("MOECL_MAX_ALLOC_BYTES");
     if (env && *env)
@@ -649,6 +654,13 @@ enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *c
             seen |= sources[j] == stale[i]->host_ready;
         if (seen)
             continue;
+        if (um->handoff_mode == 1 || (um->handoff_mode < 0 && (access & MOECL_UMEM_HOST_WAIT))) {
+            sources[n_sources] = stale[i]->host_ready;
+            users[n_sources++] = NULL;
+            MOECL_CL_CALL(clWaitForEvents(1, &stale[i]->host_ready));
+            um->handoffs++;
+            continue;
+        }
         cl_int err;
         cl_event ue = clCreateUserEvent(um->spaces[sp], &err);
         MOECL_CL_CHECK(err, "clCreateUserEvent");
@@ -682,7 +694,8 @@ enum moecl_status moecl_umem_acquire(struct moecl_umem *um, struct moecl_ubuf *c
         MOECL_CL_CALL(clFlush(q));
 cleanup:
     for (int i = 0; i < n_sources; i++)
-        clReleaseEvent(users[i]);
+        if (users[i])
+            clReleaseEvent(users[i]);
     for (int i = 0; i < mk.n; i++)
         clReleaseEvent(mk.ev[i]);
     for (int i = 0; i < mk_src.n; i++)
@@ -700,6 +713,8 @@ enum moecl_status moecl_umem_order(struct moecl_umem *um, int from, cl_command_q
     MOECL_CL_CALL(clFlush(q_from));
     if (um->dev[from].space == um->dev[to].space) {
         MOECL_CL_CALL(clEnqueueBarrierWithWaitList(q_to, 1, &ev, NULL));
+    } else if (um->handoff_mode != 0) {
+        MOECL_CL_CALL(clWaitForEvents(1, &ev));
     } else {
         cl_int err;
         ue = clCreateUserEvent(um->spaces[um->dev[to].space], &err);

@@ -135,6 +135,11 @@ int moecl_umem_pinned(const struct moecl_ubuf *buf);
 enum moecl_umem_access {
     MOECL_UMEM_READ = 1,
     MOECL_UMEM_WRITE = 2, /* every valid byte will be overwritten: nothing is fetched */
+    /* a hand-off across spaces waits on the host for its source (blocking the caller) instead
+     * of chaining a callback into a user event: far less latency (NVIDIA's callbacks come
+     * milliseconds late), no overlap of the caller's later enqueues with the wait.
+     * $MOECL_HANDOFF=wait or =event overrides it either way. */
+    MOECL_UMEM_HOST_WAIT = 4,
 };
 
 /* Makes bufs[0..n) current in `device`'s space for commands enqueued next on `q` (a queue of
@@ -149,8 +154,9 @@ MOECL_WUR enum moecl_status moecl_umem_acquire(struct moecl_umem *um,
 void moecl_umem_release(struct moecl_umem *um, struct moecl_ubuf *buf, int device,
                         cl_command_queue q, size_t valid_bytes);
 /* Makes commands enqueued next on q_to (device `to`) wait for everything enqueued so far on
- * q_from (device `from`): a marker and a barrier in one space, a user event completed by a
- * callback across spaces. For write-after-read orderings the data flow does not give (the next
+ * q_from (device `from`): a marker and a barrier in one space; across spaces a wait on the
+ * host (a user event completed by a callback with $MOECL_HANDOFF=event). For write-after-read
+ * orderings the data flow does not give (the next
  * step's first writes after the previous step's last reads). */
 MOECL_WUR enum moecl_status moecl_umem_order(struct moecl_umem *um, int from,
                                              cl_command_queue q_from, int to,

@@ -11,6 +11,7 @@
 # experts on PoCL's CPU device (--cpu-moe). Markdown goes to stdout; JSON and logs to $OUT
 # (default ./device-bench-out).
 #
+# Each configuration runs with both numerics (--numerics exact, the default, then fast).
 # Environment: REPS (repetitions, default 3), PP (default 512), TG (default 128), MODELS, OUT,
 # KEEP=1 to keep the checkpoints, SKIP_MXFP4=1 to measure the 4-bit one only; for a dry run of
 # the script elsewhere: DEVICE=cpu SIZE=--tiny (defaults gpu and --full).
@@ -51,19 +52,19 @@ for preset in "${presets[@]}"; do
         /usr/bin/time -f "%e s, %M KB max RSS" ./build/mkmodel "$SIZE" --like "$preset" --out "$dir" \
             --quiet 2>&1 | tail -1
     fi
-    echo "== $preset, everything on $DEVICE"
+    for num in exact fast; do
+    echo "== $preset, everything on $DEVICE, $num numerics"
     ./build/moecl bench -m "$dir" --device "$DEVICE" -p "$PP" -n "$TG" -r "$REPS" --membw --fma \
-        | tee "$OUT/$preset-gpu.md"
-    ./build/moecl bench -m "$dir" --device "$DEVICE" -p "$PP" -n "$TG" -r 1 --membw --profile --json \
-        >"$OUT/$preset-gpu-profile.json" || true
+        --numerics "$num" --profile | tee "$OUT/$preset-gpu-$num.md"
     if [ ${#place_args[@]} -gt 0 ]; then
-        echo "== $preset, attention on the GPU, experts on the CPU (${place_args[*]})"
-        ./build/moecl bench -m "$dir" --device "$DEVICE" "${place_args[@]}" -p "$PP" -n "$TG" \
-            -r "$REPS" --membw --fma | tee "$OUT/$preset-cpu-moe.md"
+        echo "== $preset, attention on the GPU, experts on the CPU (${place_args[*]}), $num numerics"
+        ./build/moecl bench -m "$dir" --device "$DEVICE" "${place_args[@]}" -p 0 -n 32 \
+            -r "$REPS" --membw --numerics "$num" --profile | tee "$OUT/$preset-cpu-moe-$num.md"
         # the bound that matters there: host memory bandwidth for the expert bytes
         ./build/moecl bench --device cpu --membw -r 5 | tee "$OUT/cpu-membw.md"
     else
         echo "== placement options not in this build: attention-on-GPU/experts-on-CPU skipped"
     fi
+    done
     [ "${KEEP:-0}" = 1 ] || rm -rf "$dir"
 done

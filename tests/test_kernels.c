@@ -743,8 +743,10 @@ TEST(kernel_matmul_fm_mxfp4_float_and_fallbacks) {
         {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 9, 128, 0, 5, 1, 0, 1},
         {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F16, 9, 70, 0, 5, 1, 0, 1},
     };
+    /* (the GPU decomposition has an nvfp4 kernel: kernel_matmul_fm_gpu_decomposition) */
+    int gpu = fm_lanes() == 1;
     for (size_t i = 0; i < sizeof fb / sizeof fb[0]; i++)
-        if (run_fm_case(&fb[i], 3520 + i, 0, 0) != 0)
+        if (run_fm_case(&fb[i], 3520 + i, 0, gpu && fb[i].mode == MOECL_QMODE_NVFP4) != 0)
             moecl_test_fail(__FILE__, __LINE__, "fallback case %zu (%s)", i,
                             moecl_qmode_name(fb[i].mode));
     struct qcase odd = {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 9, 69, 0, 5, 1, 0, 1};
@@ -780,7 +782,8 @@ TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
 /* Fast numerics, the GPU decomposition (8 warps x 4 rows per work-group, a warp's 32
  * work-items on every 32nd word of a row; forced on PoCL with $MOECL_FAST_LANES=1): affine
  * 2/4/8-bit at every group, mxfp4 and nvfp4; dense (1 and 11 vectors: a full and a partial tile
- * of 8) and per expert (ids, x_div 3 and 4); rows not a multiple of 32 (one and two
+ * of 8) and per expert (ids, x_div 3 and 4; a column per expert, or per output vector when
+ * there are no more of them than experts); rows not a multiple of 32 (one and two
  * work-groups); gpt-oss's 2880 columns (360 4-bit words: 11 sweeps of 32 work-items and a
  * partial one). 3-bit has no fast kernel and falls back to the exact kernels. */
 TEST(kernel_matmul_fm_gpu_decomposition) {
@@ -803,6 +806,9 @@ TEST(kernel_matmul_fm_gpu_decomposition) {
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 70, 2880, 0, 1, 1, 0, 1},
         {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
+        /* no more output vectors than experts (a decode step's top-k): a column per vector */
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 40, 2880, 8, 4, 4, 1, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 33, 256, 32, 8, 2, 1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (run_fm_case(&cases[i], 3700 + i, 0, 1) != 0)
