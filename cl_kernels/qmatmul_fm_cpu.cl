@@ -24,7 +24,9 @@
 #if FAST_NUMERICS && LANES != 1 && !defined(MOECL_NO_FAST)
 #if (QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8) &&                         \
      GROUP * BITS <= 32 * LANES) ||                                                                \
-    QMODE == MOECL_QM_MXFP4
+    QMODE == MOECL_QM_MXFP4 ||                                                                     \
+    (QMODE == MOECL_QM_FLOAT && (WDT == MOECL_DT_BF16 || WDT == MOECL_DT_F32))
+/* (float weights: bf16 or f32 rows whose length fills whole 32-bit words; the host checks) */
 #define FM_CPU 1
 #endif
 #endif
@@ -32,7 +34,11 @@
 #ifdef FM_CPU
 #define FM_EPW (32 / BITS)         /* elements per packed word */
 #define FM_CH (LANES * FM_EPW)     /* elements per chunk (one vector of words) */
+#if QMODE == MOECL_QM_FLOAT
+#define FM_WPG LANES /* no groups: one unit scale per chunk */
+#else
 #define FM_WPG (GROUP * BITS / 32) /* words per group */
+#endif
 #define FM_GPC (LANES / FM_WPG)    /* whole groups per chunk */
 #define FM_T 8                     /* input vectors per pass over a row */
 
@@ -84,8 +90,13 @@ __kernel void MOECL_CAT(matmul_fm_prep_f32_, WNAME)(__global const float *x, __g
         }
 }
 
-/* Field values (codes in the low BITS of each lane, higher bits ignored) -> floats. */
-#if QMODE == MOECL_QM_AFFINE && BITS == 4 && LANES == 16 && defined(__AVX512F__) &&                \
+/* Field values (codes in the low BITS of each lane, higher bits ignored) -> floats. FM_SCALE:
+ * a field times its group scale (float weights have none). */
+#if QMODE == MOECL_QM_FLOAT && WDT == MOECL_DT_BF16
+#define FM_DECODE(v) ASF((v) << 16)
+#elif QMODE == MOECL_QM_FLOAT
+#define FM_DECODE(v) ASF(v)
+#elif QMODE == MOECL_QM_AFFINE && BITS == 4 && LANES == 16 && defined(__AVX512F__) &&                \
     __has_builtin(__builtin_ia32_permvarsf512)
 #define FM_DECODE(v)                                                                               \
     __builtin_ia32_permvarsf512((float16)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f, 8.0f,    \
@@ -97,6 +108,13 @@ __kernel void MOECL_CAT(matmul_fm_prep_f32_, WNAME)(__global const float *x, __g
 #define FM_DECODE(v) e2m1_vec(v) /* vpermps reads the index's low 4 bits */
 #else
 #define FM_DECODE(v) e2m1_vec((v) & 15u)
+#endif
+#if QMODE == MOECL_QM_FLOAT
+#define FM_SCALE(q, s) (q)
+#define FM_ACC_SCALED(dot, s, acc) ((acc) + (dot))
+#else
+#define FM_SCALE(q, s) ((q) * (s))
+#define FM_ACC_SCALED(dot, s, acc) fma(dot, s, acc)
 #endif
 
 /* Lane l of the result = lane l / FM_WPG of v (group k's value in lanes [k*FM_WPG,
@@ -129,6 +147,10 @@ inline float fm_hsum(VF v) {
 inline float fm_scale(__global const uchar *srow, uint g) {
 #if QMODE == MOECL_QM_AFFINE
     return load_dt(srow, 0, g, WDT);
+#elif QMODE == MOECL_QM_FLOAT
+    (void)srow;
+    (void)g;
+    return 1.0f;
 #else
     return e8m0_to_f32(srow[g]);
 #endif
@@ -252,7 +274,7 @@ fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *
 #pragma unroll
         for (uint t = 0; t < FM_T; t++)
             if (t < tt) {
-                acc[t] = fma(dot[t], s, acc[t]);
+                acc[t] = FM_ACC_SCALED(dot[t], s, acc[t]);
 #if QMODE == MOECL_QM_AFFINE
                 acc[t] = fma(b, FM_LOADX(xs[t] + c * LANES), acc[t]);
 #endif
@@ -291,8 +313,8 @@ fm_row2(__global const uchar *w, __global const uchar *sc, __global const uchar 
         VU words1 = fm_chunk(wr1, srow1, brow1, c, nw, &s1, &b1);
 #pragma unroll
         for (uint n = 0; n < FM_EPW; n++) {
-            VF q0 = FM_DECODE(words0 >> (n * BITS)) * s0;
-            VF q1 = FM_DECODE(words1 >> (n * BITS)) * s1;
+            VF q0 = FM_SCALE(FM_DECODE(words0 >> (n * BITS)), s0);
+            VF q1 = FM_SCALE(FM_DECODE(words1 >> (n * BITS)), s1);
 #pragma unroll
             for (uint t = 0; t < FM_T; t++) {
                 VF xq = FM_LOADX(xv[t] + c * FM_CH + n * LANES);

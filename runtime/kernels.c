@@ -456,6 +456,13 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     size_t g0 = (size_t)w->rows, g1 = (n_vec + a.tile - 1) / a.tile, l0 = k->local_rows;
     int fast = !k->exact_matmul && k->formats[dw->format].matmul_fast;
     int fm = k->fast_numerics && k->formats[dw->format].matmul_fm;
+    /* bits per packed element; the CPU kernel reads rows as 32-bit words: float rows must fill
+     * whole, aligned words (else the exact kernels run) */
+    int wbits = w->mode == MOECL_QMODE_NONE ? (int)moecl_dtype_size(w->float_dtype) * 8 : w->bits;
+    if (fm && k->lanes != 1 && w->mode == MOECL_QMODE_NONE &&
+        ((size_t)w->cols * (size_t)wbits % 32 || w->weight_row_stride % 4 ||
+         w->weight_expert_stride % 4 || dw->w_offset % 4))
+        fm = 0;
     cl_mem xin = x; /* what the product reads as its input vectors */
     if (fm && k->lanes == 1 && w->bits > 0 && a.cols % (32u / (uint32_t)w->bits) == 0) {
         /* fast numerics on a GPU (qmatmul_fm_gpu.cl): a work-group of 8 warps per 32 rows;
@@ -475,7 +482,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         /* fast numerics on a CPU: see qmatmul_fm_cpu.cl. First the input vectors, permuted into
          * the scratch (one work-item each), which the product then reads as its x. */
         cl_kernel prep = k->formats[dw->format].matmul_fm_prep;
-        size_t epw = 32 / (size_t)w->bits, n_in = (n_vec + x_div - 1) / x_div;
+        size_t epw = 32 / (size_t)wbits, n_in = (n_vec + x_div - 1) / x_div;
         size_t kp = round_up((size_t)w->cols, (size_t)k->lanes * epw);
         size_t floats = n_in * kp + (w->mode == MOECL_QMODE_AFFINE ? n_in * (kp / epw) : 0);
         if (!prep || !k->fm_scratch)

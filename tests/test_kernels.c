@@ -225,7 +225,9 @@ static double fm_tolerance(const struct qcase *qc, double mag) {
         double dg = (double)per_lane * epw + 32 + 2;
         return 2.0 * dg * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
     }
-    int epw = qc->mode == MOECL_QMODE_AFFINE ? 32 / qc->bits : 8;
+    int epw = qc->mode == MOECL_QMODE_AFFINE ? 32 / qc->bits
+              : qc->mode == MOECL_QMODE_NONE ? 32 / (int)(moecl_dtype_size(qc->wdt) * 8)
+                                             : 8;
     int nch = (qc->cols / epw + 7) / 8;
     double d1 = 2.0 * epw + 2.0 * nch + 5, d2 = (double)nch * (epw + 1) + epw + 6;
     double d = d1 > d2 ? d1 : d2;
@@ -706,9 +708,10 @@ TEST(kernel_matmul_fm_affine) {
 }
 
 /* Fast numerics, mxfp4: decode, prefill, ids; the real row length 2880 (22.5 chunks: the last
- * holds 2 of its 4 groups); E8M0 extremes (2^-127 subnormal .. 2^113). Formats without a
- * matmul_fm (mxfp8, nvfp4, affine 3-bit, float weights) fall back to the default kernels. */
-TEST(kernel_matmul_fm_mxfp4_and_fallbacks) {
+ * holds 2 of its 4 groups); E8M0 extremes (2^-127 subnormal .. 2^113). Float weights (bf16, f32).
+ * Formats without a matmul_fm (mxfp8, nvfp4, affine 3-bit, f16 weights) and float rows that do not
+ * fill whole 32-bit words fall back to the default kernels. */
+TEST(kernel_matmul_fm_mxfp4_float_and_fallbacks) {
     struct qcase cases[] = {
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 11, 2880, 0, 1, 1, 0, 1},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 11, 256, 0, 19, 1, 0, 1},
@@ -719,11 +722,26 @@ TEST(kernel_matmul_fm_mxfp4_and_fallbacks) {
             moecl_test_fail(__FILE__, __LINE__, "mxfp4 case %zu", i);
     struct qcase ext = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 8, 128, 0, 9, 1, 0, 0};
     CHECK_EQ(run_fm_case(&ext, 3510, 1, 1), 0);
+    /* float weights: bf16 and f32 rows (a partial last chunk at 70 columns), dense and per
+     * expert */
+    struct qcase fl[] = {
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 9, 70, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 9, 70, 0, 11, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 21, 256, 3, 30, 3, 1, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F32, 9, 70, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F32, 17, 130, 2, 12, 2, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++)
+        if (run_fm_case(&fl[i], 3530 + i, 0, 1) != 0)
+            moecl_test_fail(__FILE__, __LINE__, "float weights case %zu (%s)", i,
+                            moecl_dtype_name(fl[i].wdt));
+    /* no matmul_fm: mxfp8, nvfp4, affine 3-bit, f16 weights; a bf16 row of odd length (not whole
+     * 32-bit words) runs the exact kernels although the format has one */
     struct qcase fb[] = {
         {MOECL_QMODE_MXFP8, 8, 32, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
         {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
         {MOECL_QMODE_AFFINE, 3, 64, MOECL_DTYPE_BF16, 9, 128, 0, 5, 1, 0, 1},
-        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 9, 70, 0, 5, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F16, 9, 70, 0, 5, 1, 0, 1},
     };
     /* (the GPU decomposition has an nvfp4 kernel: kernel_matmul_fm_gpu_decomposition) */
     int gpu = fm_lanes() == 1;
@@ -731,6 +749,12 @@ TEST(kernel_matmul_fm_mxfp4_and_fallbacks) {
         if (run_fm_case(&fb[i], 3520 + i, 0, gpu && fb[i].mode == MOECL_QMODE_NVFP4) != 0)
             moecl_test_fail(__FILE__, __LINE__, "fallback case %zu (%s)", i,
                             moecl_qmode_name(fb[i].mode));
+    struct qcase odd = {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 9, 69, 0, 5, 1, 0, 1};
+    g_fm = 1;
+    int bad = run_qcase(&odd, 3540, 0);
+    g_fm = 0;
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(g_fm_differs, 0); /* the exact kernels' bits */
 }
 
 /* Fast numerics at gpt-oss's shapes: 2880 columns of 4-bit g64 (22.5 chunks), more rows than
