@@ -681,15 +681,19 @@ static int run_fm_case(const struct qcase *qc, uint64_t seed, int extremes, int 
 }
 
 /* Fast numerics, affine 2/4/8-bit at every group it takes (8-bit g128 spans two chunks of 16
- * words and falls back, as 3/5/6-bit do): decode (1 vector), prefill (20 dense vectors: tiles of
- * 8, 8, 4) and per expert with ids (30 outputs, x_div 3, 3 experts); row lengths with a partial
- * last chunk of whole groups (320 = 2.5 chunks of 128 4-bit elements; 2-bit chunks are 256). */
+ * words and falls back on a 16-lane CPU, as 3/5/6-bit do): decode (1 vector), prefill (20 dense
+ * vectors: tiles of 8, 8, 4) and per expert with ids (30 outputs, x_div 3, 3 experts); row lengths
+ * with a partial last chunk of whole groups (320 = 2.5 chunks of 128 4-bit elements; 2-bit chunks
+ * are 256). */
 TEST(kernel_matmul_fm_affine) {
     static const int bits[] = {2, 4, 8}, groups[] = {32, 64, 128};
     for (size_t b = 0; b < 3; b++)
         for (size_t g = 0; g < 3; g++) {
-            /* the GPU decomposition takes every group (kernel_matmul_fm_gpu_decomposition) */
-            int want = fm_lanes() == 1 || !(bits[b] == 8 && groups[g] == 128);
+            /* the GPU decomposition takes every group (kernel_matmul_fm_gpu_decomposition); a
+             * CPU one the groups that fit in a chunk of `lanes` words (8 lanes: not 4-bit g128
+             * nor 8-bit g64, which an AVX2 device or MOECL_FAST_LANES=8 runs exactly) */
+            int lanes = fm_lanes();
+            int want = lanes == 1 || bits[b] * groups[g] <= 32 * lanes;
             int cols = bits[b] == 2 ? 640 : 320;
             if (groups[g] == 128)
                 cols = 384; /* a multiple of the group: 3 groups */
