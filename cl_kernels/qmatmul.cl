@@ -284,6 +284,29 @@ __kernel void MOECL_CAT(embed_f32_, WNAME)(__global const uchar *w, __global con
 #endif
 #define FAST_T 8
 
+/* The tiles of vectors a product walks (here and in the fast-numerics kernels). The next up
+ * to tmax vectors routed to `expert`, examined from *p on (which moves past them), into tp;
+ * returns how many (0: none left). Dense: the vectors [p, min(p + tmax, p1)). Either way tp's
+ * entries past the count repeat the last vector. */
+inline uint routed_tile(__global const int *ids, uint n_vec, uint expert, uint *p, uint *tp,
+                        uint tmax) {
+    uint nt = 0, q = *p;
+    for (; q < n_vec && nt < tmax; q++)
+        if (ids[q] == (int)expert)
+            tp[nt++] = q;
+    for (uint t = nt; nt && t < tmax; t++)
+        tp[t] = tp[nt - 1];
+    *p = q;
+    return nt;
+}
+
+inline uint dense_tile(uint p, uint p1, uint *tp, uint tmax) {
+    uint nt = min(tmax, p1 - p);
+    for (uint t = 0; t < tmax; t++)
+        tp[t] = p + min(t, nt - 1);
+    return nt;
+}
+
 #if QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8)
 #define LANE_WORDS 1 /* element columns come from one 32-bit word per lane */
 #elif QMODE == MOECL_QM_MXFP4
@@ -480,12 +503,7 @@ __kernel void MOECL_CAT(matmul_fast_f32_, WNAME)(__global const uchar *w, __glob
         /* column = expert: gather the vectors routed to it, FAST_T at a time */
         uint p = 0;
         while (p < a.n_vec) {
-            uint nt = 0;
-            for (; p < a.n_vec && nt < FAST_T; p++)
-                if (ids[p] == (int)column)
-                    tp[nt++] = p;
-            for (uint t = nt; nt && t < FAST_T; t++)
-                tp[t] = tp[nt - 1];
+            uint nt = routed_tile(ids, a.n_vec, column, &p, tp, FAST_T);
             for (uint r0 = rb0; nt == 1 && r0 < rb1; r0 += LANES)
                 fast_rows(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, 1);
             for (uint r0 = rb0; nt > 1 && r0 < rb1; r0 += LANES)
@@ -494,9 +512,7 @@ __kernel void MOECL_CAT(matmul_fast_f32_, WNAME)(__global const uchar *w, __glob
     } else {
         uint p0 = column * a.tile, p1 = min(p0 + a.tile, a.n_vec);
         for (uint p = p0; p < p1; p += FAST_T) {
-            uint nt = min((uint)FAST_T, p1 - p);
-            for (uint t = 0; t < FAST_T; t++)
-                tp[t] = p + min(t, nt - 1);
+            uint nt = dense_tile(p, p1, tp, FAST_T);
             for (uint r0 = rb0; nt == 1 && r0 < rb1; r0 += LANES)
                 fast_rows(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, 1);
             for (uint r0 = rb0; nt > 1 && r0 < rb1; r0 += LANES)

@@ -359,12 +359,7 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
         /* column = expert: gather the vectors routed to it, FM_T at a time */
         uint p = 0;
         while (p < a.n_vec) {
-            uint nt = 0;
-            for (; p < a.n_vec && nt < FM_T; p++)
-                if (ids[p] == (int)column)
-                    tp[nt++] = p;
-            for (uint t = nt; nt && t < FM_T; t++)
-                tp[t] = tp[nt - 1];
+            uint nt = routed_tile(ids, a.n_vec, column, &p, tp, FM_T);
             if (nt)
                 fm_ptrs(x, &a, tp, nt, xv, xs);
             for (uint r = rb0; nt == 1 && r < rb1; r++)
@@ -378,9 +373,7 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
     } else {
         uint p0 = column * a.tile, p1 = min(p0 + a.tile, a.n_vec);
         for (uint p = p0; p < p1; p += FM_T) {
-            uint nt = min((uint)FM_T, p1 - p);
-            for (uint t = 0; t < FM_T; t++)
-                tp[t] = p + min(t, nt - 1);
+            uint nt = dense_tile(p, p1, tp, FM_T);
             fm_ptrs(x, &a, tp, nt, xv, xs);
             for (uint r = rb0; nt == 1 && r < rb1; r++)
                 fm_row(w, sc, bi, bias, xv, xs, y, &a, 0, r, tp, nt, 1);

@@ -154,12 +154,7 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
          * work-item, so the barriers inside are uniform) */
         uint p = 0;
         while (p < a.n_vec) {
-            uint nt = 0;
-            for (; p < a.n_vec && nt < FM_T; p++)
-                if (ids[p] == (int)column)
-                    tp[nt++] = p;
-            for (uint t = nt; nt && t < FM_T; t++)
-                tp[t] = tp[nt - 1];
+            uint nt = routed_tile(ids, a.n_vec, column, &p, tp, FM_T);
             if (nt == 1)
                 fm_rows(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, 1, lut, red);
             else if (nt > 1)
@@ -168,9 +163,7 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
     } else {
         uint p0 = column * a.tile, p1 = min(p0 + a.tile, a.n_vec);
         for (uint p = p0; p < p1; p += FM_T) {
-            uint nt = min((uint)FM_T, p1 - p);
-            for (uint t = 0; t < FM_T; t++)
-                tp[t] = p + min(t, nt - 1);
+            uint nt = dense_tile(p, p1, tp, FM_T);
             if (nt == 1)
                 fm_rows(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, 1, lut, red);
             else

@@ -234,6 +234,18 @@ static double fm_tolerance(const struct qcase *qc, double mag) {
     return 2.0 * d * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
 }
 
+/* Launches a case's product with e's kernels as they are set and reads the outputs into y;
+ * 0 on success. */
+static int launch_case(struct kenv *e, const struct qcase *qc, const struct moecl_dev_qweight *dw,
+                       cl_mem xm, size_t xs, cl_mem idm, cl_mem ym, size_t ys, float *y) {
+    if (moecl_launch_matmul(e->q, &e->k, dw, xm, 0, (uint32_t)xs,
+                            qc->with_ids ? (uint32_t)qc->x_div : 1u, qc->with_ids ? idm : NULL, ym,
+                            (uint32_t)ys, (uint32_t)qc->n_vec,
+                            qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) != MOECL_OK)
+        return -1;
+    return read_back(e, ym, y, (size_t)qc->n_vec * ys * 4);
+}
+
 /* Runs one matmul case; returns the number of outputs outside tolerance (-1 on setup error). */
 static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) {
     struct moecl_qweight qw;
@@ -342,11 +354,7 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
     cl_mem idm = buf_in(&e, ids, ((size_t)qc->n_vec + 1) * 4);
     cl_mem ym = buf_out(&e, (size_t)qc->n_vec * ys * 4);
     int bad = -1;
-    if (moecl_launch_matmul(e.q, &e.k, &dw, xm, 0, (uint32_t)xs,
-                            qc->with_ids ? (uint32_t)qc->x_div : 1u, qc->with_ids ? idm : NULL, ym,
-                            (uint32_t)ys, (uint32_t)qc->n_vec,
-                            qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) == MOECL_OK &&
-        read_back(&e, ym, y, (size_t)qc->n_vec * ys * 4) == 0) {
+    if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y) == 0) {
         bad = 0;
         for (int p = 0; p < qc->n_vec; p++) {
             int ex = qc->with_ids ? ids[p] : 0;
@@ -383,11 +391,7 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             /* the fast kernel against the reference-order kernel: the same bits */
             float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
             e.k.exact_matmul = !e.k.exact_matmul;
-            if (moecl_launch_matmul(
-                    e.q, &e.k, &dw, xm, 0, (uint32_t)xs, qc->with_ids ? (uint32_t)qc->x_div : 1u,
-                    qc->with_ids ? idm : NULL, ym, (uint32_t)ys, (uint32_t)qc->n_vec,
-                    qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) != MOECL_OK ||
-                read_back(&e, ym, y2, (size_t)qc->n_vec * ys * 4) != 0) {
+            if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y2) != 0) {
                 bad = -1;
             } else {
                 for (int p = 0; p < qc->n_vec; p++)
@@ -409,11 +413,7 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             /* the same inputs through the default kernel: count the outputs whose bits differ */
             float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
             e.k.fast_numerics = 0;
-            if (moecl_launch_matmul(
-                    e.q, &e.k, &dw, xm, 0, (uint32_t)xs, qc->with_ids ? (uint32_t)qc->x_div : 1u,
-                    qc->with_ids ? idm : NULL, ym, (uint32_t)ys, (uint32_t)qc->n_vec,
-                    qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) != MOECL_OK ||
-                read_back(&e, ym, y2, (size_t)qc->n_vec * ys * 4) != 0) {
+            if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y2) != 0) {
                 bad = -1;
             } else {
                 for (int p = 0; p < qc->n_vec; p++)
