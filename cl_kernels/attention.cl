@@ -4,7 +4,10 @@
  * Numerics follow MLX's scaled_dot_product_attention as it runs for the fixtures: q is scaled in
  * the activation dtype, each score q.k is rounded to it, the sink logit joins the softmax
  * (float32 accumulation, probabilities rounded to the activation dtype) and is dropped, and
- * the output accumulates in float32. In float32 models every rounding is the identity. */
+ * the output accumulates in float32. In float32 models every rounding is the identity. The
+ * softmax sum and the output add the keys in the order of mlx-lm's cache buffer: time order,
+ * except that a sliding layer's RotatingKVCache holds a rotation of the window in single-token
+ * decode (a.key_shift). */
 
 #define HEAD_DIM_MAX 256
 
@@ -64,6 +67,10 @@ inline void kv_row_axpy(float *acc, float p, __global const float *fresh,
     }
 }
 
+/* The i-th key a query visits: its allowed keys lo..p (n_keys of them) rotated by shift
+ * (a.key_shift, 0 but in single-token decode). */
+#define KEY(i) (lo + ((i) + shift < n_keys ? (i) + shift : (i) + shift - n_keys))
+
 /* q, out: [n_tokens][n_heads * head_dim]; k_new, v_new: [n_tokens][n_kv_heads * head_dim];
  * k_ring, v_ring: [cache_cap][n_kv_heads * head_dim] float (or half with a.kv_f16) holding
  * positions < pos0. One work-item per (head, token). */
@@ -78,6 +85,7 @@ __kernel void attn_sinks_f32(__global const float *q, __global const float *k_ne
     uint kvh = h / (a.n_heads / a.n_kv_heads);
     uint p = a.pos0 + t;
     uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
+    uint n_keys = p + 1 - lo, shift = a.key_shift < n_keys ? a.key_shift : 0;
     __global const float *qr = q + (ulong)t * a.n_heads * hd + h * hd;
     float qs[HEAD_DIM_MAX];
     for (uint d = 0; d < hd; d++)
@@ -87,33 +95,35 @@ __kernel void attn_sinks_f32(__global const float *q, __global const float *k_ne
     float m = sink;
 #if ATTN_ZCACHE
     float zc[ATTN_ZCACHE];
-#define SCORE(j)                                                                                   \
-    ((j) - lo < ATTN_ZCACHE ? zc[(j) - lo]                                                         \
-                            : kv_row_dot(qs, k_new, k_ring, (j), a.pos0, a.cache_cap, kv_width,    \
-                                         kvh, hd, a.kv_f16))
+#define SCORE(i, j)                                                                                \
+    ((i) < ATTN_ZCACHE ? zc[i]                                                                     \
+                       : kv_row_dot(qs, k_new, k_ring, (j), a.pos0, a.cache_cap, kv_width, kvh,    \
+                                    hd, a.kv_f16))
 #else
-#define SCORE(j) kv_row_dot(qs, k_new, k_ring, (j), a.pos0, a.cache_cap, kv_width, kvh, hd, a.kv_f16)
+#define SCORE(i, j)                                                                                \
+    kv_row_dot(qs, k_new, k_ring, (j), a.pos0, a.cache_cap, kv_width, kvh, hd, a.kv_f16)
 #endif
-    for (uint j = lo; j <= p; j++) {
-        float z = kv_row_dot(qs, k_new, k_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd,
+    for (uint i = 0; i < n_keys; i++) {
+        float z = kv_row_dot(qs, k_new, k_ring, KEY(i), a.pos0, a.cache_cap, kv_width, kvh, hd,
                              a.kv_f16);
 #if ATTN_ZCACHE
-        if (j - lo < ATTN_ZCACHE)
-            zc[j - lo] = z;
+        if (i < ATTN_ZCACHE)
+            zc[i] = z;
 #endif
         m = fmax(m, round_act(z));
     }
     float sum = ref_exp(sink - m);
-    for (uint j = lo; j <= p; j++) {
-        float z = SCORE(j);
+    for (uint i = 0; i < n_keys; i++) {
+        float z = SCORE(i, KEY(i));
         sum += ref_exp(round_act(z) - m);
     }
     float inv = 1.0f / sum;
     float acc[HEAD_DIM_MAX];
     for (uint d = 0; d < hd; d++)
         acc[d] = 0.0f;
-    for (uint j = lo; j <= p; j++) {
-        float z = SCORE(j);
+    for (uint i = 0; i < n_keys; i++) {
+        uint j = KEY(i);
+        float z = SCORE(i, j);
 #undef SCORE
         float pj = round_act(ref_exp(round_act(z) - m) * inv);
         kv_row_axpy(acc, pj, v_new, v_ring, j, a.pos0, a.cache_cap, kv_width, kvh, hd, a.kv_f16);
@@ -148,7 +158,7 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
     uint kvh = h / (a.n_heads / a.n_kv_heads);
     uint p = a.pos0 + t;
     uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
-    uint n_keys = p + 1 - lo;
+    uint n_keys = p + 1 - lo, shift = a.key_shift < n_keys ? a.key_shift : 0;
     __global const float *qr = q + (ulong)t * a.n_heads * hd + h * hd;
     for (uint d = lid; d < hd; d += ATTN_WG)
         qs[d] = round_act(qr[d] * a.scale);
@@ -157,7 +167,7 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
 #define ATTN_SCORES(b0)                                                                            \
     for (uint i = lid; i < ATTN_ZB; i += ATTN_WG)                                                   \
         if ((b0) + i < n_keys)                                                                     \
-        zb[i] = round_act(kv_row_dot_l(qs, k_new, k_ring, lo + (b0) + i, a.pos0, a.cache_cap,      \
+        zb[i] = round_act(kv_row_dot_l(qs, k_new, k_ring, KEY((b0) + i), a.pos0, a.cache_cap,      \
                                        kv_width, kvh, hd, a.kv_f16));                              \
     barrier(CLK_LOCAL_MEM_FENCE)
     /* pass 1: the max (the sink included) */
@@ -220,7 +230,7 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
                 break;
 #pragma unroll 8
             for (uint i = 0; i < nb; i++) {
-                uint j = lo + b0 + i;
+                uint j = KEY(b0 + i);
                 float v;
                 if (j >= a.pos0)
                     v = v_new[(ulong)(j - a.pos0) * kv_width + kvh * hd + d];
@@ -236,6 +246,7 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 #undef ATTN_SCORES
+#undef KEY
     __global float *o = out + (ulong)t * a.n_heads * hd + h * hd;
     for (uint k = 0; k < HEAD_DIM_MAX / ATTN_WG; k++) {
         uint d = lid + k * ATTN_WG;

@@ -73,6 +73,11 @@ struct moecl_attn_args {
     moecl_u32 sinks_dt;  /* MOECL_DT_* */
     float scale;         /* 1/sqrt(head_dim) */
     moecl_u32 kv_f16;    /* 1: the rings hold half (enum moecl_kv_type MOECL_KV_F16) */
+    /* Order of the sums over keys (n_tokens == 1 only; 0 otherwise): the i-th key visited is
+     * lo + (i + key_shift) % n_keys for the query's allowed keys lo..p (n_keys of them). The
+     * order of mlx-lm's RotatingKVCache buffer in single-token decode, a rotation of the
+     * window; it changes the rounding of the softmax sum and the output, not the math. */
+    moecl_u32 key_shift;
 };
 
 #endif

@@ -333,6 +333,7 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
     aa.sinks_dt = (uint32_t)D->sinks.dt;
     aa.scale = 1.0f / sqrtf((float)hd);
     aa.kv_f16 = c->kv_type == MOECL_KV_F16;
+    aa.key_shift = n == 1 && cfg->layer_sliding[l] ? c->key_shift : 0;
     MOECL_TRY(moecl_launch_attn(q, k, Q, Kc, Vc, KR, VR, D->sinks.mem, &aa, ATT));
     MOECL_TRY(moecl_launch_kv_append(q, k, Kc, Vc, KR, VR, n, pos0, L->cap, KW,
                                      c->kv_type == MOECL_KV_F16));
@@ -563,6 +564,38 @@ cleanup:
     return status;
 }
 
+uint32_t moecl_mlx_window_step(int64_t *shape, int64_t *idx, int64_t off, int64_t window,
+                               int n) {
+    int64_t W = window;
+    if (W <= 0 || n <= 0)
+        return 0;
+    if (n > 1) {
+        if (*shape) {
+            if (*idx != *shape && *idx >= off)
+                *shape = *idx; /* grown, not yet full: the written part */
+            int64_t trim = *shape - (W - 1);
+            if (trim > 0)
+                *shape -= trim;
+        }
+        *shape += n;
+        *idx = *shape;
+        return 0;
+    }
+    if (*shape == 0 || (off >= *shape && *shape < W)) {
+        *shape += W - off < 256 ? W - off : 256;
+        *idx = off;
+    }
+    if (*shape > W) { /* after a multi-token call: keep the last W */
+        *shape = W;
+        *idx = W;
+    }
+    if (*idx == W)
+        *idx = 0;
+    *idx += 1;
+    off += 1;
+    return off < *shape ? 0 : (uint32_t)((*shape - *idx) % *shape);
+}
+
 static enum moecl_status eval_impl(struct moecl_context *c, const int32_t *tokens, int n,
                                    float *all_out) {
     enum moecl_status status = MOECL_OK;
@@ -585,6 +618,8 @@ static enum moecl_status eval_impl(struct moecl_context *c, const int32_t *token
     size_t V = (size_t)cfg->vocab_size;
     const struct moecl_model *m = c->model;
     int e = m->place.embed, h = m->place.lm_head;
+    c->key_shift = moecl_mlx_window_step(&c->mlx_shape, &c->mlx_idx, c->n_past,
+                                         cfg->sliding_window, n);
     cl_command_queue qe = c->devs[e].queue, qh = c->devs[h].queue;
     for (int done = 0; done < n;) {
         uint32_t step = (uint32_t)(n - done < c->chunk ? n - done : c->chunk);
@@ -651,6 +686,7 @@ void moecl_context_reset(struct moecl_context *c) {
         return;
     c->n_past = 0;
     c->have_logits = 0;
+    c->mlx_shape = c->mlx_idx = 0;
 }
 
 const char *moecl_context_last_error(const struct moecl_context *c) {

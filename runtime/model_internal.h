@@ -67,6 +67,16 @@ MOECL_WUR enum moecl_status moecl_weight_spans(const struct moecl_ckpt *ck,
  * inv_freq[head_dim/2] and the attention factor. */
 void moecl_rope_freqs(const struct moecl_config *cfg, float *inv_freq, float *mscale_out);
 
+/* The order in which mlx-lm's sliding layers hold their keys, which sets the rounding of its
+ * attention sums (attention.cl). mlx-lm's RotatingKVCache (keep 0, grown in steps of 256)
+ * appends a multi-token call in time order (trimmed to window - 1 + n keys) and writes a
+ * single token in place, over the oldest key once the buffer is full. With its buffer length
+ * *shape, its write index *idx and the tokens seen before the call `off`, buffer slot s holds
+ * position off - shape + ((s - idx) mod shape) in every state, and a single-token call visits
+ * the slots in order: its keys start (shape - idx) mod shape after the oldest. Updates the
+ * state for a call of n tokens; returns that shift (0 for n > 1: time order). */
+uint32_t moecl_mlx_window_step(int64_t *shape, int64_t *idx, int64_t off, int64_t window, int n);
+
 #define MOECL_ERRMSG_MAX 2048
 
 struct moecl_ctx_layer {
@@ -96,6 +106,11 @@ struct moecl_context {
     enum moecl_kv_type kv_type;
     int n_past;
     int have_logits;
+    /* mlx-lm's RotatingKVCache of the sliding layers, reduced to what orders its buffer (its
+     * length and write index; moecl_mlx_window_step), and the key order of the current eval's
+     * single-token step on those layers (struct moecl_attn_args key_shift). */
+    int64_t mlx_shape, mlx_idx;
+    uint32_t key_shift;
     /* Activations, [chunk] rows each (unified buffers; views on the devices that use them). */
     struct moecl_ubuf *tokens;    /* [chunk] int */
     struct moecl_ubuf *x, *xn;    /* [chunk][hidden] residual stream, normed */

@@ -213,6 +213,11 @@ static void ref_attn(const float *q, const float *K, const float *V, double sink
 
 /* When set, attn_case copies its outputs here ([n][4 heads][16] floats). */
 static float *g_attn_out;
+/* attn_case's key order (struct moecl_attn_args key_shift), and a rotation it applies to the
+ * history of a single query's window before the kernel sees it: key i of the window moves to
+ * where key (i - g_attn_rotate) mod n_keys was, so that visiting the rotated history in time
+ * order adds the same keys in the same order as key_shift = g_attn_rotate on the original. */
+static uint32_t g_attn_shift, g_attn_rotate;
 
 /* One chunk of n queries at pos0 against a ring of `cap` slots holding the previous positions,
  * window `win` (0 = causal only); GQA 4 query heads on 2 kv heads. Returns bad outputs. */
@@ -223,6 +228,23 @@ static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t
     float *Vall = randv((size_t)total * KVH * D, &st, 1.0f);
     float *Q = randv((size_t)n * H * D, &st, 1.0f);
     float sinks[4] = {0.5f, -1.0f, 2.0f, 0.0f};
+    if (g_attn_rotate && n == 1) {
+        int lo = win && pos0 + 1 > win ? pos0 + 1 - win : 0, nk = pos0 + 1 - lo;
+        size_t row = (size_t)KVH * D;
+        float *k2 = malloc((size_t)total * row * 4), *v2 = malloc((size_t)total * row * 4);
+        memcpy(k2, Kall, (size_t)total * row * 4);
+        memcpy(v2, Vall, (size_t)total * row * 4);
+        for (int i = 0; i < nk; i++) {
+            size_t to = (size_t)(lo + i) * row;
+            size_t from = (size_t)(lo + (i + (int)g_attn_rotate) % nk) * row;
+            memcpy(k2 + to, Kall + from, row * 4);
+            memcpy(v2 + to, Vall + from, row * 4);
+        }
+        free(Kall);
+        free(Vall);
+        Kall = k2;
+        Vall = v2;
+    }
     float *ring_k = calloc((size_t)cap * KVH * D, 4), *ring_v = calloc((size_t)cap * KVH * D, 4);
     for (int j = (pos0 > cap ? pos0 - cap : 0); j < pos0; j++) {
         memcpy(ring_k + (size_t)(j % cap) * KVH * D, Kall + (size_t)j * KVH * D, KVH * D * 4);
@@ -245,6 +267,7 @@ static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t
     a.cache_cap = (uint32_t)cap;
     a.sinks_dt = MOECL_DT_F32;
     a.scale = 0.25f;
+    a.key_shift = g_attn_shift;
     int bad = -1;
     float *out = malloc((size_t)n * H * D * 4);
     if (moecl_launch_attn(e->q, &e->k, qm, kn, vn, kr, vr, sm, &a, om) == MOECL_OK) {
@@ -330,6 +353,53 @@ TEST(kernel_attention_work_group_same_bits) {
     }
     kenv_close(&e1);
     kenv_close(&e2);
+}
+
+/* key_shift (mlx-lm's rotated window in single-token decode) in both attention kernels: the
+ * output with key_shift s is bit-identical to the output with time order on a history whose
+ * window was rotated by s (the same keys added in the same order), it is within the reference
+ * bound, and it differs in some bit from time order on the original history (the order is
+ * real: float sums are not associative). Cases: a full window of 8 that wrapped the ring, a
+ * window of 128, a window of 1100 (over the work-group kernel's 1024-key block). */
+TEST(kernel_attention_key_shift_is_a_rotation) {
+    static const int cases[][5] = {/* pos0, cap, window, shift */
+                                   {13, 8, 8, 5},
+                                   {8, 8, 8, 1},
+                                   {300, 128, 128, 77},
+                                   {1500, 2048, 1100, 1000}};
+    for (int lanes1 = 0; lanes1 < 2; lanes1++) {
+        struct kenv e;
+        if (lanes1)
+            setenv("MOECL_FAST_LANES", "1", 1);
+        int opened = kenv_open(&e, MOECL_ACT_F32, NULL, 0);
+        unsetenv("MOECL_FAST_LANES");
+        REQUIRE(opened == 0);
+        int order_matters = 0;
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            size_t nf = 4 * 16;
+            float o_shift[64], o_rot[64], o_time[64];
+            int pos0 = cases[i][0], cap = cases[i][1], win = cases[i][2];
+            g_attn_shift = (uint32_t)cases[i][3];
+            g_attn_out = o_shift;
+            int b1 = attn_case(&e, pos0, 1, cap, win, 90 + i);
+            g_attn_shift = 0;
+            g_attn_rotate = (uint32_t)cases[i][3];
+            g_attn_out = o_rot;
+            int b2 = attn_case(&e, pos0, 1, cap, win, 90 + i);
+            g_attn_rotate = 0;
+            g_attn_out = o_time;
+            int b3 = attn_case(&e, pos0, 1, cap, win, 90 + i);
+            g_attn_out = NULL;
+            if (b1 || b2 || b3 || memcmp(o_shift, o_rot, nf * 4) != 0)
+                moecl_test_fail(__FILE__, __LINE__,
+                                "%s kernel, case %zu: bad %d/%d/%d, shifted vs rotated bits %s",
+                                lanes1 ? "work-group" : "work-item", i, b1, b2, b3,
+                                memcmp(o_shift, o_rot, nf * 4) ? "differ" : "same");
+            order_matters += memcmp(o_shift, o_time, nf * 4) != 0;
+        }
+        CHECK(order_matters > 0);
+        kenv_close(&e);
+    }
 }
 
 TEST(kernel_kv_append_ring) {

@@ -62,6 +62,12 @@ GREEDY_STEPS = 32
 LONG_T = 4160  # > original_max_position_embeddings (4096): YaRN's interpolated range
 LONG_TAIL = 64
 PREFILL_STEP = 2048  # mlx_lm.generate's default prefill_step_size
+# Calls of mixed sizes on one cache over the first tokens: a prompt longer than the window,
+# single tokens (the sliding layers' RotatingKVCache trims, then writes in place: its buffer
+# holds the window rotated, which orders the attention sums), a multi-token call after the
+# rotation (back to time order), and single tokens again.
+CALLS = [11, 1, 1, 1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1]
+assert sum(CALLS) <= T and CALLS[0] > WINDOW and CALLS[0] % WINDOW
 
 ROPE_SCALING = {
     "beta_fast": 32.0,
@@ -417,6 +423,14 @@ def compute_reference(folder, tokens, prompt, long_tokens):
         gaps.append(top_gap(logits))
         logits = f32(model(mx.array([[tok]]), cache=cache)[0, -1])
     ref["greedy_prompt"] = prompt.copy()
+    cache = make_prompt_cache(model)
+    rows, done = [], 0
+    for n in CALLS:
+        out = model(mx.array(tokens[done : done + n])[None], cache=cache)
+        rows.append(f32(out[0, -1]))
+        done += n
+    ref["calls"] = np.array(CALLS, dtype=np.int32)
+    ref["calls_logits"] = np.stack(rows)
     ref["greedy_tokens"] = np.array(greedy, dtype=np.int32)
     ref["greedy_gap"] = np.array(gaps, dtype=np.float32)
 
@@ -439,7 +453,7 @@ def compute_reference(folder, tokens, prompt, long_tokens):
             model.parameters()))
         ref["prefill_logits_f32act"] = f32(model(mx.array(tokens)[None])[0])
     ref = {k: np.ascontiguousarray(v) for k, v in ref.items()}
-    for k in ("tokens", "greedy_prompt", "greedy_tokens", "long_tokens"):
+    for k in ("tokens", "greedy_prompt", "greedy_tokens", "long_tokens", "calls"):
         if k in ref:
             ref[k] = ref[k].astype(np.int32)
     save_file(ref, str(Path(folder) / "reference.safetensors"))
@@ -690,10 +704,12 @@ def main():
             "layer_types": hf_config()["layer_types"],
         },
         "sequences": {
-            "T": T, "greedy_prompt": GREEDY_PROMPT, "greedy_steps": GREEDY_STEPS,
+            "T": T, "greedy_prompt": GREEDY_PROMPT, "greedy_steps": GREEDY_STEPS, "calls": CALLS,
             "long_T": LONG_T, "long_tail": LONG_TAIL, "long_prefill_chunk": PREFILL_STEP,
             "decode": "one token per call with mlx_lm.models.cache.make_prompt_cache "
                       "(KVCache for full layers, RotatingKVCache(max_size=window) for sliding)",
+            "calls": "tokens fed to one such cache in calls of these sizes; calls_logits holds "
+                     "each call's last row",
             "long": "long_tokens fed with the cache in chunks of 2048 up to position 4096, then "
                     "positions 4096..4159 as one chunk whose logits are long_logits",
         },
