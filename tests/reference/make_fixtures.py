@@ -45,7 +45,7 @@ import spec_forward  # noqa: E402
 # 128 divides only o_proj's 256, so at group 128 every module whose gpt-oss-20b input width is
 # 2880 (embed, q/k/v, router, experts, lm_head) stays float exactly as in 20b (2880 % 128 != 0).
 # intermediate == hidden as in gpt-oss-20b and -120b (square down_proj). The size keeps all
-# fixtures together under 20 MB.
+# fixtures together near 20 MB.
 # ---------------------------------------------------------------------------------------------
 HIDDEN = 64
 INTER = 64
@@ -53,7 +53,7 @@ LAYERS = 4
 Q_HEADS = 4
 KV_HEADS = 2
 HEAD_DIM = 64
-VOCAB = 384  # > 256 so token ids do not fit a byte; small for the 20 MB budget
+VOCAB = 384  # > 256 so token ids do not fit a byte; small for the ~20 MB budget
 EXPERTS = 8
 WINDOW = 8
 T = 40  # >= 4 * WINDOW
