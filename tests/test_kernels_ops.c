@@ -377,7 +377,7 @@ TEST(kernel_attention_key_shift_is_a_rotation) {
         int order_matters = 0;
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             size_t nf = 4 * 16;
-            float o_shift[64], o_rot[64], o_time[64];
+            float o_shift[64] = {0}, o_rot[64] = {0}, o_time[64] = {0};
             int pos0 = cases[i][0], cap = cases[i][1], win = cases[i][2];
             g_attn_shift = (uint32_t)cases[i][3];
             g_attn_out = o_shift;
