@@ -564,8 +564,7 @@ cleanup:
     return status;
 }
 
-uint32_t moecl_mlx_window_step(int64_t *shape, int64_t *idx, int64_t off, int64_t window,
-                               int n) {
+uint32_t moecl_mlx_window_step(int64_t *shape, int64_t *idx, int64_t off, int64_t window, int n) {
     int64_t W = window;
     if (W <= 0 || n <= 0)
         return 0;
@@ -618,8 +617,8 @@ static enum moecl_status eval_impl(struct moecl_context *c, const int32_t *token
     size_t V = (size_t)cfg->vocab_size;
     const struct moecl_model *m = c->model;
     int e = m->place.embed, h = m->place.lm_head;
-    c->key_shift = moecl_mlx_window_step(&c->mlx_shape, &c->mlx_idx, c->n_past,
-                                         cfg->sliding_window, n);
+    c->key_shift =
+        moecl_mlx_window_step(&c->mlx_shape, &c->mlx_idx, c->n_past, cfg->sliding_window, n);
     cl_command_queue qe = c->devs[e].queue, qh = c->devs[h].queue;
     for (int done = 0; done < n;) {
         uint32_t step = (uint32_t)(n - done < c->chunk ? n - done : c->chunk);

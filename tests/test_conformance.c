@@ -1,7 +1,8 @@
 /* Conformance against the mlx-lm reference fixtures (tests/fixtures, or $MOECL_FIXTURES_DIR):
  * for every fixture in manifest.json, prefill logits at every position, step-by-step decode
- * logits, calls of mixed sizes on one context, chunked prefill (several chunk sizes, some not dividing the window) against the
- * unchunked run, the greedy 32-token continuation, and the logits past position 4096.
+ * logits, calls of mixed sizes on one context, chunked prefill (several chunk sizes, some not
+ * dividing the window) against the unchunked run, the greedy 32-token continuation, and the logits
+ * past position 4096.
  *
  * Tolerances (the manifest's class per fixture):
  *   float32: max |logit - ref| <= 1e-3 * max |ref logit| over the array;
@@ -383,8 +384,7 @@ static void check_fixture(struct fixture *f) {
                     mp.rows ? 100.0 * (double)mp.top1_agree / (double)mp.rows : 0.0, md.max_abs,
                     md.rows ? md.kl_sum / (double)md.rows : 0.0,
                     md.rows ? 100.0 * (double)md.top1_agree / (double)md.rows : 0.0, mc.max_abs,
-                    chunk_max,
-                    diverged < 0 ? "32/32" : "diverged");
+                    chunk_max, diverged < 0 ? "32/32" : "diverged");
     printf("SUMMARY %s\n", line);
     free(full);
     moecl_model_release(model);
