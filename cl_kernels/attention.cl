@@ -255,6 +255,85 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
     }
 }
 
+/* Fast numerics on CPUs (the launcher picks it for programs built with fast numerics, head_dim
+ * a multiple of 16): one work-item per (head, token) as attn_sinks_f32, the head dimension in
+ * float16 vectors, and one pass over the keys with a running max (as MLX's Metal sdpa_vector:
+ * the max starts at the sink logit and the sum at 1; scores and probabilities stay float32, the
+ * output is rounded once). Keys in time order. */
+#define ATTN_FV (HEAD_DIM_MAX / 16)
+inline float attn_hsum16(float16 v) {
+    float8 h = v.lo + v.hi;
+    float4 f = h.lo + h.hi;
+    float2 d = f.lo + f.hi;
+    return d.x + d.y;
+}
+
+/* Row j of k or v (fresh rows for j >= pos0, else the ring), vector i of the head's part. */
+inline float16 attn_row16(__global const float *fresh, __global const uchar *ring, uint j,
+                          uint i, uint pos0, uint cap, uint kv_width, uint kvh, uint hd,
+                          uint f16) {
+    if (j >= pos0)
+        return vload16(i, fresh + (ulong)(j - pos0) * kv_width + kvh * hd);
+    if (f16)
+        return vload_half16(i, (__global const half *)ring + (ulong)(j % cap) * kv_width + kvh * hd);
+    return vload16(i, (__global const float *)ring + (ulong)(j % cap) * kv_width + kvh * hd);
+}
+
+__kernel void attn_fast_f32(__global const float *q, __global const float *k_new,
+                            __global const float *v_new, __global const uchar *k_ring,
+                            __global const uchar *v_ring, __global const uchar *sinks,
+                            __global float *out, struct moecl_attn_args a) {
+    uint h = get_global_id(0), t = get_global_id(1);
+    if (h >= a.n_heads || t >= a.n_tokens)
+        return;
+    uint hd = a.head_dim, nv = hd / 16, kv_width = a.n_kv_heads * hd;
+    uint kvh = h / (a.n_heads / a.n_kv_heads);
+    uint p = a.pos0 + t;
+    uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
+    __global const float *qr = q + (ulong)t * a.n_heads * hd + h * hd;
+    float16 qv[ATTN_FV], acc[ATTN_FV];
+    for (uint i = 0; i < nv; i++) {
+        float16 x = vload16(i, qr) * a.scale;
+        for (uint l = 0; l < 16; l++)
+            x[l] = round_act(x[l]);
+        qv[i] = x;
+        acc[i] = (float16)(0.0f);
+    }
+    float m = load_dt(sinks, a.sinks_offset, h, a.sinks_dt), sum = 1.0f;
+    for (uint j = lo; j <= p; j++) {
+        float16 d = qv[0] * attn_row16(k_new, k_ring, j, 0, a.pos0, a.cache_cap, kv_width, kvh,
+                                       hd, a.kv_f16);
+        for (uint i = 1; i < nv; i++)
+            d = fma(qv[i],
+                    attn_row16(k_new, k_ring, j, i, a.pos0, a.cache_cap, kv_width, kvh, hd,
+                               a.kv_f16),
+                    d);
+        float z = attn_hsum16(d);
+        if (z > m) {
+            float c = exp(m - z);
+            sum *= c;
+            for (uint i = 0; i < nv; i++)
+                acc[i] *= c;
+            m = z;
+        }
+        float w = exp(z - m);
+        sum += w;
+        for (uint i = 0; i < nv; i++)
+            acc[i] = fma((float16)(w),
+                         attn_row16(v_new, v_ring, j, i, a.pos0, a.cache_cap, kv_width, kvh, hd,
+                                    a.kv_f16),
+                         acc[i]);
+    }
+    float inv = 1.0f / sum;
+    __global float *o = out + (ulong)t * a.n_heads * hd + h * hd;
+    for (uint i = 0; i < nv; i++) {
+        float16 x = acc[i] * inv;
+        for (uint l = 0; l < 16; l++)
+            x[l] = round_act(x[l]);
+        vstore16(x, i, o);
+    }
+}
+
 /* Appends the chunk's keys and values to the ring: token t (position pos0 + t) goes to slot
  * (pos0 + t) % cap; tokens that the ring cannot hold (all but the last cap) are skipped.
  * One work-item per token. */

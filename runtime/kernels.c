@@ -647,8 +647,12 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
         (!a->window && a->pos0 > a->cache_cap))
         return bad_shape("attn: heads not a multiple of kv heads, head_dim over 256, or a "
                          "window/context the cache cannot hold");
-    /* GPUs: a work-group per (head, token) (attention.cl), the same arithmetic */
-    cl_kernel kern = k->lanes == 1 ? k->attn_sinks_wg_f32 : k->attn_sinks_f32;
+    /* GPUs: a work-group per (head, token) (attention.cl), the same arithmetic; CPUs in fast
+     * numerics: vectors along the head dimension, one pass over the keys */
+    int fast = k->fast_numerics && k->lanes > 1 && a->head_dim % 16 == 0;
+    cl_kernel kern = fast            ? k->attn_fast_f32
+                     : k->lanes == 1 ? k->attn_sinks_wg_f32
+                                     : k->attn_sinks_f32;
     ARG(kern, 0, qbuf);
     ARG(kern, 1, k_new);
     ARG(kern, 2, v_new);
@@ -657,12 +661,12 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     ARG(kern, 5, sinks);
     ARG(kern, 6, out);
     MOECL_CL_CALL(clSetKernelArg(kern, 7, sizeof *a, a));
-    if (k->lanes == 1)
+    if (k->lanes == 1 && !fast)
         status = enqueue(q, k, kern, "attn_sinks_wg_f32", MOECL_OPC_ATTENTION, 2,
                          (size_t)a->n_heads * 64, a->n_tokens, 64);
     else
-        status = enqueue(q, k, kern, "attn_sinks_f32", MOECL_OPC_ATTENTION, 2, a->n_heads,
-                         a->n_tokens, 1);
+        status = enqueue(q, k, kern, fast ? "attn_fast_f32" : "attn_sinks_f32", MOECL_OPC_ATTENTION,
+                         2, a->n_heads, a->n_tokens, 1);
 cleanup:
     return status;
 }

@@ -30,6 +30,7 @@
     X(add_f32)                                                                                     \
     X(attn_sinks_f32)                                                                              \
     X(attn_sinks_wg_f32)                                                                           \
+    X(attn_fast_f32)                                                                               \
     X(kv_append_f32)                                                                               \
     X(kv_append_f16)                                                                               \
     X(router_topk_f32)                                                                             \

@@ -402,6 +402,24 @@ TEST(kernel_attention_key_shift_is_a_rotation) {
     }
 }
 
+/* The fast-numerics CPU attention (attn_fast_f32: vectors along the head dimension, one pass
+ * with a running max) within the reference bound on the window edge, wrapped-ring, decode and
+ * full-attention cases; head_dim 16 is one vector. On GPUs the launcher keeps the exact kernel. */
+TEST(kernel_attention_fast_cpu) {
+    struct kenv e;
+    REQUIRE(kenv_open_numerics(&e, MOECL_ACT_F32, 1, NULL, 0) == 0);
+    static const int cases[][4] = {{5, 7, 8, 8},       {13, 20, 8, 8},    {8, 1, 8, 8},
+                                   {0, 11, 8, 8},      {30, 5, 64, 0},    {0, 1, 64, 0},
+                                   {300, 1, 128, 128}, {1500, 3, 2048, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int bad = attn_case(&e, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 120 + i);
+        if (bad)
+            moecl_test_fail(__FILE__, __LINE__, "case %zu (pos0 %d, %d tokens): %d bad", i,
+                            cases[i][0], cases[i][1], bad);
+    }
+    kenv_close(&e);
+}
+
 TEST(kernel_kv_append_ring) {
     struct kenv e;
     REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
