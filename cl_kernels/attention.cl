@@ -259,7 +259,8 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
  * a multiple of 16): one work-item per (head, token) as attn_sinks_f32, the head dimension in
  * float16 vectors, and one pass over the keys with a running max (as MLX's Metal sdpa_vector:
  * the max starts at the sink logit and the sum at 1; scores and probabilities stay float32, the
- * output is rounded once). Keys in time order. */
+ * output is rounded once), 16 keys at a time (their exponentials in one vector). Keys in time
+ * order. */
 #define ATTN_FV (HEAD_DIM_MAX / 16)
 inline float attn_hsum16(float16 v) {
     float8 h = v.lo + v.hi;
@@ -299,30 +300,40 @@ __kernel void attn_fast_f32(__global const float *q, __global const float *k_new
         qv[i] = x;
         acc[i] = (float16)(0.0f);
     }
+    /* blocks of 16 keys: their scores in one vector, one max and one rescale per block */
     float m = load_dt(sinks, a.sinks_offset, h, a.sinks_dt), sum = 1.0f;
-    for (uint j = lo; j <= p; j++) {
-        float16 d = qv[0] * attn_row16(k_new, k_ring, j, 0, a.pos0, a.cache_cap, kv_width, kvh,
-                                       hd, a.kv_f16);
-        for (uint i = 1; i < nv; i++)
-            d = fma(qv[i],
-                    attn_row16(k_new, k_ring, j, i, a.pos0, a.cache_cap, kv_width, kvh, hd,
-                               a.kv_f16),
-                    d);
-        float z = attn_hsum16(d);
-        if (z > m) {
-            float c = exp(m - z);
+    for (uint b = lo; b <= p; b += 16) {
+        uint nb = min(16u, p + 1 - b);
+        float16 z = (float16)(-INFINITY);
+        for (uint l = 0; l < nb; l++) {
+            float16 d = qv[0] * attn_row16(k_new, k_ring, b + l, 0, a.pos0, a.cache_cap,
+                                           kv_width, kvh, hd, a.kv_f16);
+            for (uint i = 1; i < nv; i++)
+                d = fma(qv[i],
+                        attn_row16(k_new, k_ring, b + l, i, a.pos0, a.cache_cap, kv_width, kvh,
+                                   hd, a.kv_f16),
+                        d);
+            z[l] = attn_hsum16(d);
+        }
+        float8 m8 = fmax(z.lo, z.hi);
+        float4 m4 = fmax(m8.lo, m8.hi);
+        float2 m2 = fmax(m4.lo, m4.hi);
+        float bm = fmax(m2.x, m2.y);
+        if (bm > m) {
+            float c = exp(m - bm);
             sum *= c;
             for (uint i = 0; i < nv; i++)
                 acc[i] *= c;
-            m = z;
+            m = bm;
         }
-        float w = exp(z - m);
-        sum += w;
-        for (uint i = 0; i < nv; i++)
-            acc[i] = fma((float16)(w),
-                         attn_row16(v_new, v_ring, j, i, a.pos0, a.cache_cap, kv_width, kvh, hd,
-                                    a.kv_f16),
-                         acc[i]);
+        float16 w = exp(z - m); /* 0 for the keys past nb */
+        sum += attn_hsum16(w);
+        for (uint l = 0; l < nb; l++)
+            for (uint i = 0; i < nv; i++)
+                acc[i] = fma((float16)(w[l]),
+                             attn_row16(v_new, v_ring, b + l, i, a.pos0, a.cache_cap, kv_width,
+                                        kvh, hd, a.kv_f16),
+                             acc[i]);
     }
     float inv = 1.0f / sum;
     __global float *o = out + (ulong)t * a.n_heads * hd + h * hd;

@@ -40,7 +40,12 @@
 #define FM_WPG (GROUP * BITS / 32) /* words per group */
 #endif
 #define FM_GPC (LANES / FM_WPG)    /* whole groups per chunk */
-#define FM_T 8                     /* input vectors per pass over a row */
+#ifndef FM_T
+#define FM_T 8 /* input vectors per pass over a row */
+#endif
+#ifndef FM_R
+#define FM_R 3 /* rows per pass in prefill (fm_rows): 2, 3 or 4 */
+#endif
 
 /* Vector loads: one instruction each (the vloadn builtins may assemble a vector from pieces).
  * Weight rows are only 4-byte aligned; the scratch's vectors lie on whole vectors. */
@@ -283,56 +288,81 @@ fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *
     fm_store(bias, y, a, e, r, acc, tp, nt);
 }
 
-/* Rows r and r + 1 of expert e against FM_T vectors (prefill, or many tokens on one expert):
- * each decoded field is multiplied by its group scale once (s*q: exact for bf16/f16 scales
- * and codes of up to 8 bits) and applied to the FM_T vectors of both rows, so every input load
- * serves two rows (the inputs of a tile live in L2, not L1). */
+/* Rows r .. r + FM_R - 1 of expert e against FM_T vectors (prefill, or many tokens on one
+ * expert): each decoded field is multiplied by its group scale once (s*q: exact for bf16/f16
+ * scales and codes of up to 8 bits) and applied to the FM_T vectors of every row, so every
+ * input load serves FM_R rows (the inputs of a tile live in L2, not L1: the loads per fma, not
+ * the fmas, set the pace). FM_R * FM_T accumulators, FM_R fields and an input fill the 32
+ * vector registers of AVX-512. */
+/* M(k) for the rows k < FM_R of fm_rows (one named array per row: the compiler keeps them in
+ * registers, where it spilled a two-dimensional array) */
+#if FM_R == 2
+#define FM_EACH_ROW(M) M(0) M(1)
+#elif FM_R == 3
+#define FM_EACH_ROW(M) M(0) M(1) M(2)
+#else
+#define FM_EACH_ROW(M) M(0) M(1) M(2) M(3)
+#endif
+
 __attribute__((always_inline)) inline void
-fm_row2(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+fm_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
         __global const uchar *bias, __global const float *const *xv,
         __global const float *const *xs, __global float *y, const struct moecl_qmm_args *a,
         ulong e, uint r, const uint *tp, uint nt) {
-    __global const uint *wr0 =
-        (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride);
-    __global const uint *wr1 = (__global const uint *)((__global const uchar *)wr0 + a->w_row_stride);
-    __global const uchar *srow0 = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
-    __global const uchar *srow1 = srow0 + a->s_row_stride;
-    __global const uchar *brow0 = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
-    __global const uchar *brow1 = brow0 + a->b_row_stride;
+#define FM_ROW_SETUP(k)                                                                            \
+    __global const uint *wr##k = (__global const uint *)(w + a->w_offset +                         \
+                                                         e * a->w_expert_stride +                  \
+                                                         (r + k) * a->w_row_stride);               \
+    __global const uchar *srow##k =                                                                \
+        sc + a->s_offset + e * a->s_expert_stride + (r + k) * a->s_row_stride;                     \
+    __global const uchar *brow##k =                                                                \
+        bi + a->b_offset + e * a->b_expert_stride + (r + k) * a->b_row_stride;                     \
+    VF acc##k[FM_T];                                                                               \
+    for (uint t = 0; t < FM_T; t++)                                                                \
+        acc##k[t] = (VF)(0.0f);
+#define FM_ROW_CHUNK(k)                                                                            \
+    VF s##k, b##k;                                                                                 \
+    VU words##k = fm_chunk(wr##k, srow##k, brow##k, c, nw, &s##k, &b##k);
+#define FM_ROW_FIELD(k) VF q##k = FM_SCALE(FM_DECODE(words##k >> (n * BITS)), s##k);
+#define FM_ROW_FMA(k) acc##k[t] = fma(q##k, xq, acc##k[t]);
+#define FM_ROW_BIAS(k) acc##k[t] = fma(b##k, xsv, acc##k[t]);
+#define FM_ROW_NO_BIAS(k) (void)b##k;
+#define FM_ROW_STORE(k) fm_store(bias, y, a, e, r + k, acc##k, tp, nt);
+    FM_EACH_ROW(FM_ROW_SETUP)
 #if QMODE != MOECL_QM_AFFINE
     (void)xs;
 #endif
-    VF acc0[FM_T], acc1[FM_T];
-    for (uint t = 0; t < FM_T; t++)
-        acc0[t] = acc1[t] = (VF)(0.0f);
     uint nw = a->cols / FM_EPW;
     uint nch = (nw + LANES - 1) / LANES;
     for (uint c = 0; c < nch; c++) {
-        VF s0, b0, s1, b1;
-        VU words0 = fm_chunk(wr0, srow0, brow0, c, nw, &s0, &b0);
-        VU words1 = fm_chunk(wr1, srow1, brow1, c, nw, &s1, &b1);
+        FM_EACH_ROW(FM_ROW_CHUNK)
 #pragma unroll
         for (uint n = 0; n < FM_EPW; n++) {
-            VF q0 = FM_SCALE(FM_DECODE(words0 >> (n * BITS)), s0);
-            VF q1 = FM_SCALE(FM_DECODE(words1 >> (n * BITS)), s1);
+            FM_EACH_ROW(FM_ROW_FIELD)
 #pragma unroll
             for (uint t = 0; t < FM_T; t++) {
                 VF xq = FM_LOADX(xv[t] + c * FM_CH + n * LANES);
-                acc0[t] = fma(q0, xq, acc0[t]);
-                acc1[t] = fma(q1, xq, acc1[t]);
+                FM_EACH_ROW(FM_ROW_FMA)
             }
         }
 #if QMODE == MOECL_QM_AFFINE
 #pragma unroll
         for (uint t = 0; t < FM_T; t++) {
             VF xsv = FM_LOADX(xs[t] + c * LANES);
-            acc0[t] = fma(b0, xsv, acc0[t]);
-            acc1[t] = fma(b1, xsv, acc1[t]);
+            FM_EACH_ROW(FM_ROW_BIAS)
         }
+#else
+        FM_EACH_ROW(FM_ROW_NO_BIAS)
 #endif
     }
-    fm_store(bias, y, a, e, r, acc0, tp, nt);
-    fm_store(bias, y, a, e, r + 1, acc1, tp, nt);
+    FM_EACH_ROW(FM_ROW_STORE)
+#undef FM_ROW_SETUP
+#undef FM_ROW_CHUNK
+#undef FM_ROW_FIELD
+#undef FM_ROW_FMA
+#undef FM_ROW_BIAS
+#undef FM_ROW_NO_BIAS
+#undef FM_ROW_STORE
 }
 
 /* x: the scratch matmul_fm_prep wrote (not the input vectors themselves). */
@@ -365,9 +395,9 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
             for (uint r = rb0; nt == 1 && r < rb1; r++)
                 fm_row(w, sc, bi, bias, xv, xs, y, &a, column, r, tp, nt, 1);
             uint r = rb0;
-            for (; nt > 1 && r + 1 < rb1; r += 2)
-                fm_row2(w, sc, bi, bias, xv, xs, y, &a, column, r, tp, nt);
-            if (nt > 1 && r < rb1)
+            for (; nt > 1 && r + FM_R <= rb1; r += FM_R)
+                fm_rows(w, sc, bi, bias, xv, xs, y, &a, column, r, tp, nt);
+            for (; nt > 1 && r < rb1; r++)
                 fm_row(w, sc, bi, bias, xv, xs, y, &a, column, r, tp, nt, FM_T);
         }
     } else {
@@ -378,9 +408,9 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
             for (uint r = rb0; nt == 1 && r < rb1; r++)
                 fm_row(w, sc, bi, bias, xv, xs, y, &a, 0, r, tp, nt, 1);
             uint r = rb0;
-            for (; nt > 1 && r + 1 < rb1; r += 2)
-                fm_row2(w, sc, bi, bias, xv, xs, y, &a, 0, r, tp, nt);
-            if (nt > 1 && r < rb1)
+            for (; nt > 1 && r + FM_R <= rb1; r += FM_R)
+                fm_rows(w, sc, bi, bias, xv, xs, y, &a, 0, r, tp, nt);
+            for (; nt > 1 && r < rb1; r++)
                 fm_row(w, sc, bi, bias, xv, xs, y, &a, 0, r, tp, nt, FM_T);
         }
     }
