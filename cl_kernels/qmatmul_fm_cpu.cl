@@ -230,6 +230,62 @@ __attribute__((always_inline)) inline void fm_store(__global const uchar *bias, 
     }
 }
 
+/* One chunk c of a row (its words and spread group scales/biases) into acc[0..tt). */
+__attribute__((always_inline)) inline void
+fm_row_chunk(VU words, VF s, VF b, uint c, __global const float *const *xv,
+             __global const float *const *xs, VF *acc, const uint tt) {
+#if QMODE != MOECL_QM_AFFINE
+    (void)xs;
+    (void)b;
+#endif
+    /* per vector the fields' products summed in one fma chain; with one vector two chains
+     * (even and odd fields), so that the chain's latency does not set the pace */
+    VF dot[FM_T], dot1 = (VF)(0.0f);
+#pragma unroll
+    for (uint n = 0; n < FM_EPW; n++) {
+        VF q = FM_DECODE(words >> (n * BITS));
+#pragma unroll
+        for (uint t = 0; t < FM_T; t++)
+            if (t < tt) {
+                VF xq = FM_LOADX(xv[t] + c * FM_CH + n * LANES);
+                if (tt == 1 && (n & 1))
+                    dot1 = n == 1 ? q * xq : fma(q, xq, dot1);
+                else
+                    dot[t] = n == 0 ? q * xq : fma(q, xq, dot[t]);
+            }
+    }
+    if (tt == 1 && FM_EPW > 1)
+        dot[0] += dot1;
+#pragma unroll
+    for (uint t = 0; t < FM_T; t++)
+        if (t < tt) {
+            acc[t] = FM_ACC_SCALED(dot[t], s, acc[t]);
+#if QMODE == MOECL_QM_AFFINE
+            acc[t] = fma(b, FM_LOADX(xs[t] + c * LANES), acc[t]);
+#endif
+        }
+}
+
+/* Affine rows with 16 lanes: the scales and biases of 16 groups are loaded and converted as one
+ * vector each (FM_SCH chunks' worth), and each chunk takes its groups with one vpermps, instead
+ * of a scalar load and insert per group and chunk (decode streams the weights; those per-chunk
+ * instructions, not the memory, set its pace). */
+#if QMODE == MOECL_QM_AFFINE && LANES == 16 && defined(__AVX512F__) &&                             \
+    __has_builtin(__builtin_ia32_permvarsf512) &&                                                  \
+    (WDT == MOECL_DT_BF16 || WDT == MOECL_DT_F16 || WDT == MOECL_DT_F32)
+#define FM_SVEC 1
+#define FM_SCH (LANES / FM_GPC) /* chunks per vector of 16 groups */
+inline VF fm_group_vec(__global const uchar *row, uint g0) {
+#if WDT == MOECL_DT_BF16
+    return as_float16(convert_uint16(vload16(0, (__global const ushort *)row + g0)) << 16);
+#elif WDT == MOECL_DT_F16
+    return vload_half16(0, (__global const half *)row + g0);
+#else
+    return vload16(0, (__global const float *)row + g0);
+#endif
+}
+#endif
+
 /* Row r of expert e against the vectors xv/xs[0..tt) (tt a constant after inlining: 1 or FM_T)
  * of which the first nt, tp[0..nt), are written. */
 __attribute__((always_inline)) inline void
@@ -241,15 +297,30 @@ fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *
         (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride);
     __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
     __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
-#if QMODE != MOECL_QM_AFFINE
-    (void)xs;
-#endif
     VF acc[FM_T];
     for (uint t = 0; t < FM_T; t++)
         acc[t] = (VF)(0.0f);
     uint nw = a->cols / FM_EPW; /* packed words in the row */
     uint nch = (nw + LANES - 1) / LANES;
-    for (uint c = 0; c < nch; c++) {
+    uint c = 0;
+#ifdef FM_SVEC
+    for (; c + FM_SCH <= nw / LANES; c += FM_SCH) {
+        VF s16 = fm_group_vec(srow, c * FM_GPC), b16 = fm_group_vec(brow, c * FM_GPC);
+        for (uint cc = 0; cc < FM_SCH; cc++) {
+#if FM_PREFETCH
+            if (tt == 1)
+                __builtin_prefetch((const __global void *)(wr + (c + cc) * LANES + FM_PREFETCH));
+#endif
+            int16 ix = (int16)(cc * FM_GPC) + (int16)(FM_IX(0), FM_IX(1), FM_IX(2), FM_IX(3),
+                                                      FM_IX(4), FM_IX(5), FM_IX(6), FM_IX(7),
+                                                      FM_IX(8), FM_IX(9), FM_IX(10), FM_IX(11),
+                                                      FM_IX(12), FM_IX(13), FM_IX(14), FM_IX(15));
+            fm_row_chunk(FM_LOADW(wr + (c + cc) * LANES), __builtin_ia32_permvarsf512(s16, ix),
+                         __builtin_ia32_permvarsf512(b16, ix), c + cc, xv, xs, acc, tt);
+        }
+    }
+#endif
+    for (; c < nch; c++) {
         VF s, b;
 #if FM_PREFETCH
         /* one vector: the loop keeps up with memory only if its loads are already on the way
@@ -258,32 +329,7 @@ fm_row(__global const uchar *w, __global const uchar *sc, __global const uchar *
             __builtin_prefetch((const __global void *)(wr + c * LANES + FM_PREFETCH));
 #endif
         VU words = fm_chunk(wr, srow, brow, c, nw, &s, &b);
-        /* per vector the fields' products summed in one fma chain; with one vector two chains
-         * (even and odd fields), so that the chain's latency does not set the pace */
-        VF dot[FM_T], dot1 = (VF)(0.0f);
-#pragma unroll
-        for (uint n = 0; n < FM_EPW; n++) {
-            VF q = FM_DECODE(words >> (n * BITS));
-#pragma unroll
-            for (uint t = 0; t < FM_T; t++)
-                if (t < tt) {
-                    VF xq = FM_LOADX(xv[t] + c * FM_CH + n * LANES);
-                    if (tt == 1 && (n & 1))
-                        dot1 = n == 1 ? q * xq : fma(q, xq, dot1);
-                    else
-                        dot[t] = n == 0 ? q * xq : fma(q, xq, dot[t]);
-                }
-        }
-        if (tt == 1 && FM_EPW > 1)
-            dot[0] += dot1;
-#pragma unroll
-        for (uint t = 0; t < FM_T; t++)
-            if (t < tt) {
-                acc[t] = FM_ACC_SCALED(dot[t], s, acc[t]);
-#if QMODE == MOECL_QM_AFFINE
-                acc[t] = fma(b, FM_LOADX(xs[t] + c * LANES), acc[t]);
-#endif
-            }
+        fm_row_chunk(words, s, b, c, xv, xs, acc, tt);
     }
     fm_store(bias, y, a, e, r, acc, tp, nt);
 }
