@@ -313,7 +313,7 @@ __kernel void attn_fast_f32(__global const float *q, __global const float *k_new
                         attn_row16(k_new, k_ring, b + l, i, a.pos0, a.cache_cap, kv_width, kvh,
                                    hd, a.kv_f16),
                         d);
-            z[l] = attn_hsum16(d);
+            z[l] = round_act(attn_hsum16(d));
         }
         float8 m8 = fmax(z.lo, z.hi);
         float4 m4 = fmax(m8.lo, m8.hi);

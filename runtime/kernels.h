@@ -124,8 +124,9 @@ struct moecl_kernels {
     /* Matrix products: 1 = the reference-order kernel (bit-identical to MLX's CPU kernel,
      * slow): set for programs built with seq_round, or by $MOECL_EXACT_MATMUL=1. */
     int exact_matmul;
-    int lanes;         /* moecl_programs.lanes */
-    int fast_numerics; /* use matmul_fm where the format has it (moecl_programs) */
+    int lanes;          /* moecl_programs.lanes */
+    int fast_numerics;  /* use matmul_fm where the format has it (moecl_programs) */
+    int fast_attention; /* CPUs: attn_fast_f32 (fast numerics and $MOECL_FAST_ATTENTION=1) */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */
     struct moecl_prof *prof;             /* NULL: no profiling (owned by the context) */
 };
