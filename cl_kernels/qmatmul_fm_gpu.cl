@@ -171,5 +171,157 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
         }
     }
 }
+
+/* Tiled product for many vectors (prefill, and the tokens routed to one expert): a work-group
+ * of 256 work-items computes a block of FMT_BM rows x FMT_BN vectors, FMT_BK columns at a
+ * time: the rows' words are dequantized into local memory (one float per weight), the vectors'
+ * columns copied beside them (both column-major, so that a work-item reads 4 rows and 4
+ * vectors as two float4), and work-item (tx, ty) accumulates rows 4 ty .. 4 ty + 3 and vectors
+ * 4 tx .. 4 tx + 3 over the block's columns in order. Each weight is read from global memory
+ * once per block of FMT_BN vectors instead of once per FM_T. Column get_group_id(1) is the
+ * expert (ids; its routed vectors are gathered FMT_BN at a time, in any order: each output is
+ * computed the same wherever it sits in a block) or a block of FMT_BN vectors. */
+#define FMT_BM 64
+#define FMT_BN 64
+#define FMT_BK 64
+#define FMT_WPR (FMT_BK / FM_EPW) /* words per row in a block of columns */
+
+__attribute__((always_inline)) inline void
+fmt_block(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+          __global const uchar *bias, __global const float *x, __global float *y,
+          const struct moecl_qmm_args *a, ulong e, uint r0, __local const uint *tp, uint nt,
+          __local const float *lut, __local float *ws, __local float *xs) {
+    uint lid = get_local_id(0), tx = lid & 15u, ty = lid >> 4;
+    float acc[4][4];
+    for (uint i = 0; i < 4; i++)
+        for (uint j = 0; j < 4; j++)
+            acc[i][j] = 0.0f;
+    __global const uchar *wb = w + a->w_offset + e * a->w_expert_stride;
+    __global const uchar *sb = sc + a->s_offset + e * a->s_expert_stride;
+    __global const uchar *bb = bi + a->b_offset + e * a->b_expert_stride;
+    for (uint k0 = 0; k0 < a->cols; k0 += FMT_BK) {
+        /* the rows' weights: word wi of row r -> ws[column][r] */
+        for (uint idx = lid; idx < FMT_BM * FMT_WPR; idx += 256u) {
+            uint r = idx % FMT_BM, wi = idx / FMT_BM, c = k0 + wi * FM_EPW;
+            ulong ro = min(r0 + r, a->rows - 1);
+            uint word = 0;
+            float s = 0.0f, b = 0.0f;
+            if (c < a->cols) {
+                word = ((__global const uint *)(wb + ro * a->w_row_stride))[c / FM_EPW];
+                uint g = c / GROUP;
+#if QMODE == MOECL_QM_AFFINE
+                s = load_dt(sb + ro * a->s_row_stride, 0, g, WDT);
+                b = load_dt(bb + ro * a->b_row_stride, 0, g, WDT);
+#elif QMODE == MOECL_QM_MXFP4
+                s = e8m0_to_f32(sb[ro * a->s_row_stride + g]);
+#else
+                s = e4m3_to_f32(sb[ro * a->s_row_stride + g]);
+#endif
+            }
+#pragma unroll
+            for (uint j = 0; j < FM_EPW; j++)
+#if QMODE == MOECL_QM_AFFINE
+                ws[(wi * FM_EPW + j) * FMT_BM + r] = fma(FM_CODE(word, j), s, b);
+#else
+                ws[(wi * FM_EPW + j) * FMT_BM + r] = FM_CODE(word, j) * s;
+#endif
+        }
+        /* the vectors' columns: column c of vector v -> xs[c][v] (zeros past cols) */
+        for (uint idx = lid; idx < FMT_BN * FMT_BK; idx += 256u) {
+            uint v = idx % FMT_BN, c = idx / FMT_BN;
+            uint t = tp[min(v, nt - 1)];
+            float xv = 0.0f;
+            if (k0 + c < a->cols)
+                xv = x[a->x_offset + (ulong)(t / a->x_div) * a->x_stride + k0 + c];
+            xs[c * FMT_BN + v] = xv;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll 8
+        for (uint c = 0; c < FMT_BK; c++) {
+            float4 xq = vload4(0, xs + c * FMT_BN + 4u * tx);
+            float4 wq = vload4(0, ws + c * FMT_BM + 4u * ty);
+            float wv[4] = {wq.x, wq.y, wq.z, wq.w};
+#pragma unroll
+            for (uint i = 0; i < 4; i++) {
+                acc[i][0] = fma(xq.x, wv[i], acc[i][0]);
+                acc[i][1] = fma(xq.y, wv[i], acc[i][1]);
+                acc[i][2] = fma(xq.z, wv[i], acc[i][2]);
+                acc[i][3] = fma(xq.w, wv[i], acc[i][3]);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#pragma unroll
+    for (uint i = 0; i < 4; i++) {
+        uint ro = r0 + 4u * ty + i;
+        if (ro >= a->rows)
+            continue;
+        float bv = 0.0f;
+        if (a->bias_mode != MOECL_BIAS_NONE)
+            bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
+#pragma unroll
+        for (uint j = 0; j < 4; j++) {
+            uint v = 4u * tx + j;
+            if (v >= nt)
+                continue;
+            float s = acc[i][j];
+            y[(ulong)tp[v] * a->y_stride + ro] =
+                a->bias_mode == MOECL_BIAS_FUSED   ? round_act(s + bv)
+                : a->bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(s) + bv)
+                                                   : round_act(s);
+        }
+    }
+}
+
+/* Work-group 256 per block of FMT_BM rows; column get_group_id(1): the expert (use_ids 1) or
+ * a block of FMT_BN vectors. Needs cols a multiple of FM_EPW (the launcher checks). */
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
+MOECL_CAT(matmul_fmt_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
+                                  __global const uchar *bi, __global const uchar *bias,
+                                  __global const float *x, __global float *y,
+                                  __global const int *ids, struct moecl_qmm_args a) {
+    __local float ws[FMT_BK * FMT_BM];
+    __local float xs[FMT_BK * FMT_BN];
+    __local float lut[16];
+    __local uint tp[FMT_BN + 256];
+    __local uint count;
+    uint lid = get_local_id(0);
+    if (lid < 16u)
+        lut[lid] = e2m1_to_f32(lid);
+    uint r0 = get_group_id(0) * FMT_BM, column = get_group_id(1);
+    if (!a.use_ids) {
+        uint p0 = column * FMT_BN, nt = min((uint)FMT_BN, a.n_vec - p0);
+        if (lid < FMT_BN)
+            tp[lid] = p0 + min(lid, nt - 1);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        fmt_block(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, lut, ws, xs);
+        return;
+    }
+    /* the vectors routed to expert `column`, gathered 256 ids at a time; a block runs whenever
+     * FMT_BN are waiting, and once more for the rest */
+    if (lid == 0)
+        count = 0;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint q0 = 0; q0 < a.n_vec; q0 += 256u) {
+        uint q = q0 + lid;
+        if (q < a.n_vec && ids[q] == (int)column)
+            tp[atomic_inc(&count)] = q;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        uint n = count;
+        while (n >= FMT_BN || (n > 0 && q0 + 256u >= a.n_vec)) {
+            uint nt = min(n, (uint)FMT_BN);
+            fmt_block(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, lut, ws, xs);
+            /* the waiting rest moves to the front */
+            uint rest = n - nt, mv = lid < rest ? tp[nt + lid] : 0;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (lid < rest)
+                tp[lid] = mv;
+            if (lid == 0)
+                count = rest;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            n = rest;
+        }
+    }
+}
 #endif /* FM_OK */
 #endif

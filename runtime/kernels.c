@@ -210,6 +210,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     k->lanes = p->lanes;
     k->exact_matmul = p->seq_round || (exact && *exact && strcmp(exact, "0") != 0);
     k->fast_numerics = p->fast_numerics;
+    /* GPU fast products: vectors per column (per expert) from which the tiled kernel runs */
+    const char *fmt_min = getenv("MOECL_FMT_MIN");
+    k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
     /* the one-pass CPU attention: opt-in ($MOECL_FAST_ATTENTION=1) until it keeps fast
      * numerics' top-1 bound on every seed (it left 3-bit g32 at 92.5% on one) */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
@@ -242,6 +245,10 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
                 goto cleanup;
             }
         }
+        /* the GPU fast products come with a tiled one for many vectors */
+        snprintf(name, sizeof name, "matmul_fmt_f32_%s", suffix);
+        if (k->formats[i].matmul_fm && p->lanes == 1)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmt));
         /* the CPU kernels' input permutation comes with them */
         snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes != 1)
@@ -480,6 +487,13 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         if (ids && n_vec <= (uint32_t)w->n_experts) {
             a.use_ids = 2; /* a column per vector, as on CPUs */
             g1 = n_vec;
+        } else if (k->formats[dw->format].matmul_fmt &&
+                   n_vec >= k->fmt_min * (ids ? (uint32_t)w->n_experts : 1u)) {
+            /* many vectors: 64 x 64 blocks through local memory; columns are experts (ids)
+             * or blocks of 64 vectors */
+            kern = k->formats[dw->format].matmul_fmt;
+            g0 = (size_t)(a.rows + 63) / 64 * 256;
+            g1 = ids ? (size_t)w->n_experts : (n_vec + 63) / 64;
         }
         l0 = 256;
     } else if (fm && k->lanes > 1) {

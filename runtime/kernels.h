@@ -43,6 +43,7 @@
     X(matmul_fast, "matmul_fast_f32_")                                                             \
     X(matmul_fm, "matmul_fm_f32_")                                                                 \
     X(matmul_fm_prep, "matmul_fm_prep_f32_")                                                       \
+    X(matmul_fmt, "matmul_fmt_f32_")                                                               \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -126,6 +127,7 @@ struct moecl_kernels {
     int exact_matmul;
     int lanes;          /* moecl_programs.lanes */
     int fast_numerics;  /* use matmul_fm where the format has it (moecl_programs) */
+    uint32_t fmt_min;   /* GPU: vectors per column from which matmul_fmt runs ($MOECL_FMT_MIN) */
     int fast_attention; /* CPUs: attn_fast_f32 (fast numerics and $MOECL_FAST_ATTENTION=1) */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */
     struct moecl_prof *prof;             /* NULL: no profiling (owned by the context) */

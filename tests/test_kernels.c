@@ -186,6 +186,11 @@ static int g_compare_exact;
  * from the default kernel's on the same inputs (so a test can see the fm kernel really ran).
  * g_act: the activation dtype the programs are built for (output rounding). */
 static int g_fm, g_fm_used, g_fm_differs;
+/* GPU fast numerics: g_fmt_differs counts the outputs whose bits differ between the launcher's
+ * choice and the 8-vector tiles forced (matmul_fm instead of the tiled matmul_fmt: different
+ * sum orders, so some bits differ where the tiled kernel ran); g_fmt marks a case run through
+ * the tiled kernel for the tolerance (one fma chain per output over every column). */
+static int g_fmt, g_fmt_differs;
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -222,7 +227,7 @@ static double fm_tolerance(const struct qcase *qc, double mag) {
          * weight's rounding (fma(q, s, b), or code * scale with a non-power-of-two nvfp4 scale)
          * and the product's */
         int epw = 32 / qc->bits, per_lane = (qc->cols / epw + 31) / 32;
-        double dg = (double)per_lane * epw + 32 + 2;
+        double dg = g_fmt ? (double)qc->cols + 2 : (double)per_lane * epw + 32 + 2;
         return 2.0 * dg * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
     }
     int epw = qc->mode == MOECL_QMODE_AFFINE ? 32 / qc->bits
@@ -407,6 +412,24 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
                     }
             }
             e.k.exact_matmul = !e.k.exact_matmul;
+            free(y2);
+        }
+        if (g_fm && g_fm_lanes == 1 && bad >= 0) {
+            /* the same inputs through matmul_fm's 8-vector tiles (no tiled kernel) */
+            float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
+            uint32_t fmt_min = e.k.fmt_min;
+            e.k.fmt_min = UINT32_MAX;
+            g_fmt_differs = 0;
+            if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y2) != 0) {
+                bad = -1;
+            } else {
+                for (int p = 0; p < qc->n_vec; p++)
+                    for (int r = 0; r < qc->rows; r++) {
+                        size_t i = (size_t)p * ys + (size_t)r;
+                        g_fmt_differs += memcmp(&y[i], &y2[i], 4) != 0;
+                    }
+            }
+            e.k.fmt_min = fmt_min;
             free(y2);
         }
         if (g_fm && bad >= 0) {
@@ -781,6 +804,46 @@ TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
     struct qcase c6 = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 40, 2880, 32, 3, 1, 1, 1};
     CHECK_EQ(run_fm_case(&c5, 3604, 0, 1), 0);
     CHECK_EQ(run_fm_case(&c6, 3605, 0, 1), 0);
+}
+
+/* Fast numerics, the GPU tiled product for many vectors (matmul_fmt: 64 rows x 64 vectors per
+ * work-group through local memory, 64 columns at a time; forced on PoCL with
+ * $MOECL_FAST_LANES=1): dense blocks (full, partial, and a partial last block of columns: 96 =
+ * 64 + 32), and per expert (ids) with more routed vectors than one block and more ids than one
+ * gathering sweep of 256 (600 ids over 4 experts); rows not a multiple of 64; affine 2/4/8-bit,
+ * mxfp4, nvfp4 (group 16: several groups per block of columns); a bias. Each case must be
+ * within the single-chain bound and differ in some bits from the 8-vector tiles (so the tiled
+ * kernel really ran). */
+TEST(kernel_matmul_fm_gpu_tiled) {
+    const char *old = getenv("MOECL_FAST_LANES");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    setenv("MOECL_FAST_LANES", "1", 1);
+    struct qcase cases[] = {
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 100, 2880, 0, 70, 1, 0, 0},
+        {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 64, 96, 0, 16, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 8, 128, MOECL_DTYPE_BF16, 30, 384, 3, 300, 4, 1, 0},
+        {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 65, 256, 0, 20, 1, 0, 0},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 33, 2880, 4, 600, 4, 1, 0},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 20, 128, 0, 40, 1, 0, 0},
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 70, 640, 2, 160, 2, 1, 1},
+    };
+    g_fmt = 1;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int bad = run_fm_case(&cases[i], 3800 + i, 0, 1);
+        if (bad != 0 || g_fmt_differs == 0)
+            moecl_test_fail(__FILE__, __LINE__,
+                            "case %zu (%s b%d g%d): %d off, %d outputs differ from the 8-vector "
+                            "tiles'",
+                            i, moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group, bad,
+                            g_fmt_differs);
+    }
+    g_fmt = 0;
+    if (old)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
 }
 
 /* Fast numerics, the GPU decomposition (8 warps x 4 rows per work-group, a warp's 32
