@@ -257,10 +257,12 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
 
 /* Fast numerics on CPUs (the launcher picks it for programs built with fast numerics, head_dim
  * a multiple of 16): one work-item per (head, token) as attn_sinks_f32, the head dimension in
- * float16 vectors, and one pass over the keys with a running max (as MLX's Metal sdpa_vector:
- * the max starts at the sink logit and the sum at 1; scores and probabilities stay float32, the
- * output is rounded once), 16 keys at a time (their exponentials in one vector). Keys in time
- * order. */
+ * float16 vectors, 16 keys at a time (their scores and exponentials in one vector). Two passes
+ * over the keys: the max and the softmax sum with a running max (starting at the sink logit
+ * and 1, as MLX's Metal sdpa_vector), then the probabilities rounded to the activation dtype
+ * as the exact kernel and MLX round them, times the values. Only the order of the float32 sums
+ * differs from the exact kernel (a one-pass form that left the probabilities unrounded moved
+ * chaotic bf16 fixtures past fast numerics' bounds). Keys in time order. */
 #define ATTN_FV (HEAD_DIM_MAX / 16)
 inline float attn_hsum16(float16 v) {
     float8 h = v.lo + v.hi;
@@ -278,6 +280,24 @@ inline float16 attn_row16(__global const float *fresh, __global const uchar *rin
     if (f16)
         return vload_half16(i, (__global const half *)ring + (ulong)(j % cap) * kv_width + kvh * hd);
     return vload16(i, (__global const float *)ring + (ulong)(j % cap) * kv_width + kvh * hd);
+}
+
+/* The rounded scores of keys b .. b + nb - 1 (nb <= 16; -inf past nb). */
+inline float16 attn_scores16(const float16 *qv, __global const float *k_new,
+                             __global const uchar *k_ring, uint b, uint nb, uint nv,
+                             uint kv_width, uint kvh, const struct moecl_attn_args *a) {
+    float16 z = (float16)(-INFINITY);
+    for (uint l = 0; l < nb; l++) {
+        float16 d = qv[0] * attn_row16(k_new, k_ring, b + l, 0, a->pos0, a->cache_cap, kv_width,
+                                       kvh, a->head_dim, a->kv_f16);
+        for (uint i = 1; i < nv; i++)
+            d = fma(qv[i],
+                    attn_row16(k_new, k_ring, b + l, i, a->pos0, a->cache_cap, kv_width, kvh,
+                               a->head_dim, a->kv_f16),
+                    d);
+        z[l] = round_act(attn_hsum16(d));
+    }
+    return z;
 }
 
 __kernel void attn_fast_f32(__global const float *q, __global const float *k_new,
@@ -300,48 +320,133 @@ __kernel void attn_fast_f32(__global const float *q, __global const float *k_new
         qv[i] = x;
         acc[i] = (float16)(0.0f);
     }
-    /* blocks of 16 keys: their scores in one vector, one max and one rescale per block */
+    /* pass 1, blocks of 16 keys: their scores in one vector, one max and one rescale of the sum
+     * per block */
     float m = load_dt(sinks, a.sinks_offset, h, a.sinks_dt), sum = 1.0f;
     for (uint b = lo; b <= p; b += 16) {
-        uint nb = min(16u, p + 1 - b);
-        float16 z = (float16)(-INFINITY);
-        for (uint l = 0; l < nb; l++) {
-            float16 d = qv[0] * attn_row16(k_new, k_ring, b + l, 0, a.pos0, a.cache_cap,
-                                           kv_width, kvh, hd, a.kv_f16);
-            for (uint i = 1; i < nv; i++)
-                d = fma(qv[i],
-                        attn_row16(k_new, k_ring, b + l, i, a.pos0, a.cache_cap, kv_width, kvh,
-                                   hd, a.kv_f16),
-                        d);
-            z[l] = round_act(attn_hsum16(d));
-        }
+        float16 z = attn_scores16(qv, k_new, k_ring, b, min(16u, p + 1 - b), nv, kv_width, kvh,
+                                  &a);
         float8 m8 = fmax(z.lo, z.hi);
         float4 m4 = fmax(m8.lo, m8.hi);
         float2 m2 = fmax(m4.lo, m4.hi);
         float bm = fmax(m2.x, m2.y);
         if (bm > m) {
-            float c = exp(m - bm);
-            sum *= c;
-            for (uint i = 0; i < nv; i++)
-                acc[i] *= c;
+            sum *= exp(m - bm);
             m = bm;
         }
-        float16 w = exp(z - m); /* 0 for the keys past nb */
-        sum += attn_hsum16(w);
-        for (uint l = 0; l < nb; l++)
+        sum += attn_hsum16(exp(z - m)); /* 0 for the keys past the block's end */
+    }
+    /* pass 2: the rounded probabilities times the values */
+    float inv = 1.0f / sum;
+    for (uint b = lo; b <= p; b += 16) {
+        uint nb = min(16u, p + 1 - b);
+        float16 w = exp(attn_scores16(qv, k_new, k_ring, b, nb, nv, kv_width, kvh, &a) - m) * inv;
+        for (uint l = 0; l < nb; l++) {
+            float pl = round_act(w[l]);
             for (uint i = 0; i < nv; i++)
-                acc[i] = fma((float16)(w[l]),
+                acc[i] = fma((float16)(pl),
                              attn_row16(v_new, v_ring, b + l, i, a.pos0, a.cache_cap, kv_width,
                                         kvh, hd, a.kv_f16),
                              acc[i]);
+        }
     }
-    float inv = 1.0f / sum;
     __global float *o = out + (ulong)t * a.n_heads * hd + h * hd;
     for (uint i = 0; i < nv; i++) {
-        float16 x = acc[i] * inv;
+        float16 x = acc[i];
         for (uint l = 0; l < 16; l++)
             x[l] = round_act(x[l]);
         vstore16(x, i, o);
+    }
+}
+
+/* Fast numerics on GPUs: a work-group of AFW work-items per (head, token) and blocks of AFW
+ * keys, work-item i scoring key b0 + i (its dot product in element order). Two passes as
+ * attn_fast_f32: the max and the softmax sum (tree reductions per block, a running max), then
+ * the probabilities rounded to the activation dtype times the values: output dimension d is
+ * the sum of work-items d, d + hd, ... each over every (AFW / hd)-th key of the block, added
+ * in the end. With one block the scores stay in registers between the passes. Keys in time
+ * order. */
+#define AFW 256
+__kernel __attribute__((reqd_work_group_size(AFW, 1, 1))) void
+attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global const float *v_new,
+                 __global const uchar *k_ring, __global const uchar *v_ring,
+                 __global const uchar *sinks, __global float *out, struct moecl_attn_args a) {
+    __local float qs[HEAD_DIM_MAX];
+    __local float pz[AFW];
+    __local float red[AFW];
+    uint lid = get_local_id(0), h = get_group_id(0), t = get_global_id(1);
+    uint hd = a.head_dim, kv_width = a.n_kv_heads * hd;
+    uint kvh = h / (a.n_heads / a.n_kv_heads);
+    uint p = a.pos0 + t;
+    uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
+    uint n_keys = p + 1 - lo;
+    uint ns = AFW / hd, d = lid % hd, slice = lid / hd; /* output: dimension d, key slice */
+    __global const float *qr = q + (ulong)t * a.n_heads * hd + h * hd;
+    for (uint i = lid; i < hd; i += AFW)
+        qs[i] = round_act(qr[i] * a.scale);
+    barrier(CLK_LOCAL_MEM_FENCE);
+#define AFW_SCORE(b0)                                                                              \
+    (lid < min((uint)AFW, n_keys - (b0))                                                           \
+         ? round_act(kv_row_dot_l(qs, k_new, k_ring, lo + (b0) + lid, a.pos0, a.cache_cap,         \
+                                  kv_width, kvh, hd, a.kv_f16))                                    \
+         : -INFINITY)
+    /* pass 1: the max and the sum */
+    float m = load_dt(sinks, a.sinks_offset, h, a.sinks_dt), sum = 1.0f, z = -INFINITY;
+    for (uint b0 = 0; b0 < n_keys; b0 += AFW) {
+        z = AFW_SCORE(b0);
+        red[lid] = z;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint s = AFW / 2; s > 0; s >>= 1) {
+            if (lid < s)
+                red[lid] = fmax(red[lid], red[lid + s]);
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        float mn = fmax(m, red[0]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        red[lid] = exp(z - mn);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint s = AFW / 2; s > 0; s >>= 1) {
+            if (lid < s)
+                red[lid] += red[lid + s];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        sum = sum * exp(m - mn) + red[0];
+        m = mn;
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    /* pass 2: rounded probabilities times the values */
+    float inv = 1.0f / sum, acc = 0.0f;
+    for (uint b0 = 0; b0 < n_keys; b0 += AFW) {
+        uint nb = min((uint)AFW, n_keys - b0);
+        if (n_keys > AFW)
+            z = AFW_SCORE(b0);
+        pz[lid] = round_act(exp(z - m) * inv);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (slice < ns)
+            for (uint i = slice; i < nb; i += ns) {
+                uint j = lo + b0 + i;
+                float v;
+                if (j >= a.pos0)
+                    v = v_new[(ulong)(j - a.pos0) * kv_width + kvh * hd + d];
+                else if (a.kv_f16)
+                    v = vload_half((ulong)(j % a.cache_cap) * kv_width + kvh * hd + d,
+                                   (__global const half *)v_ring);
+                else
+                    v = ((__global const float *)v_ring)[(ulong)(j % a.cache_cap) * kv_width +
+                                                         kvh * hd + d];
+                acc = fma(pz[i], v, acc);
+            }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#undef AFW_SCORE
+    /* the slices' sums of dimension d */
+    red[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (slice == 0) {
+        float o = acc;
+        for (uint sl = 1; sl < ns; sl++)
+            o += red[sl * hd + d];
+        out[(ulong)t * a.n_heads * hd + h * hd + d] = round_act(o);
     }
 }
 

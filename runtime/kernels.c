@@ -213,10 +213,10 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* GPU fast products: vectors per column (per expert) from which the tiled kernel runs */
     const char *fmt_min = getenv("MOECL_FMT_MIN");
     k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
-    /* the one-pass CPU attention: opt-in ($MOECL_FAST_ATTENTION=1) until it keeps fast
-     * numerics' top-1 bound on every seed (it left 3-bit g32 at 92.5% on one) */
+    /* fast numerics' attention kernels (attn_fast_f32, attn_fast_wg_f32); $MOECL_FAST_ATTENTION=0
+     * keeps the exact ones */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
-    k->fast_attention = p->fast_numerics && fa && strcmp(fa, "1") == 0;
+    k->fast_attention = p->fast_numerics && !(fa && strcmp(fa, "0") == 0);
 #define X(name) MOECL_TRY(make_kernel(p->core, #name, &k->name));
     MOECL_CORE_KERNELS(X)
 #undef X
@@ -665,10 +665,11 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
         (!a->window && a->pos0 > a->cache_cap))
         return bad_shape("attn: heads not a multiple of kv heads, head_dim over 256, or a "
                          "window/context the cache cannot hold");
-    /* GPUs: a work-group per (head, token) (attention.cl), the same arithmetic; CPUs in fast
-     * numerics: vectors along the head dimension, one pass over the keys */
-    int fast = k->fast_attention && k->lanes > 1 && a->head_dim % 16 == 0;
-    cl_kernel kern = fast            ? k->attn_fast_f32
+    /* GPUs: a work-group per (head, token) (attention.cl), the same arithmetic; in fast
+     * numerics one pass over the keys: on CPUs vectors along the head dimension, on GPUs a
+     * work-group of 256 per (head, token) */
+    int fast = k->fast_attention && (k->lanes == 1 || a->head_dim % 16 == 0);
+    cl_kernel kern = fast            ? (k->lanes == 1 ? k->attn_fast_wg_f32 : k->attn_fast_f32)
                      : k->lanes == 1 ? k->attn_sinks_wg_f32
                                      : k->attn_sinks_f32;
     ARG(kern, 0, qbuf);
@@ -679,7 +680,10 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     ARG(kern, 5, sinks);
     ARG(kern, 6, out);
     MOECL_CL_CALL(clSetKernelArg(kern, 7, sizeof *a, a));
-    if (k->lanes == 1 && !fast)
+    if (k->lanes == 1 && fast)
+        status = enqueue(q, k, kern, "attn_fast_wg_f32", MOECL_OPC_ATTENTION, 2,
+                         (size_t)a->n_heads * 256, a->n_tokens, 256);
+    else if (k->lanes == 1)
         status = enqueue(q, k, kern, "attn_sinks_wg_f32", MOECL_OPC_ATTENTION, 2,
                          (size_t)a->n_heads * 64, a->n_tokens, 64);
     else

@@ -31,6 +31,7 @@
     X(attn_sinks_f32)                                                                              \
     X(attn_sinks_wg_f32)                                                                           \
     X(attn_fast_f32)                                                                               \
+    X(attn_fast_wg_f32)                                                                            \
     X(kv_append_f32)                                                                               \
     X(kv_append_f16)                                                                               \
     X(router_topk_f32)                                                                             \
@@ -128,7 +129,8 @@ struct moecl_kernels {
     int lanes;          /* moecl_programs.lanes */
     int fast_numerics;  /* use matmul_fm where the format has it (moecl_programs) */
     uint32_t fmt_min;   /* GPU: vectors per column from which matmul_fmt runs ($MOECL_FMT_MIN) */
-    int fast_attention; /* CPUs: attn_fast_f32 (fast numerics and $MOECL_FAST_ATTENTION=1) */
+    int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
+                         */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */
     struct moecl_prof *prof;             /* NULL: no profiling (owned by the context) */
 };

@@ -402,14 +402,25 @@ TEST(kernel_attention_key_shift_is_a_rotation) {
     }
 }
 
-/* The fast-numerics CPU attention (attn_fast_f32: vectors along the head dimension, one pass
- * with a running max) within the reference bound on the window edge, wrapped-ring, decode and
- * full-attention cases; head_dim 16 is one vector. On GPUs the launcher keeps the exact kernel. */
-TEST(kernel_attention_fast_cpu) {
+/* The fast-numerics attention, one pass with a running max, within the reference bound on the
+ * window edge, wrapped-ring, decode and full-attention cases: on CPUs attn_fast_f32 (vectors
+ * along the head dimension; head_dim 16 is one vector), on GPUs attn_fast_wg_f32 (a work-group
+ * of 256 per (head, token), blocks of 256 keys: the 1500-position case takes several). */
+static void attention_fast_cases(const char *lanes) {
     struct kenv e;
+    const char *old = getenv("MOECL_FAST_LANES");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    if (lanes)
+        setenv("MOECL_FAST_LANES", lanes, 1);
     setenv("MOECL_FAST_ATTENTION", "1", 1);
     int opened = kenv_open_numerics(&e, MOECL_ACT_F32, 1, NULL, 0);
     unsetenv("MOECL_FAST_ATTENTION");
+    if (old)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
     REQUIRE(opened == 0);
     static const int cases[][4] = {{5, 7, 8, 8},       {13, 20, 8, 8},    {8, 1, 8, 8},
                                    {0, 11, 8, 8},      {30, 5, 64, 0},    {0, 1, 64, 0},
@@ -417,10 +428,16 @@ TEST(kernel_attention_fast_cpu) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int bad = attn_case(&e, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 120 + i);
         if (bad)
-            moecl_test_fail(__FILE__, __LINE__, "case %zu (pos0 %d, %d tokens): %d bad", i,
-                            cases[i][0], cases[i][1], bad);
+            moecl_test_fail(__FILE__, __LINE__, "%s: case %zu (pos0 %d, %d tokens): %d bad",
+                            e.k.lanes == 1 ? "work-group" : "vector", i, cases[i][0], cases[i][1],
+                            bad);
     }
     kenv_close(&e);
+}
+
+TEST(kernel_attention_fast) {
+    attention_fast_cases(NULL); /* the test device's own */
+    attention_fast_cases("1");  /* the GPU decomposition */
 }
 
 TEST(kernel_kv_append_ring) {
