@@ -422,20 +422,26 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
             z = AFW_SCORE(b0);
         pz[lid] = round_act(exp(z - m) * inv);
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (slice < ns)
-            for (uint i = slice; i < nb; i += ns) {
-                uint j = lo + b0 + i;
-                float v;
-                if (j >= a.pos0)
-                    v = v_new[(ulong)(j - a.pos0) * kv_width + kvh * hd + d];
-                else if (a.kv_f16)
-                    v = vload_half((ulong)(j % a.cache_cap) * kv_width + kvh * hd + d,
-                                   (__global const half *)v_ring);
-                else
-                    v = ((__global const float *)v_ring)[(ulong)(j % a.cache_cap) * kv_width +
-                                                         kvh * hd + d];
-                acc = fma(pz[i], v, acc);
+        /* the block's ring keys (positions < pos0), then its fresh ones: loops without a
+         * branch, so that a GPU issues the loads ahead of the dependent fmas */
+        uint j0 = lo + b0, n_ring = j0 < a.pos0 ? min(nb, a.pos0 - j0) : 0, i = slice;
+        if (slice < ns) {
+            if (a.kv_f16) {
+                __global const half *vr = (__global const half *)v_ring + kvh * hd + d;
+#pragma unroll 8
+                for (; i < n_ring; i += ns)
+                    acc = fma(pz[i], vload_half((ulong)((j0 + i) % a.cache_cap) * kv_width, vr),
+                              acc);
+            } else {
+                __global const float *vr = (__global const float *)v_ring + kvh * hd + d;
+#pragma unroll 8
+                for (; i < n_ring; i += ns)
+                    acc = fma(pz[i], vr[(ulong)((j0 + i) % a.cache_cap) * kv_width], acc);
             }
+            __global const float *vf = v_new + kvh * hd + d;
+            for (; i < nb; i += ns)
+                acc = fma(pz[i], vf[(ulong)(j0 + i - a.pos0) * kv_width], acc);
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 #undef AFW_SCORE
