@@ -196,45 +196,45 @@ fmt_block(__global const uchar *w, __global const uchar *sc, __global const ucha
     for (uint i = 0; i < 4; i++)
         for (uint j = 0; j < 4; j++)
             acc[i][j] = 0.0f;
-    __global const uchar *wb = w + a->w_offset + e * a->w_expert_stride;
-    __global const uchar *sb = sc + a->s_offset + e * a->s_expert_stride;
-    __global const uchar *bb = bi + a->b_offset + e * a->b_expert_stride;
+    /* a work-item loads the words of one row (lid % FMT_BM: 256 is a multiple of FMT_BM) and
+     * the columns of one vector (lid % FMT_BN), so their addresses are set up once */
+    uint lr = lid % FMT_BM, lw = lid / FMT_BM, lv = lid % FMT_BN, lc = lid / FMT_BN;
+    ulong ro = min(r0 + lr, a->rows - 1);
+    __global const uint *wrow = (__global const uint *)(w + a->w_offset + e * a->w_expert_stride +
+                                                        ro * a->w_row_stride);
+    __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + ro * a->s_row_stride;
+    __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + ro * a->b_row_stride;
+    __global const float *xrow =
+        x + a->x_offset + (ulong)(tp[min(lv, nt - 1)] / a->x_div) * a->x_stride;
     for (uint k0 = 0; k0 < a->cols; k0 += FMT_BK) {
-        /* the rows' weights: word wi of row r -> ws[column][r] */
-        for (uint idx = lid; idx < FMT_BM * FMT_WPR; idx += 256u) {
-            uint r = idx % FMT_BM, wi = idx / FMT_BM, c = k0 + wi * FM_EPW;
-            ulong ro = min(r0 + r, a->rows - 1);
-            uint word = 0;
+        /* the rows' weights: word wi of row lr -> ws[column][lr] */
+        for (uint wi = lw; wi < FMT_WPR; wi += 256u / FMT_BM) {
+            uint c = k0 + wi * FM_EPW, word = 0;
             float s = 0.0f, b = 0.0f;
             if (c < a->cols) {
-                word = ((__global const uint *)(wb + ro * a->w_row_stride))[c / FM_EPW];
+                word = wrow[c / FM_EPW];
                 uint g = c / GROUP;
 #if QMODE == MOECL_QM_AFFINE
-                s = load_dt(sb + ro * a->s_row_stride, 0, g, WDT);
-                b = load_dt(bb + ro * a->b_row_stride, 0, g, WDT);
+                s = load_dt(srow, 0, g, WDT);
+                b = load_dt(brow, 0, g, WDT);
 #elif QMODE == MOECL_QM_MXFP4
-                s = e8m0_to_f32(sb[ro * a->s_row_stride + g]);
+                s = e8m0_to_f32(srow[g]);
 #else
-                s = e4m3_to_f32(sb[ro * a->s_row_stride + g]);
+                s = e4m3_to_f32(srow[g]);
 #endif
             }
 #pragma unroll
             for (uint j = 0; j < FM_EPW; j++)
 #if QMODE == MOECL_QM_AFFINE
-                ws[(wi * FM_EPW + j) * FMT_BM + r] = fma(FM_CODE(word, j), s, b);
+                ws[(wi * FM_EPW + j) * FMT_BM + lr] = fma(FM_CODE(word, j), s, b);
 #else
-                ws[(wi * FM_EPW + j) * FMT_BM + r] = FM_CODE(word, j) * s;
+                ws[(wi * FM_EPW + j) * FMT_BM + lr] = FM_CODE(word, j) * s;
 #endif
         }
-        /* the vectors' columns: column c of vector v -> xs[c][v] (zeros past cols) */
-        for (uint idx = lid; idx < FMT_BN * FMT_BK; idx += 256u) {
-            uint v = idx % FMT_BN, c = idx / FMT_BN;
-            uint t = tp[min(v, nt - 1)];
-            float xv = 0.0f;
-            if (k0 + c < a->cols)
-                xv = x[a->x_offset + (ulong)(t / a->x_div) * a->x_stride + k0 + c];
-            xs[c * FMT_BN + v] = xv;
-        }
+        /* the vectors' columns: column c of vector lv -> xs[c][lv] (zeros past cols) */
+#pragma unroll 4
+        for (uint c = lc; c < FMT_BK; c += 256u / FMT_BN)
+            xs[c * FMT_BN + lv] = k0 + c < a->cols ? xrow[k0 + c] : 0.0f;
         barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll 8
         for (uint c = 0; c < FMT_BK; c++) {
@@ -308,6 +308,7 @@ MOECL_CAT(matmul_fmt_f32_, WNAME)(__global const uchar *w, __global const uchar 
             tp[atomic_inc(&count)] = q;
         barrier(CLK_LOCAL_MEM_FENCE);
         uint n = count;
+        barrier(CLK_LOCAL_MEM_FENCE); /* every work-item has read count before it grows */
         while (n >= FMT_BN || (n > 0 && q0 + 256u >= a.n_vec)) {
             uint nt = min(n, (uint)FMT_BN);
             fmt_block(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, lut, ws, xs);
