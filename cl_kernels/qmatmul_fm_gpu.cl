@@ -172,6 +172,70 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
     }
 }
 
+/* One vector per column (decode: a dense product of one vector, or a token's top-k with a
+ * column per output vector): a work-group of 8 warps owns a.rows_per_item rows (1, 2, 4 or 8),
+ * each row split among 8 / rows_per_item warps (so that small products such as the router's
+ * still spread over many work-groups); a work-item runs one fma chain over every (32 * warps
+ * per row)-th word of its row, the chains of a row are added as a tree in local memory. */
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
+MOECL_CAT(matmul_fmv_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
+                                  __global const uchar *bi, __global const uchar *bias,
+                                  __global const float *x, __global float *y,
+                                  __global const int *ids, struct moecl_qmm_args a) {
+    __local float red[256];
+    __local float lut[16];
+    uint lid = get_local_id(0);
+    if (lid < 16u)
+        lut[lid] = e2m1_to_f32(lid);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    uint wpr = 8u / a.rows_per_item, span = 32u * wpr; /* warps and work-items per row */
+    uint ri = lid / span, part = lid % span;
+    uint row = get_group_id(0) * a.rows_per_item + ri, vec = get_group_id(1);
+    ulong e = a.use_ids ? (ulong)ids[vec] : 0;
+    ulong ro = min(row, a.rows - 1);
+    __global const uint *wrow = (__global const uint *)(w + a.w_offset + e * a.w_expert_stride +
+                                                        ro * a.w_row_stride);
+    __global const uchar *srow = sc + a.s_offset + e * a.s_expert_stride + ro * a.s_row_stride;
+    __global const uchar *brow = bi + a.b_offset + e * a.b_expert_stride + ro * a.b_row_stride;
+    __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
+    float acc = 0.0f;
+    uint n_words = a.cols / FM_EPW;
+#pragma unroll 4
+    for (uint wi = part; wi < n_words; wi += span) {
+        uint word = wrow[wi], g = wi * FM_EPW / GROUP;
+#if QMODE == MOECL_QM_AFFINE
+        float s = load_dt(srow, 0, g, WDT), b = load_dt(brow, 0, g, WDT);
+#elif QMODE == MOECL_QM_MXFP4
+        float s = e8m0_to_f32(srow[g]);
+#else
+        float s = e4m3_to_f32(srow[g]);
+#endif
+#pragma unroll
+        for (uint j = 0; j < FM_EPW; j++)
+#if QMODE == MOECL_QM_AFFINE
+            acc = fma(xr[wi * FM_EPW + j], fma(FM_CODE(word, j), s, b), acc);
+#else
+            acc = fma(xr[wi * FM_EPW + j], FM_CODE(word, j) * s, acc);
+#endif
+    }
+    red[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint st = span / 2; st > 0; st >>= 1) {
+        if (part < st)
+            red[lid] += red[lid + st];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (part == 0 && row < a.rows) {
+        float v = red[lid], bv = 0.0f;
+        if (a.bias_mode != MOECL_BIAS_NONE)
+            bv = load_dt(bias, a.bias_offset + e * a.bias_expert_stride, row, a.bias_dt);
+        y[(ulong)vec * a.y_stride + row] = a.bias_mode == MOECL_BIAS_FUSED ? round_act(v + bv)
+                                           : a.bias_mode == MOECL_BIAS_AFTER
+                                               ? round_act(round_act(v) + bv)
+                                               : round_act(v);
+    }
+}
+
 /* Tiled product for many vectors (prefill, and the tokens routed to one expert): a work-group
  * of 256 work-items computes a block of FMT_BM rows x FMT_BN vectors, FMT_BK columns at a
  * time: the rows' words are dequantized into local memory (one float per weight), the vectors'

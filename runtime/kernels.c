@@ -249,6 +249,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmt_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmt));
+        snprintf(name, sizeof name, "matmul_fmv_f32_%s", suffix);
+        if (k->formats[i].matmul_fm && p->lanes == 1)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmv));
         /* the CPU kernels' input permutation comes with them */
         snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes != 1)
@@ -487,7 +490,15 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         a.tile = 8;
         g0 = (size_t)(a.rows + 31) / 32 * 256;
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
-        if (ids && n_vec <= (uint32_t)w->n_experts) {
+        if (k->formats[dw->format].matmul_fmv &&
+            ((ids && n_vec <= (uint32_t)w->n_experts) || (!ids && n_vec == 1))) {
+            /* one vector per column: rows split among warps (matmul_fmv) */
+            kern = k->formats[dw->format].matmul_fmv;
+            a.use_ids = ids ? 2u : 0u;
+            a.rows_per_item = a.rows >= 1024 ? 8u : a.rows >= 256 ? 4u : a.rows >= 64 ? 2u : 1u;
+            g0 = (size_t)(a.rows + a.rows_per_item - 1) / a.rows_per_item * 256;
+            g1 = n_vec;
+        } else if (ids && n_vec <= (uint32_t)w->n_experts) {
             a.use_ids = 2; /* a column per vector, as on CPUs */
             g1 = n_vec;
         } else if (k->formats[dw->format].matmul_fmt &&

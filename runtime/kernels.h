@@ -45,6 +45,7 @@
     X(matmul_fm, "matmul_fm_f32_")                                                                 \
     X(matmul_fm_prep, "matmul_fm_prep_f32_")                                                       \
     X(matmul_fmt, "matmul_fmt_f32_")                                                               \
+    X(matmul_fmv, "matmul_fmv_f32_")                                                               \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */

@@ -874,6 +874,9 @@ TEST(kernel_matmul_fm_gpu_decomposition) {
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 70, 2880, 0, 1, 1, 0, 1},
         {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
+        /* one vector (matmul_fmv: 1, 2, 4 or 8 rows per work-group by the row count) */
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 300, 512, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 1100, 256, 0, 1, 1, 0, 0},
         /* no more output vectors than experts (a decode step's top-k): a column per vector */
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 40, 2880, 8, 4, 4, 1, 1},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 33, 256, 32, 8, 2, 1, 0},
