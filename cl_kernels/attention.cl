@@ -46,6 +46,32 @@
 KV_ROW_DOT(kv_row_dot, )
 KV_ROW_DOT(kv_row_dot_l, __local)
 
+/* kv_row_dot_l in float4 steps (head_dim a multiple of 4; fast numerics: four partial sums). */
+inline float kv_row_dot4_l(__local const float *qs, __global const float *fresh,
+                           __global const uchar *ring, uint j, uint pos0, uint cap, uint kv_width,
+                           uint kvh, uint head_dim, uint f16) {
+    float4 z = (float4)(0.0f);
+    if (j >= pos0) {
+        __global const float *r = fresh + (ulong)(j - pos0) * kv_width + kvh * head_dim;
+#pragma unroll 4
+        for (uint d = 0; d < head_dim / 4; d++)
+            z = fma(vload4(d, qs), vload4(d, r), z);
+    } else if (f16) {
+        __global const half *r =
+            (__global const half *)ring + (ulong)(j % cap) * kv_width + kvh * head_dim;
+#pragma unroll 4
+        for (uint d = 0; d < head_dim / 4; d++)
+            z = fma(vload4(d, qs), vload_half4(d, r), z);
+    } else {
+        __global const float *r =
+            (__global const float *)ring + (ulong)(j % cap) * kv_width + kvh * head_dim;
+#pragma unroll 4
+        for (uint d = 0; d < head_dim / 4; d++)
+            z = fma(vload4(d, qs), vload4(d, r), z);
+    }
+    return (z.x + z.y) + (z.z + z.w);
+}
+
 /* acc += p * value row j (same addressing as kv_row_dot). */
 inline void kv_row_axpy(float *acc, float p, __global const float *fresh,
                         __global const uchar *ring, uint j, uint pos0, uint cap, uint kv_width,
@@ -364,9 +390,10 @@ __kernel void attn_fast_f32(__global const float *q, __global const float *k_new
  * attn_fast_f32: the max and the softmax sum (tree reductions per block, a running max), then
  * the probabilities rounded to the activation dtype times the values: output dimension d is
  * the sum of work-items d, d + hd, ... each over every (AFW / hd)-th key of the block, added
- * in the end. With one block the scores stay in registers between the passes. Keys in time
- * order. */
+ * in the end. The scores of the first AFW_ZS keys stay in local memory between the passes (the
+ * rest are computed again). Keys in time order. */
 #define AFW 256
+#define AFW_ZS 1024
 __kernel __attribute__((reqd_work_group_size(AFW, 1, 1))) void
 attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global const float *v_new,
                  __global const uchar *k_ring, __global const uchar *v_ring,
@@ -374,6 +401,7 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
     __local float qs[HEAD_DIM_MAX];
     __local float pz[AFW];
     __local float red[AFW];
+    __local float zs[AFW_ZS]; /* the first AFW_ZS keys' scores, kept between the passes */
     uint lid = get_local_id(0), h = get_group_id(0), t = get_global_id(1);
     uint hd = a.head_dim, kv_width = a.n_kv_heads * hd;
     uint kvh = h / (a.n_heads / a.n_kv_heads);
@@ -386,14 +414,17 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
         qs[i] = round_act(qr[i] * a.scale);
     barrier(CLK_LOCAL_MEM_FENCE);
 #define AFW_SCORE(b0)                                                                              \
-    (lid < min((uint)AFW, n_keys - (b0))                                                           \
-         ? round_act(kv_row_dot_l(qs, k_new, k_ring, lo + (b0) + lid, a.pos0, a.cache_cap,         \
-                                  kv_width, kvh, hd, a.kv_f16))                                    \
-         : -INFINITY)
+    (lid >= min((uint)AFW, n_keys - (b0)) ? -INFINITY                                              \
+     : hd % 4 == 0 ? round_act(kv_row_dot4_l(qs, k_new, k_ring, lo + (b0) + lid, a.pos0,           \
+                                             a.cache_cap, kv_width, kvh, hd, a.kv_f16))            \
+                   : round_act(kv_row_dot_l(qs, k_new, k_ring, lo + (b0) + lid, a.pos0,            \
+                                            a.cache_cap, kv_width, kvh, hd, a.kv_f16)))
     /* pass 1: the max and the sum */
     float m = load_dt(sinks, a.sinks_offset, h, a.sinks_dt), sum = 1.0f, z = -INFINITY;
     for (uint b0 = 0; b0 < n_keys; b0 += AFW) {
         z = AFW_SCORE(b0);
+        if (b0 < AFW_ZS)
+            zs[b0 + lid] = z;
         red[lid] = z;
         barrier(CLK_LOCAL_MEM_FENCE);
         for (uint s = AFW / 2; s > 0; s >>= 1) {
@@ -419,7 +450,7 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
     for (uint b0 = 0; b0 < n_keys; b0 += AFW) {
         uint nb = min((uint)AFW, n_keys - b0);
         if (n_keys > AFW)
-            z = AFW_SCORE(b0);
+            z = b0 < AFW_ZS ? zs[b0 + lid] : AFW_SCORE(b0);
         pz[lid] = round_act(exp(z - m) * inv);
         barrier(CLK_LOCAL_MEM_FENCE);
         /* the block's ring keys (positions < pos0), then its fresh ones: loops without a

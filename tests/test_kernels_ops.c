@@ -10,6 +10,7 @@
 #include "test.h"
 
 #include "kernel_env.h"
+#include "fp.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +222,8 @@ static uint32_t g_attn_shift, g_attn_rotate;
 
 /* One chunk of n queries at pos0 against a ring of `cap` slots holding the previous positions,
  * window `win` (0 = causal only); GQA 4 query heads on 2 kv heads. Returns bad outputs. */
+static uint32_t g_attn_f16; /* attn_case: the ring holds halves (struct moecl_attn_args.kv_f16) */
+
 static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t seed) {
     int H = 4, KVH = 2, D = 16, total = pos0 + n;
     uint64_t st = seed;
@@ -246,9 +249,25 @@ static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t
         Vall = v2;
     }
     float *ring_k = calloc((size_t)cap * KVH * D, 4), *ring_v = calloc((size_t)cap * KVH * D, 4);
+    if (g_attn_f16) {
+        /* a half ring: the history's values are halves (the reference sees the same) */
+        for (size_t i = 0; i < (size_t)pos0 * KVH * D; i++) {
+            Kall[i] = moecl_f16_to_f32(moecl_f32_to_f16(Kall[i]));
+            Vall[i] = moecl_f16_to_f32(moecl_f32_to_f16(Vall[i]));
+        }
+    }
     for (int j = (pos0 > cap ? pos0 - cap : 0); j < pos0; j++) {
-        memcpy(ring_k + (size_t)(j % cap) * KVH * D, Kall + (size_t)j * KVH * D, KVH * D * 4);
-        memcpy(ring_v + (size_t)(j % cap) * KVH * D, Vall + (size_t)j * KVH * D, KVH * D * 4);
+        size_t slot = (size_t)(j % cap) * KVH * D, from = (size_t)j * KVH * D;
+        if (g_attn_f16) {
+            uint16_t *hk = (uint16_t *)ring_k, *hv = (uint16_t *)ring_v;
+            for (size_t i = 0; i < (size_t)KVH * D; i++) {
+                hk[slot + i] = moecl_f32_to_f16(Kall[from + i]);
+                hv[slot + i] = moecl_f32_to_f16(Vall[from + i]);
+            }
+        } else {
+            memcpy(ring_k + slot, Kall + from, KVH * D * 4);
+            memcpy(ring_v + slot, Vall + from, KVH * D * 4);
+        }
     }
     cl_mem qm = mk(e, Q, (size_t)n * H * D * 4);
     cl_mem kn = mk(e, Kall + (size_t)pos0 * KVH * D, (size_t)n * KVH * D * 4);
@@ -268,6 +287,7 @@ static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t
     a.sinks_dt = MOECL_DT_F32;
     a.scale = 0.25f;
     a.key_shift = g_attn_shift;
+    a.kv_f16 = g_attn_f16;
     int bad = -1;
     float *out = malloc((size_t)n * H * D * 4);
     if (moecl_launch_attn(e->q, &e->k, qm, kn, vn, kr, vr, sm, &a, om) == MOECL_OK) {
@@ -426,7 +446,9 @@ static void attention_fast_cases(const char *lanes) {
                                    {0, 11, 8, 8},      {30, 5, 64, 0},    {0, 1, 64, 0},
                                    {300, 1, 128, 128}, {1500, 3, 2048, 0}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        g_attn_f16 = i % 2; /* every other case on a half ring */
         int bad = attn_case(&e, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 120 + i);
+        g_attn_f16 = 0;
         if (bad)
             moecl_test_fail(__FILE__, __LINE__, "%s: case %zu (pos0 %d, %d tokens): %d bad",
                             e.k.lanes == 1 ? "work-group" : "vector", i, cases[i][0], cases[i][1],
