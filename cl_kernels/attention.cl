@@ -388,9 +388,9 @@ __kernel void attn_fast_f32(__global const float *q, __global const float *k_new
 /* Fast numerics on GPUs: a work-group of AFW work-items per (head, token) and blocks of AFW
  * keys, work-item i scoring key b0 + i (its dot product in element order). Two passes as
  * attn_fast_f32: the max and the softmax sum (tree reductions per block, a running max), then
- * the probabilities rounded to the activation dtype times the values: output dimension d is
- * the sum of work-items d, d + hd, ... each over every (AFW / hd)-th key of the block, added
- * in the end. The scores of the first AFW_ZS keys stay in local memory between the passes (the
+ * the probabilities rounded to the activation dtype times the values, four dimensions per
+ * work-item (head_dim a multiple of 4): dimensions 4 d4 .. 4 d4 + 3 are the sum of work-items
+ * d4, d4 + hd / 4, ... each over every (AFW / (hd / 4))-th key of the block, added in the end. The scores of the first AFW_ZS keys stay in local memory between the passes (the
  * rest are computed again). Keys in time order. */
 #define AFW 256
 #define AFW_ZS 1024
@@ -408,7 +408,8 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
     uint p = a.pos0 + t;
     uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
     uint n_keys = p + 1 - lo;
-    uint ns = AFW / hd, d = lid % hd, slice = lid / hd; /* output: dimension d, key slice */
+    /* output: dimensions 4 d4 .. 4 d4 + 3 (head_dim a multiple of 4), key slice */
+    uint ns = AFW / (hd / 4), d4 = lid % (hd / 4), slice = lid / (hd / 4);
     __global const float *qr = q + (ulong)t * a.n_heads * hd + h * hd;
     for (uint i = lid; i < hd; i += AFW)
         qs[i] = round_act(qr[i] * a.scale);
@@ -446,7 +447,8 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     /* pass 2: rounded probabilities times the values */
-    float inv = 1.0f / sum, acc = 0.0f;
+    float inv = 1.0f / sum;
+    float4 acc = (float4)(0.0f);
     for (uint b0 = 0; b0 < n_keys; b0 += AFW) {
         uint nb = min((uint)AFW, n_keys - b0);
         if (n_keys > AFW)
@@ -458,32 +460,38 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
         uint j0 = lo + b0, n_ring = j0 < a.pos0 ? min(nb, a.pos0 - j0) : 0, i = slice;
         if (slice < ns) {
             if (a.kv_f16) {
-                __global const half *vr = (__global const half *)v_ring + kvh * hd + d;
+                __global const half *vr = (__global const half *)v_ring + kvh * hd + 4 * d4;
 #pragma unroll 8
                 for (; i < n_ring; i += ns)
-                    acc = fma(pz[i], vload_half((ulong)((j0 + i) % a.cache_cap) * kv_width, vr),
+                    acc = fma(pz[i], vload_half4(0, vr + (ulong)((j0 + i) % a.cache_cap) * kv_width),
                               acc);
             } else {
-                __global const float *vr = (__global const float *)v_ring + kvh * hd + d;
+                __global const float *vr = (__global const float *)v_ring + kvh * hd + 4 * d4;
 #pragma unroll 8
                 for (; i < n_ring; i += ns)
-                    acc = fma(pz[i], vr[(ulong)((j0 + i) % a.cache_cap) * kv_width], acc);
+                    acc = fma(pz[i], vload4(0, vr + (ulong)((j0 + i) % a.cache_cap) * kv_width),
+                              acc);
             }
-            __global const float *vf = v_new + kvh * hd + d;
+            __global const float *vf = v_new + kvh * hd + 4 * d4;
             for (; i < nb; i += ns)
-                acc = fma(pz[i], vf[(ulong)(j0 + i - a.pos0) * kv_width], acc);
+                acc = fma(pz[i], vload4(0, vf + (ulong)(j0 + i - a.pos0) * kv_width), acc);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 #undef AFW_SCORE
-    /* the slices' sums of dimension d */
-    red[lid] = acc;
+    /* the slices' sums of dimensions 4 d4 .. 4 d4 + 3 (zs is free again) */
+    if (slice < ns)
+        vstore4(acc, lid, zs);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (slice == 0) {
-        float o = acc;
+        float4 o = acc;
         for (uint sl = 1; sl < ns; sl++)
-            o += red[sl * hd + d];
-        out[(ulong)t * a.n_heads * hd + h * hd + d] = round_act(o);
+            o += vload4(sl * (hd / 4) + d4, zs);
+        __global float *op = out + (ulong)t * a.n_heads * hd + h * hd + 4 * d4;
+        op[0] = round_act(o.x);
+        op[1] = round_act(o.y);
+        op[2] = round_act(o.z);
+        op[3] = round_act(o.w);
     }
 }
 

@@ -173,7 +173,8 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
 }
 
 /* One vector per column (decode: a dense product of one vector, or a token's top-k with a
- * column per output vector): a work-group of 8 warps owns a.rows_per_item rows (1, 2, 4 or 8),
+ * column per output vector; the launcher takes it below 1024 rows): a work-group of 8 warps
+ * owns a.rows_per_item rows (1, 2, 4 or 8),
  * each row split among 8 / rows_per_item warps (so that small products such as the router's
  * still spread over many work-groups); a work-item runs one fma chain over every (32 * warps
  * per row)-th word of its row, the chains of a row are added as a tree in local memory. */

@@ -490,12 +490,14 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         a.tile = 8;
         g0 = (size_t)(a.rows + 31) / 32 * 256;
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
-        if (k->formats[dw->format].matmul_fmv &&
+        if (k->formats[dw->format].matmul_fmv && a.rows < 1024 &&
             ((ids && n_vec <= (uint32_t)w->n_experts) || (!ids && n_vec == 1))) {
-            /* one vector per column: rows split among warps (matmul_fmv) */
+            /* one vector per column, few rows (router, k, v): rows split among warps
+             * (matmul_fmv); on an H100 it was slower than matmul_fm's four rows per warp for
+             * the larger products (experts 2.49 -> 2.99 ms per token, lm_head 0.45 -> 0.61) */
             kern = k->formats[dw->format].matmul_fmv;
             a.use_ids = ids ? 2u : 0u;
-            a.rows_per_item = a.rows >= 1024 ? 8u : a.rows >= 256 ? 4u : a.rows >= 64 ? 2u : 1u;
+            a.rows_per_item = a.rows >= 256 ? 4u : a.rows >= 64 ? 2u : 1u;
             g0 = (size_t)(a.rows + a.rows_per_item - 1) / a.rows_per_item * 256;
             g1 = n_vec;
         } else if (ids && n_vec <= (uint32_t)w->n_experts) {
@@ -684,7 +686,8 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
      * token) for decode-sized chunks (on an H100 it measured slower than the exact work-group
      * kernel in a 512-token prefill: 995 against 1030 tokens/s) */
     int fast = k->fast_attention &&
-               (k->lanes == 1 ? a->n_tokens <= MOECL_GPU_FAST_ATTN_TOKENS : a->head_dim % 16 == 0);
+               (k->lanes == 1 ? a->n_tokens <= MOECL_GPU_FAST_ATTN_TOKENS && a->head_dim % 4 == 0
+                              : a->head_dim % 16 == 0);
     cl_kernel kern = fast            ? (k->lanes == 1 ? k->attn_fast_wg_f32 : k->attn_fast_f32)
                      : k->lanes == 1 ? k->attn_sinks_wg_f32
                                      : k->attn_sinks_f32;

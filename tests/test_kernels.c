@@ -874,7 +874,8 @@ TEST(kernel_matmul_fm_gpu_decomposition) {
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 19, 128, 4, 40, 4, 1, 1},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 70, 2880, 0, 1, 1, 0, 1},
         {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 9, 128, 0, 5, 1, 0, 1},
-        /* one vector (matmul_fmv: 1, 2, 4 or 8 rows per work-group by the row count) */
+        /* one vector: matmul_fmv below 1024 rows (4 rows per work-group here), matmul_fm's
+         * four rows per warp from 1024 */
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 300, 512, 0, 1, 1, 0, 1},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 1100, 256, 0, 1, 1, 0, 0},
         /* no more output vectors than experts (a decode step's top-k): a column per vector */

@@ -485,7 +485,8 @@ def peak_stats(ref):
 def spec_check(folder, tolerance):
     """Runs tests/reference/spec_forward.py's independent float64 forward (numpy, the spec's
     formulas and bit layouts) on the folder and compares with mlx-lm's reference. It must agree
-    to 1e-4 of max|logit| (2e-2 for long_logits) with every float32 reference (float32 fixtures, and the
+    to 1e-4 of max|logit| (long_logits: KL max 1e-2, top-1 95%) with every float32 reference
+    (float32 fixtures, and the
     prefill_logits_f32act of bf16 fixtures), else the generator or the spec is wrong and
     generation stops; for the bf16 references the numbers show the distance between mlx-lm's
     bf16 arithmetic and exact arithmetic on this model (what a non-bit-faithful engine sees)."""
@@ -495,11 +496,15 @@ def spec_check(folder, tolerance):
     for part, st in res.items():
         if tolerance == "float32" or part == "prefill_f32act":
             # positions 4096.. : mlx's float32 rope angles p*inv_freq carry ~2^-24*4096 rad of
-            # rounding, which a sharp attention row of a random model can amplify (seed 12:
-            # 5.2e-3 relative, KL max 1.8e-3, top-1 100%; most seeds below 3e-4); a wrong
-            # formula or layout is off by O(1)
-            limit = 2e-2 if part == "long" else 1e-4
-            if st["max_abs_diff_rel"] > limit:
+            # rounding, which a sharp attention row of a random model amplifies in single logits
+            # (max|d| 5.2e-3 relative at seed 12, 3.4e-2 at seed 2615021819, with KL max 1.8e-3
+            # and 7.7e-4, top-1 100%); so the long part is judged by its distributions: a wrong
+            # formula or layout moves them by O(1)
+            if part == "long":
+                bad = st["kl_max"] > 1e-2 or st["top1_agreement"] < 0.95
+            else:
+                bad = st["max_abs_diff_rel"] > 1e-4
+            if bad:
                 raise SystemExit(f"{folder}: spec forward differs from mlx-lm ({part}): {st}")
     return rounded
 
