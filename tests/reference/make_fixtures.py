@@ -486,8 +486,7 @@ def spec_check(folder, tolerance):
     """Runs tests/reference/spec_forward.py's independent float64 forward (numpy, the spec's
     formulas and bit layouts) on the folder and compares with mlx-lm's reference. It must agree
     to 1e-4 of max|logit| (long_logits: KL max 1e-2, top-1 95%) with every float32 reference
-    (float32 fixtures, and the
-    prefill_logits_f32act of bf16 fixtures), else the generator or the spec is wrong and
+    (float32 fixtures, and the prefill_logits_f32act of bf16 fixtures), else the generator or the spec is wrong and
     generation stops; for the bf16 references the numbers show the distance between mlx-lm's
     bf16 arithmetic and exact arithmetic on this model (what a non-bit-faithful engine sees)."""
     res = spec_forward.check_folder(folder, tolerance)
