@@ -15,13 +15,17 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
     __global const float *l = logits + (ulong)t * n_experts;
     int sel[TOPK_MAX];
     float val[TOPK_MAX];
+    ulong chosen = 0; /* the experts taken so far, as bits (up to 64 experts; else a search) */
     for (uint s = 0; s < k; s++) {
         int best = -1;
         float bv = 0.0f;
         for (uint e = 0; e < n_experts; e++) {
             int taken = 0;
-            for (uint u = 0; u < s; u++)
-                taken |= sel[u] == (int)e;
+            if (n_experts <= 64)
+                taken = (int)((chosen >> e) & 1ul);
+            else
+                for (uint u = 0; u < s; u++)
+                    taken |= sel[u] == (int)e;
             if (taken)
                 continue;
             if (best < 0 || l[e] >= bv) {
@@ -31,6 +35,8 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
         }
         sel[s] = best;
         val[s] = bv;
+        if (best >= 0 && best < 64)
+            chosen |= 1ul << best;
     }
     float m = val[0], sum = 0.0f;
     for (uint s = 1; s < k; s++)

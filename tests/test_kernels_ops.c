@@ -523,6 +523,39 @@ TEST(kernel_router_topk_softmax_and_ties) {
     clReleaseMemObject(lm);
     clReleaseMemObject(im);
     clReleaseMemObject(wm);
+    /* 32, 64 and 128 experts (the kernel keeps the chosen ones as bits up to 64), logits with
+     * many ties, against the same rule in C: the largest, the higher index among equals */
+    static const int n_exp[] = {32, 64, 128};
+    for (int c = 0; c < 3; c++) {
+        enum { T = 5, K = 4 };
+        int E = n_exp[c];
+        float lg[T * 128];
+        uint64_t st = 40 + (uint64_t)c;
+        for (int i = 0; i < T * E; i++)
+            lg[i] = (float)(moecl_test_rand(&st) % 6) * 0.5f;
+        cl_mem l2 = mk(&e, lg, (size_t)T * E * 4), i2 = mk(&e, NULL, T * K * 4),
+               w2 = mk(&e, NULL, T * K * 4);
+        REQUIRE(moecl_launch_router_topk(e.q, &e.k, l2, i2, w2, T, (uint32_t)E, K) == MOECL_OK);
+        int32_t got[T * K];
+        rd(&e, i2, got, sizeof got);
+        int bad = 0;
+        for (int t = 0; t < T; t++) {
+            int taken[128] = {0};
+            for (int s2 = 0; s2 < K; s2++) {
+                int best = -1;
+                for (int x = 0; x < E; x++)
+                    if (!taken[x] && (best < 0 || lg[t * E + x] >= lg[t * E + best]))
+                        best = x;
+                taken[best] = 1;
+                bad += got[t * K + s2] != best;
+            }
+        }
+        if (bad)
+            moecl_test_fail(__FILE__, __LINE__, "%d experts: %d choices differ", E, bad);
+        clReleaseMemObject(l2);
+        clReleaseMemObject(i2);
+        clReleaseMemObject(w2);
+    }
     kenv_close(&e);
 }
 
