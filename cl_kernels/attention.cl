@@ -497,34 +497,24 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
 
 /* Appends the chunk's keys and values to the ring: token t (position pos0 + t) goes to slot
  * (pos0 + t) % cap; tokens that the ring cannot hold (all but the last cap) are skipped.
- * One work-item per token. */
-__kernel void kv_append_f32(__global const float *k_new, __global const float *v_new,
-                            __global float *k_ring, __global float *v_ring, uint n_tokens,
-                            uint pos0, uint cap, uint kv_width) {
-    uint t = get_global_id(0);
-    if (t >= n_tokens || (n_tokens > cap && t < n_tokens - cap))
-        return;
-    ulong slot = (ulong)((pos0 + t) % cap) * kv_width;
-    __global const float *ks = k_new + (ulong)t * kv_width;
-    __global const float *vs = v_new + (ulong)t * kv_width;
-    for (uint i = 0; i < kv_width; i++) {
-        k_ring[slot + i] = ks[i];
-        v_ring[slot + i] = vs[i];
+ * Work-item (i, t) copies elements i * run .. i * run + run - 1 of token t (CPUs: the whole row;
+ * GPUs: one element, so that a decode step's row is not one work-item's serial loop). */
+#define KV_APPEND(NAME, RING_T, STORE)                                                             \
+    __kernel void NAME(__global const float *k_new, __global const float *v_new,                   \
+                       __global RING_T *k_ring, __global RING_T *v_ring, uint n_tokens, uint pos0, \
+                       uint cap, uint kv_width, uint run) {                                        \
+        uint t = get_global_id(1), i0 = get_global_id(0) * run;                                    \
+        if (t >= n_tokens || (n_tokens > cap && t < n_tokens - cap))                               \
+            return;                                                                                \
+        ulong slot = (ulong)((pos0 + t) % cap) * kv_width;                                         \
+        __global const float *ks = k_new + (ulong)t * kv_width;                                    \
+        __global const float *vs = v_new + (ulong)t * kv_width;                                    \
+        for (uint i = i0; i < min(i0 + run, kv_width); i++) {                                      \
+            STORE(ks[i], slot + i, k_ring);                                                        \
+            STORE(vs[i], slot + i, v_ring);                                                        \
+        }                                                                                          \
     }
-}
-
+#define KV_STORE_F32(v, i, ring) ((ring)[i] = (v))
+KV_APPEND(kv_append_f32, float, KV_STORE_F32)
 /* kv_append_f32 for a half ring: each float is rounded to the nearest half (vstore_half_rte). */
-__kernel void kv_append_f16(__global const float *k_new, __global const float *v_new,
-                            __global half *k_ring, __global half *v_ring, uint n_tokens, uint pos0,
-                            uint cap, uint kv_width) {
-    uint t = get_global_id(0);
-    if (t >= n_tokens || (n_tokens > cap && t < n_tokens - cap))
-        return;
-    ulong slot = (ulong)((pos0 + t) % cap) * kv_width;
-    __global const float *ks = k_new + (ulong)t * kv_width;
-    __global const float *vs = v_new + (ulong)t * kv_width;
-    for (uint i = 0; i < kv_width; i++) {
-        vstore_half_rte(ks[i], slot + i, k_ring);
-        vstore_half_rte(vs[i], slot + i, v_ring);
-    }
-}
+KV_APPEND(kv_append_f16, half, vstore_half_rte)

@@ -727,9 +727,11 @@ enum moecl_status moecl_launch_kv_append(cl_command_queue q, const struct moecl_
     ARG(kern, 4, n_tokens);
     ARG(kern, 5, pos0);
     ARG(kern, 6, cap);
+    cl_uint run = k->lanes == 1 ? 1u : kv_width; /* elements per work-item: GPUs one */
     ARG(kern, 7, kv_width);
-    status = enqueue(q, k, kern, kv_f16 ? "kv_append_f16" : "kv_append_f32", MOECL_OPC_ATTENTION, 1,
-                     n_tokens, 1, 1);
+    ARG(kern, 8, run);
+    status = enqueue(q, k, kern, kv_f16 ? "kv_append_f16" : "kv_append_f32", MOECL_OPC_ATTENTION, 2,
+                     (kv_width + run - 1) / run, n_tokens, k->lanes == 1 ? 64 : 1);
 cleanup:
     return status;
 }

@@ -462,23 +462,48 @@ TEST(kernel_attention_fast) {
     attention_fast_cases("1");  /* the GPU decomposition */
 }
 
-TEST(kernel_kv_append_ring) {
+/* Work-item per token (CPUs) or per element (GPUs, forced with lanes "1"), float or half ring. */
+static void kv_append_case(const char *lanes, int f16) {
     struct kenv e;
-    REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
+    const char *old = getenv("MOECL_FAST_LANES");
+    char saved[32] = "";
+    if (old)
+        snprintf(saved, sizeof saved, "%s", old);
+    if (lanes)
+        setenv("MOECL_FAST_LANES", lanes, 1);
+    int opened = kenv_open(&e, MOECL_ACT_F32, NULL, 0);
+    if (old)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
+    REQUIRE(opened == 0);
     int n = 11, cap = 4, W = 3, pos0 = 6;
     float kn[33], vn[33], kr[12], vr[12];
+    uint16_t hk[12], hv[12];
     for (int i = 0; i < n * W; i++) {
         kn[i] = (float)i;
         vn[i] = -(float)i;
     }
-    for (int i = 0; i < cap * W; i++)
+    for (int i = 0; i < cap * W; i++) {
         kr[i] = vr[i] = 999.0f;
-    cl_mem a = mk(&e, kn, sizeof kn), b = mk(&e, vn, sizeof vn), c = mk(&e, kr, sizeof kr),
-           d = mk(&e, vr, sizeof vr);
+        hk[i] = hv[i] = moecl_f32_to_f16(999.0f);
+    }
+    cl_mem a = mk(&e, kn, sizeof kn), b = mk(&e, vn, sizeof vn);
+    cl_mem c = f16 ? mk(&e, hk, sizeof hk) : mk(&e, kr, sizeof kr);
+    cl_mem d = f16 ? mk(&e, hv, sizeof hv) : mk(&e, vr, sizeof vr);
     REQUIRE(moecl_launch_kv_append(e.q, &e.k, a, b, c, d, (uint32_t)n, (uint32_t)pos0,
-                                   (uint32_t)cap, (uint32_t)W, 0) == MOECL_OK);
-    rd(&e, c, kr, sizeof kr);
-    rd(&e, d, vr, sizeof vr);
+                                   (uint32_t)cap, (uint32_t)W, f16) == MOECL_OK);
+    if (f16) {
+        rd(&e, c, hk, sizeof hk);
+        rd(&e, d, hv, sizeof hv);
+        for (int i = 0; i < cap * W; i++) {
+            kr[i] = moecl_f16_to_f32(hk[i]);
+            vr[i] = moecl_f16_to_f32(hv[i]);
+        }
+    } else {
+        rd(&e, c, kr, sizeof kr);
+        rd(&e, d, vr, sizeof vr);
+    }
     /* the last 4 tokens (positions 13..16) land in slots 13%4.. */
     for (int t = n - cap; t < n; t++) {
         int slot = (pos0 + t) % cap;
@@ -491,6 +516,13 @@ TEST(kernel_kv_append_ring) {
     for (int i = 0; i < 4; i++)
         clReleaseMemObject(all[i]);
     kenv_close(&e);
+}
+
+TEST(kernel_kv_append_ring) {
+    for (int f16 = 0; f16 < 2; f16++) {
+        kv_append_case(NULL, f16);
+        kv_append_case("1", f16);
+    }
 }
 
 /* ------------------------------------------------------------------ moe */
