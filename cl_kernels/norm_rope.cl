@@ -88,10 +88,10 @@ __kernel void rope_f32(__global float *x, __global const float *inv_freq, uint n
     }
 }
 
-/* x[i] = round(x[i] + y[i]) for i < n; each work-item a contiguous run of 64. */
-__kernel void add_f32(__global float *x, __global const float *y, uint n) {
-    uint i0 = get_global_id(0) * 64;
-    uint i1 = min(i0 + 64, n);
+/* x[i] = round(x[i] + y[i]) for i < n; each work-item a contiguous run (64 on CPUs, 1 on GPUs). */
+__kernel void add_f32(__global float *x, __global const float *y, uint n, uint run) {
+    uint i0 = get_global_id(0) * run;
+    uint i1 = min(i0 + run, n);
     for (uint i = i0; i < i1; i++)
         x[i] = round_act(x[i] + y[i]);
 }

@@ -665,9 +665,11 @@ enum moecl_status moecl_launch_add(cl_command_queue q, const struct moecl_kernel
         return bad_shape("add: empty");
     ARG(k->add_f32, 0, x);
     ARG(k->add_f32, 1, y);
+    cl_uint run = k->lanes == 1 ? 1u : 64u; /* elements per work-item: GPUs one */
     ARG(k->add_f32, 2, n);
-    status =
-        enqueue(q, k, k->add_f32, "add_f32", MOECL_OPC_COMBINE, 1, (n + 63) / 64, 1, k->local_rows);
+    ARG(k->add_f32, 3, run);
+    status = enqueue(q, k, k->add_f32, "add_f32", MOECL_OPC_COMBINE, 1, (n + run - 1) / run, 1,
+                     k->lanes == 1 ? 64 : k->local_rows);
 cleanup:
     return status;
 }

@@ -747,9 +747,10 @@ TEST(kernel_bf16_rounding_ties_to_even) {
     kenv_close(&e);
 }
 
-/* The GPU work decomposition of RoPE (a work-item per pair), SwiGLU and the expert combine (per
- * element), forced on PoCL with $MOECL_FAST_LANES=1, gives the CPU decomposition's bits:
- * 3 tokens, 5 heads of 64 with YaRN's mscale, 2 experts per token over 2880 columns. */
+/* The GPU work decomposition of RoPE (a work-item per pair), SwiGLU, the expert combine and the
+ * residual add (per element), forced on PoCL with $MOECL_FAST_LANES=1, gives the CPU
+ * decomposition's bits: 3 tokens, 5 heads of 64 with YaRN's mscale, 2 experts per token over 2880
+ * columns. */
 TEST(kernel_elementwise_gpu_decomposition_same_bits) {
     uint64_t st = 9;
     int T = 3, H = 5, D = 64, N = 2880, K = 2;
@@ -774,6 +775,7 @@ TEST(kernel_elementwise_gpu_decomposition_same_bits) {
         CHECK(moecl_launch_swiglu(e.q, &e.k, gm, um, (uint32_t)ns, 1.702f, 7.0f) == MOECL_OK);
         CHECK(moecl_launch_moe_combine(e.q, &e.k, cm, gm, wm, (uint32_t)T, (uint32_t)N,
                                        (uint32_t)K) == MOECL_OK);
+        CHECK(moecl_launch_add(e.q, &e.k, cm, um, (uint32_t)nc) == MOECL_OK);
         out[v][0] = malloc(nr * 4);
         out[v][1] = malloc(ns * 4);
         out[v][2] = malloc(nc * 4);
