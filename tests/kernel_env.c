@@ -45,3 +45,22 @@ void kenv_close(struct kenv *e) {
     if (e->ctx)
         clReleaseContext(e->ctx);
 }
+
+struct kenv_lanes kenv_lanes_set(const char *lanes) {
+    struct kenv_lanes old = {0, ""};
+    const char *v = getenv("MOECL_FAST_LANES");
+    if (v) {
+        old.had = 1;
+        snprintf(old.value, sizeof old.value, "%s", v);
+    }
+    if (lanes)
+        setenv("MOECL_FAST_LANES", lanes, 1);
+    return old;
+}
+
+void kenv_lanes_restore(const struct kenv_lanes *old) {
+    if (old->had)
+        setenv("MOECL_FAST_LANES", old->value, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
+}

@@ -22,4 +22,14 @@ int kenv_open_numerics(struct kenv *e, int act, int fast_numerics, const struct 
                        int n_fmts);
 void kenv_close(struct kenv *e);
 
+/* $MOECL_FAST_LANES for the programs built next (the device's vector lanes; "1" forces the GPU
+ * decompositions on PoCL): kenv_lanes_set sets it (NULL leaves it) and returns what was there,
+ * for kenv_lanes_restore. */
+struct kenv_lanes {
+    int had;
+    char value[32];
+};
+struct kenv_lanes kenv_lanes_set(const char *lanes);
+void kenv_lanes_restore(const struct kenv_lanes *old);
+
 #endif

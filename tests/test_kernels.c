@@ -533,20 +533,13 @@ TEST(kernel_matmul_many_rows_per_item) {
  * still gets a working product: the program is rebuilt without them and the launcher uses the
  * reference-order kernel. */
 TEST(kernel_matmul_fast_build_failure_falls_back) {
-    const char *old = getenv("MOECL_FAST_LANES");
-    char saved[32] = "";
-    if (old)
-        snprintf(saved, sizeof saved, "%s", old);
-    setenv("MOECL_FAST_LANES", "3", 1);
+    struct kenv_lanes old = kenv_lanes_set("3");
     struct qcase qc = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 9, 128, 0, 3, 1, 0, 1};
     int bad = run_qcase(&qc, 50, 0);
     struct moecl_qformat f = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16};
     struct kenv e;
     int opened = kenv_open(&e, MOECL_ACT_F32, &f, 1);
-    if (old)
-        setenv("MOECL_FAST_LANES", saved, 1);
-    else
-        unsetenv("MOECL_FAST_LANES");
+    kenv_lanes_restore(&old);
     CHECK_EQ(bad, 0);
     CHECK_EQ(opened, 0);
     if (opened == 0) {
@@ -808,26 +801,22 @@ TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
 }
 
 /* Fast numerics, the GPU tiled product for many vectors (matmul_fmt: 64 rows x 64 vectors per
- * work-group through local memory, 64 columns at a time; forced on PoCL with
- * $MOECL_FAST_LANES=1): dense blocks (full, partial, and a partial last block of columns: 96 =
- * 64 + 32), and per expert (ids) with more routed vectors than one block and more ids than one
- * gathering sweep of 256 (600 ids over 4 experts); rows not a multiple of 64; affine 2/4/8-bit,
- * mxfp4, nvfp4 (group 16: several groups per block of columns); a bias. Each case must be
- * within the single-chain bound and differ in some bits from the 8-vector tiles (so the tiled
- * kernel really ran). */
+ * work-group through local memory, 32 columns at a time; forced on PoCL with
+ * $MOECL_FAST_LANES=1): dense blocks (full and partial; nvfp4's group 16 gives a partial last
+ * block of columns: 144 = 4 * 32 + 16), and per expert (ids) with more routed vectors than one
+ * block and more ids than one gathering sweep of 256 (600 ids over 4 experts); rows not a multiple
+ * of 64; affine 2/4/8-bit, mxfp4, nvfp4 (group 16: two groups per block of columns); a bias. Each
+ * case must be within the single-chain bound and differ in some bits from the 8-vector tiles (so
+ * the tiled kernel really ran). */
 TEST(kernel_matmul_fm_gpu_tiled) {
-    const char *old = getenv("MOECL_FAST_LANES");
-    char saved[32] = "";
-    if (old)
-        snprintf(saved, sizeof saved, "%s", old);
-    setenv("MOECL_FAST_LANES", "1", 1);
+    struct kenv_lanes old = kenv_lanes_set("1");
     struct qcase cases[] = {
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 100, 2880, 0, 70, 1, 0, 0},
         {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 64, 96, 0, 16, 1, 0, 1},
         {MOECL_QMODE_AFFINE, 8, 128, MOECL_DTYPE_BF16, 30, 384, 3, 300, 4, 1, 0},
         {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 65, 256, 0, 20, 1, 0, 0},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 33, 2880, 4, 600, 4, 1, 0},
-        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 20, 128, 0, 40, 1, 0, 0},
+        {MOECL_QMODE_NVFP4, 4, 16, MOECL_DTYPE_F32, 20, 144, 0, 40, 1, 0, 0},
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 70, 640, 2, 160, 2, 1, 1},
     };
     g_fmt = 1;
@@ -841,10 +830,7 @@ TEST(kernel_matmul_fm_gpu_tiled) {
                             g_fmt_differs);
     }
     g_fmt = 0;
-    if (old)
-        setenv("MOECL_FAST_LANES", saved, 1);
-    else
-        unsetenv("MOECL_FAST_LANES");
+    kenv_lanes_restore(&old);
 }
 
 /* Fast numerics, the GPU decomposition (8 warps x 4 rows per work-group, a warp's 32
@@ -855,11 +841,7 @@ TEST(kernel_matmul_fm_gpu_tiled) {
  * work-groups); gpt-oss's 2880 columns (360 4-bit words: 11 sweeps of 32 work-items and a
  * partial one). 3-bit has no fast kernel and falls back to the exact kernels. */
 TEST(kernel_matmul_fm_gpu_decomposition) {
-    const char *old = getenv("MOECL_FAST_LANES");
-    char saved[32] = "";
-    if (old)
-        snprintf(saved, sizeof saved, "%s", old);
-    setenv("MOECL_FAST_LANES", "1", 1);
+    struct kenv_lanes old = kenv_lanes_set("1");
     struct qcase cases[] = {
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 21, 256, 0, 1, 1, 0, 1},
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 45, 256, 0, 11, 1, 0, 0},
@@ -896,8 +878,5 @@ TEST(kernel_matmul_fm_gpu_decomposition) {
         if (run_fm_case(&fb[i], 3720 + i, 0, 0) != 0)
             moecl_test_fail(__FILE__, __LINE__, "fallback %zu (%s b%d g%d)", i,
                             moecl_qmode_name(fb[i].mode), fb[i].bits, fb[i].group);
-    if (old)
-        setenv("MOECL_FAST_LANES", saved, 1);
-    else
-        unsetenv("MOECL_FAST_LANES");
+    kenv_lanes_restore(&old);
 }

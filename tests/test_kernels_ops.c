@@ -428,19 +428,11 @@ TEST(kernel_attention_key_shift_is_a_rotation) {
  * of 256 per (head, token), blocks of 256 keys: the 1500-position case takes several). */
 static void attention_fast_cases(const char *lanes) {
     struct kenv e;
-    const char *old = getenv("MOECL_FAST_LANES");
-    char saved[32] = "";
-    if (old)
-        snprintf(saved, sizeof saved, "%s", old);
-    if (lanes)
-        setenv("MOECL_FAST_LANES", lanes, 1);
+    struct kenv_lanes old = kenv_lanes_set(lanes);
     setenv("MOECL_FAST_ATTENTION", "1", 1);
     int opened = kenv_open_numerics(&e, MOECL_ACT_F32, 1, NULL, 0);
     unsetenv("MOECL_FAST_ATTENTION");
-    if (old)
-        setenv("MOECL_FAST_LANES", saved, 1);
-    else
-        unsetenv("MOECL_FAST_LANES");
+    kenv_lanes_restore(&old);
     REQUIRE(opened == 0);
     static const int cases[][4] = {{5, 7, 8, 8},       {13, 20, 8, 8},    {8, 1, 8, 8},
                                    {0, 11, 8, 8},      {30, 5, 64, 0},    {0, 1, 64, 0},
@@ -465,17 +457,9 @@ TEST(kernel_attention_fast) {
 /* Work-item per token (CPUs) or per element (GPUs, forced with lanes "1"), float or half ring. */
 static void kv_append_case(const char *lanes, int f16) {
     struct kenv e;
-    const char *old = getenv("MOECL_FAST_LANES");
-    char saved[32] = "";
-    if (old)
-        snprintf(saved, sizeof saved, "%s", old);
-    if (lanes)
-        setenv("MOECL_FAST_LANES", lanes, 1);
+    struct kenv_lanes old = kenv_lanes_set(lanes);
     int opened = kenv_open(&e, MOECL_ACT_F32, NULL, 0);
-    if (old)
-        setenv("MOECL_FAST_LANES", saved, 1);
-    else
-        unsetenv("MOECL_FAST_LANES");
+    kenv_lanes_restore(&old);
     REQUIRE(opened == 0);
     int n = 11, cap = 4, W = 3, pos0 = 6;
     float kn[33], vn[33], kr[12], vr[12];
