@@ -128,7 +128,7 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     const char *cr =
         (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "";
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
-                                             "moe.cl"};
+                                             "attention_fast.cl", "moe.cl"};
     static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl", "qmatmul_fm_cpu.cl",
                                             "qmatmul_fm_gpu.cl"};
     const int n_fmt_files = fast_numerics ? 4 : 2;
@@ -149,7 +149,9 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     /* attention keeps its scores between passes on CPUs (a private array would spill on GPUs) */
     snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1 -DATTN_ZCACHE=%d%s", act,
              (type & CL_DEVICE_TYPE_GPU) ? 0 : 1024, cr);
-    MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files, 4, opts, &p->core, NULL));
+    MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files,
+                                     (int)(sizeof core_files / sizeof core_files[0]), opts,
+                                     &p->core, NULL));
     for (int i = 0; i < n_formats; i++) {
         const struct moecl_qformat *f = &formats[i];
         char suffix[64];
