@@ -67,6 +67,11 @@ inline void kv_row_axpy(float *acc, float p, __global const float *fresh,
     }
 }
 
+/* The first key position p may attend to: the sliding window keeps p - window < j <= p. */
+inline uint attn_first_key(uint p, uint window) {
+    return (window && p + 1 > window) ? p + 1 - window : 0;
+}
+
 /* The i-th key a query visits: its allowed keys lo..p (n_keys of them) rotated by shift
  * (a.key_shift, 0 but in single-token decode). */
 #define KEY(i) (lo + ((i) + shift < n_keys ? (i) + shift : (i) + shift - n_keys))
@@ -84,7 +89,7 @@ __kernel void attn_sinks_f32(__global const float *q, __global const float *k_ne
     uint hd = a.head_dim, kv_width = a.n_kv_heads * hd;
     uint kvh = h / (a.n_heads / a.n_kv_heads);
     uint p = a.pos0 + t;
-    uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
+    uint lo = attn_first_key(p, a.window);
     uint n_keys = p + 1 - lo, shift = a.key_shift < n_keys ? a.key_shift : 0;
     __global const float *qr = q + (ulong)t * a.n_heads * hd + h * hd;
     float qs[HEAD_DIM_MAX];
@@ -157,7 +162,7 @@ attn_sinks_wg_f32(__global const float *q, __global const float *k_new,
     uint hd = a.head_dim, kv_width = a.n_kv_heads * hd;
     uint kvh = h / (a.n_heads / a.n_kv_heads);
     uint p = a.pos0 + t;
-    uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
+    uint lo = attn_first_key(p, a.window);
     uint n_keys = p + 1 - lo, shift = a.key_shift < n_keys ? a.key_shift : 0;
     __global const float *qr = q + (ulong)t * a.n_heads * hd + h * hd;
     for (uint d = lid; d < hd; d += ATTN_WG)

@@ -84,7 +84,7 @@ __kernel void attn_fast_f32(__global const float *q, __global const float *k_new
     uint hd = a.head_dim, nv = hd / 16, kv_width = a.n_kv_heads * hd;
     uint kvh = h / (a.n_heads / a.n_kv_heads);
     uint p = a.pos0 + t;
-    uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
+    uint lo = attn_first_key(p, a.window);
     __global const float *qr = q + (ulong)t * a.n_heads * hd + h * hd;
     float16 qv[ATTN_FV], acc[ATTN_FV];
     for (uint i = 0; i < nv; i++) {
@@ -154,7 +154,7 @@ attn_fast_wg_f32(__global const float *q, __global const float *k_new, __global 
     uint hd = a.head_dim, kv_width = a.n_kv_heads * hd;
     uint kvh = h / (a.n_heads / a.n_kv_heads);
     uint p = a.pos0 + t;
-    uint lo = (a.window && p + 1 > a.window) ? p + 1 - a.window : 0;
+    uint lo = attn_first_key(p, a.window);
     uint n_keys = p + 1 - lo;
     /* output: dimensions 4 d4 .. 4 d4 + 3 (head_dim a multiple of 4), key slice */
     uint ns = AFW / (hd / 4), d4 = lid % (hd / 4), slice = lid / (hd / 4);
