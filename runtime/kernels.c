@@ -130,8 +130,8 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
                                              "attention_fast.cl", "moe.cl"};
     static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl", "qmatmul_fm_cpu.cl",
-                                            "qmatmul_fm_gpu.cl"};
-    const int n_fmt_files = fast_numerics ? 4 : 2;
+                                            "qmatmul_fm_gpu.cl", "qmatmul_fmw_gpu.cl"};
+    const int n_fmt_files = fast_numerics ? 5 : 2;
     p->seq_round = seq_round && act != MOECL_ACT_F32;
     p->fast_numerics = fast_numerics && !p->seq_round;
     /* rows per vector of the fast product: one per work-item on GPUs; 16 on CPUs whose native
@@ -204,6 +204,19 @@ static enum moecl_status make_kernel(cl_program prog, const char *name, cl_kerne
     return status;
 }
 
+/* As make_kernel, for a kernel the program may lack (CL_INVALID_KERNEL_NAME: *out = NULL). */
+static enum moecl_status make_optional_kernel(cl_program prog, const char *name, cl_kernel *out) {
+    cl_int err;
+    *out = clCreateKernel(prog, name, &err);
+    if (err == CL_SUCCESS)
+        return MOECL_OK;
+    *out = NULL;
+    if (err == CL_INVALID_KERNEL_NAME)
+        return MOECL_OK;
+    return moecl_error_set(MOECL_ERR_CL, "clCreateKernel(%s) failed: %s", name,
+                           moecl_cl_err_name(err));
+}
+
 enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct moecl_kernels *k) {
     enum moecl_status status = MOECL_OK;
     memset(k, 0, sizeof *k);
@@ -215,6 +228,14 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* GPU fast products: vectors per column (per expert) from which the tiled kernel runs */
     const char *fmt_min = getenv("MOECL_FMT_MIN");
     k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
+    /* GPU decode products with 16-byte loads: rows per warp ($MOECL_FMW: 1, 2 or 4; 0 = off) */
+    const char *fmw = getenv("MOECL_FMW");
+    k->fmw_rows = 2u;
+    if (fmw && *fmw)
+        k->fmw_rows = strcmp(fmw, "4") == 0   ? 4u
+                      : strcmp(fmw, "1") == 0 ? 1u
+                      : strcmp(fmw, "0") == 0 ? 0u
+                                              : 2u;
     /* fast numerics' attention kernels (attn_fast_f32, attn_fast_wg_f32); $MOECL_FAST_ATTENTION=0
      * keeps the exact ones */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
@@ -235,18 +256,8 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fast));
         /* a format without a fast-numerics kernel keeps the exact ones */
         snprintf(name, sizeof name, "matmul_fm_f32_%s", suffix);
-        if (p->fast_numerics && !p->no_fast[i]) {
-            cl_int err;
-            k->formats[i].matmul_fm = clCreateKernel(p->format_programs[i], name, &err);
-            if (err == CL_INVALID_KERNEL_NAME)
-                k->formats[i].matmul_fm = NULL;
-            else if (err != CL_SUCCESS) {
-                k->formats[i].matmul_fm = NULL;
-                status = moecl_error_set(MOECL_ERR_CL, "clCreateKernel(%s) failed: %s", name,
-                                         moecl_cl_err_name(err));
-                goto cleanup;
-            }
-        }
+        if (p->fast_numerics && !p->no_fast[i])
+            MOECL_TRY(make_optional_kernel(p->format_programs[i], name, &k->formats[i].matmul_fm));
         /* the GPU fast products come with a tiled one for many vectors */
         snprintf(name, sizeof name, "matmul_fmt_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
@@ -254,6 +265,10 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmv_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmv));
+        /* and, for the formats whose groups hold whole 16-byte units, the decode product */
+        snprintf(name, sizeof name, "matmul_fmw_f32_%s", suffix);
+        if (k->formats[i].matmul_fm && p->lanes == 1)
+            MOECL_TRY(make_optional_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw));
         /* the CPU kernels' input permutation comes with them */
         snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes != 1)
@@ -407,6 +422,15 @@ static void cpu_row_blocks(struct moecl_qmm_args *a, int lanes, int n_experts, s
 
 /* At least `bytes` of fast-numerics scratch on q's context. A replaced buffer is released at
  * once: OpenCL keeps it until the commands already queued with it have finished. */
+/* matmul_fmw's alignments: rows, experts and the weight offset on 16 bytes, rows of whole
+ * 16-byte units, the input rows on 4 floats (float4 loads). */
+static int fmw_aligned(const struct moecl_dev_qweight *dw, const struct moecl_qmm_args *a) {
+    const struct moecl_qweight *w = dw->w;
+    return dw->w_offset % 16 == 0 && w->weight_row_stride % 16 == 0 &&
+           w->weight_expert_stride % 16 == 0 && (size_t)a->cols * (size_t)w->bits % 128 == 0 &&
+           a->x_offset % 4 == 0 && a->x_stride % 4 == 0;
+}
+
 static enum moecl_status fm_scratch_reserve(cl_command_queue q, struct moecl_fm_scratch *s,
                                             size_t bytes) {
     enum moecl_status status = MOECL_OK;
@@ -492,8 +516,17 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         a.tile = 8;
         g0 = (size_t)(a.rows + 31) / 32 * 256;
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
-        if (k->formats[dw->format].matmul_fmv && a.rows < 1024 &&
-            ((ids && n_vec <= (uint32_t)w->n_experts) || (!ids && n_vec == 1))) {
+        cl_kernel fmw = k->formats[dw->format].matmul_fmw;
+        int one_col = (ids && n_vec <= (uint32_t)w->n_experts) || (!ids && n_vec == 1);
+        if (fmw && k->fmw_rows && one_col && a.rows >= 1024 && fmw_aligned(dw, &a)) {
+            /* one vector per column: 16-byte weight loads, k->fmw_rows rows per warp */
+            kern = fmw;
+            a.use_ids = ids ? 1u : 0u;
+            a.rows_per_item = k->fmw_rows;
+            g0 = (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256;
+            g1 = n_vec;
+        } else if (k->formats[dw->format].matmul_fmv && a.rows < 1024 &&
+                   ((ids && n_vec <= (uint32_t)w->n_experts) || (!ids && n_vec == 1))) {
             /* one vector per column, few rows (router, k, v): rows split among warps
              * (matmul_fmv); on an H100 it was slower than matmul_fm's four rows per warp for
              * the larger products (experts 2.49 -> 2.99 ms per token, lm_head 0.45 -> 0.61) */

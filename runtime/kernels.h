@@ -46,6 +46,7 @@
     X(matmul_fm_prep, "matmul_fm_prep_f32_")                                                       \
     X(matmul_fmt, "matmul_fmt_f32_")                                                               \
     X(matmul_fmv, "matmul_fmv_f32_")                                                               \
+    X(matmul_fmw, "matmul_fmw_f32_")                                                               \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -130,6 +131,7 @@ struct moecl_kernels {
     int lanes;          /* moecl_programs.lanes */
     int fast_numerics;  /* use matmul_fm where the format has it (moecl_programs) */
     uint32_t fmt_min;   /* GPU: vectors per column from which matmul_fmt runs ($MOECL_FMT_MIN) */
+    uint32_t fmw_rows;  /* GPU: rows per warp of matmul_fmw (1, 2, 4; 0 = off; $MOECL_FMW) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
                          */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */

@@ -191,6 +191,10 @@ static int g_fm, g_fm_used, g_fm_differs;
  * sum orders, so some bits differ where the tiled kernel ran); g_fmt marks a case run through
  * the tiled kernel for the tolerance (one fma chain per output over every column). */
 static int g_fmt, g_fmt_differs;
+/* GPU decode with 16-byte loads (matmul_fmw): g_wide lays rows and inputs out on 16 bytes (as a
+ * model's are), so that the launcher may take it; g_fmw_differs counts the outputs whose bits
+ * differ from matmul_fm's on the same inputs ($MOECL_FMW=0). */
+static int g_wide, g_fmw_differs;
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -228,6 +232,12 @@ static double fm_tolerance(const struct qcase *qc, double mag) {
          * and the product's */
         int epw = 32 / qc->bits, per_lane = (qc->cols / epw + 31) / 32;
         double dg = g_fmt ? (double)qc->cols + 2 : (double)per_lane * epw + 32 + 2;
+        if (g_wide) {
+            /* a chain per 16-byte unit (epv elements) and its fma into the lane's sum, every
+             * 32nd unit; the lane sums as a tree (5) */
+            int epv = 128 / qc->bits, steps = (qc->cols / epv + 31) / 32;
+            dg = (double)steps * (epv + 2) + 5 + 2;
+        }
         return 2.0 * dg * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
     }
     int epw = qc->mode == MOECL_QMODE_AFFINE ? 32 / qc->bits
@@ -277,7 +287,8 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
     int E = qc->n_experts ? qc->n_experts : 1;
     size_t wbits = qc->mode == MOECL_QMODE_NONE ? moecl_dtype_size(qc->wdt) * 8 : (size_t)qc->bits;
     struct qdata d;
-    d.w_row = (size_t)qc->cols * wbits / 8 + 8; /* padded rows: strides are honoured */
+    /* padded rows: strides are honoured (by 16 bytes when g_wide: aligned) */
+    d.w_row = (size_t)qc->cols * wbits / 8 + (g_wide ? 16 : 8);
     d.w_exp = d.w_row * (size_t)qc->rows + 16;
     size_t n_groups = qc->group ? (size_t)(qc->cols / qc->group) : 0;
     size_t sb = qc->mode == MOECL_QMODE_AFFINE ? 2 : 1;
@@ -328,7 +339,7 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
     for (size_t i = 0; i < (size_t)E * (size_t)qc->rows; i++)
         d.bias[i] = f32_to_bf16_rne(moecl_test_randf(&st));
     int n_in = qc->with_ids ? (qc->n_vec + qc->x_div - 1) / qc->x_div : qc->n_vec;
-    size_t xs = (size_t)qc->cols + 3; /* padded input stride */
+    size_t xs = (size_t)qc->cols + (g_wide ? 4 : 3); /* padded input stride */
     float *x = calloc((size_t)n_in * xs, sizeof(float));
     for (size_t i = 0; i < (size_t)n_in * xs; i++)
         x[i] = moecl_test_randf(&st);
@@ -430,6 +441,24 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
                     }
             }
             e.k.fmt_min = fmt_min;
+            free(y2);
+        }
+        if (g_wide && g_fm_lanes == 1 && bad >= 0) {
+            /* the same inputs through matmul_fm (no 16-byte loads) */
+            float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
+            uint32_t fmw_rows = e.k.fmw_rows;
+            e.k.fmw_rows = 0;
+            g_fmw_differs = 0;
+            if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y2) != 0) {
+                bad = -1;
+            } else {
+                for (int p = 0; p < qc->n_vec; p++)
+                    for (int r = 0; r < qc->rows; r++) {
+                        size_t i = (size_t)p * ys + (size_t)r;
+                        g_fmw_differs += memcmp(&y[i], &y2[i], 4) != 0;
+                    }
+            }
+            e.k.fmw_rows = fmw_rows;
             free(y2);
         }
         if (g_fm && bad >= 0) {
@@ -830,6 +859,47 @@ TEST(kernel_matmul_fm_gpu_tiled) {
                             g_fmt_differs);
     }
     g_fmt = 0;
+    kenv_lanes_restore(&old);
+}
+
+/* Fast numerics, the GPU decode product with 16-byte loads (matmul_fmw; forced on PoCL with
+ * $MOECL_FAST_LANES=1): one vector per column, from 1024 rows, rows and inputs aligned. Affine
+ * 2/4/8-bit (the groups that hold whole 16-byte units) and mxfp4, at 1, 2 and 4 rows per warp
+ * ($MOECL_FMW); dense and per expert (a column per output vector, x_div 4); rows not a multiple
+ * of a work-group's; gpt-oss's 2880 columns (90 units: a partial third sweep) and 4096 (whole
+ * sweeps); a bias. Each case must be within the bound of its sum order and differ in some bits
+ * from matmul_fm (so the wide kernel really ran). */
+TEST(kernel_matmul_fm_gpu_wide) {
+    struct kenv_lanes old = kenv_lanes_set("1");
+    const char *prev = getenv("MOECL_FMW");
+    char *saved = prev ? strdup(prev) : NULL;
+    struct qcase cases[] = {
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 1030, 2880, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 1024, 4096, 0, 1, 1, 0, 0},
+        {MOECL_QMODE_AFFINE, 8, 64, MOECL_DTYPE_BF16, 1100, 640, 4, 4, 4, 1, 1},
+        {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 1050, 512, 0, 1, 1, 0, 0},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 1040, 2880, 8, 4, 4, 1, 1},
+    };
+    static const char *const rows[] = {"1", "2", "4"};
+    g_wide = 1;
+    for (size_t r = 0; r < 3; r++) {
+        setenv("MOECL_FMW", rows[r], 1);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            int bad = run_fm_case(&cases[i], 3900 + 10 * r + i, 0, 1);
+            if (bad != 0 || g_fmw_differs == 0)
+                moecl_test_fail(__FILE__, __LINE__,
+                                "case %zu (%s b%d g%d), %s rows per warp: %d off, %d outputs "
+                                "differ from matmul_fm's",
+                                i, moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group,
+                                rows[r], bad, g_fmw_differs);
+        }
+    }
+    g_wide = 0;
+    if (saved)
+        setenv("MOECL_FMW", saved, 1);
+    else
+        unsetenv("MOECL_FMW");
+    free(saved);
     kenv_lanes_restore(&old);
 }
 

@@ -1,0 +1,171 @@
+/* Fast-numerics decode product for GPUs with 16-byte weight loads (matmul_fmw): built only with
+ * -DFAST_NUMERICS=1 and LANES 1, after qmatmul.cl and qmatmul_fm_gpu.cl (their macros).
+ *
+ * One vector per column (a decode step: a dense product of one vector, or a token's top-k with a
+ * column per output vector). A work-group of 8 warps owns 8 * R consecutive rows, a warp R of
+ * them (R = a.rows_per_item: 1, 2 or 4). In step s, work-item `lane` of a warp loads the 16
+ * bytes (FW_EPV elements, inside one quantization group) at index s * 32 + lane of each of its
+ * R rows and the FW_EPV input elements beside them (float4 loads, used for all R rows); the
+ * warp reads 512 contiguous bytes of each row per step. The launcher checks the alignments
+ * (rows, experts and offsets on 16 bytes, the input on 4 floats) and that a row is whole 16-byte
+ * units; other products keep matmul_fm.
+ *
+ * Numerics: affine y = sum_g (s_g * sum_i x_i q_i + b_g * sum_i x_i), each lane's part of a group
+ * a dot product in element order (one fma chain); mxfp4 y = sum_g s_g * sum_i x_i e2m1(q_i). A
+ * row's 32 lane sums are added as a tree in local memory (the same result from run to run).
+ *
+ * Affine codes come out without shifts: field n of a 32-bit word lies in its low or high half
+ * at bit BITS * (n % FW_FH); as_float(0x4B000000 | (half & mask)) - 2^23 is q * 2^(BITS*(n%FW_FH))
+ * exactly, and the input element was multiplied by 2^-(BITS*(n%FW_FH)) beforehand (exact: a
+ * power of two), so each product is x * q as a plain fma would give it. fp4 codes go through a
+ * table of both nibbles of a byte (256 float2 in local memory). */
+#if FAST_NUMERICS && LANES == 1 && !defined(MOECL_NO_FAST)
+#if (QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8) && GROUP * BITS >= 128) ||  \
+    QMODE == MOECL_QM_MXFP4
+#define FW_EPV (128 / BITS)  /* elements per 16-byte load */
+#define FW_FH (16 / BITS)    /* fields per half word */
+#define FW_RMAX 4
+
+/* The lane's FW_EPV inputs at element `base` (prescaled for the affine fields) and their sum. */
+__attribute__((always_inline)) inline float fw_inputs(__global const float *xr, uint base,
+                                                      float *xs) {
+    __global const float4 *x4 = (__global const float4 *)(xr + base);
+    float xsum = 0.0f;
+#pragma unroll
+    for (uint k = 0; k < FW_EPV / 4; k++) {
+        float4 v = x4[k];
+        xs[4 * k] = v.x;
+        xs[4 * k + 1] = v.y;
+        xs[4 * k + 2] = v.z;
+        xs[4 * k + 3] = v.w;
+    }
+#if QMODE == MOECL_QM_AFFINE
+#pragma unroll
+    for (uint j = 0; j < FW_EPV; j++) {
+        xsum += xs[j];
+        /* field n = j % (32 / BITS) of its word: 2^-(BITS * (n % FW_FH)) */
+        xs[j] *= 1.0f / (float)(1u << (BITS * ((j % (32 / BITS)) % FW_FH)));
+    }
+#endif
+    return xsum;
+}
+
+/* sum_j xs[j] * code_j over one 16-byte load (xs prescaled: see above). */
+__attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
+                                                   __local const float2 *lut2) {
+    uint words[4] = {v.x, v.y, v.z, v.w};
+    float dot = 0.0f;
+#pragma unroll
+    for (uint k = 0; k < 4; k++) {
+#if QMODE == MOECL_QM_AFFINE
+        uint hw[2] = {words[k], words[k] >> 16};
+#pragma unroll
+        for (uint n = 0; n < 32 / BITS; n++) {
+            uint m = hw[n / FW_FH] & (((1u << BITS) - 1u) << (BITS * (n % FW_FH)));
+            float q = as_float(0x4B000000u | m) - 8388608.0f;
+            dot = fma(xs[k * (32 / BITS) + n], q, dot);
+        }
+#else
+#pragma unroll
+        for (uint b = 0; b < 4; b++) {
+            float2 c = lut2[(words[k] >> (8u * b)) & 255u];
+            dot = fma(xs[k * 8 + 2 * b], c.x, dot);
+            dot = fma(xs[k * 8 + 2 * b + 1], c.y, dot);
+        }
+#endif
+    }
+    return dot;
+}
+
+/* Rows r0 + warp * R .. of expert e against the input row xr into y's vector `vec`. */
+__attribute__((always_inline)) inline void
+fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+        __global const uchar *bias, __global const float *xr, __global float *y,
+        const struct moecl_qmm_args *a, ulong e, uint r0, uint vec, uint R,
+        __local const float2 *lut2, __local float *red) {
+    uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
+    __global const uint4 *wrow[FW_RMAX];
+    __global const uchar *srow[FW_RMAX], *brow[FW_RMAX];
+#pragma unroll
+    for (uint i = 0; i < FW_RMAX; i++) {
+        ulong r = min(r0 + warp * R + min(i, R - 1), a->rows - 1);
+        wrow[i] = (__global const uint4 *)(w + a->w_offset + e * a->w_expert_stride +
+                                           r * a->w_row_stride);
+        srow[i] = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
+        brow[i] = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
+    }
+    float acc[FW_RMAX] = {0.0f, 0.0f, 0.0f, 0.0f};
+    uint n_units = a->cols / FW_EPV;
+    for (uint u = lane; u < n_units; u += 32u) {
+        uint4 v[FW_RMAX];
+#pragma unroll
+        for (uint i = 0; i < FW_RMAX; i++)
+            if (i < R)
+                v[i] = wrow[i][u];
+        float xs[FW_EPV];
+        float xsum = fw_inputs(xr, u * FW_EPV, xs);
+        uint g = u * FW_EPV / GROUP;
+#pragma unroll
+        for (uint i = 0; i < FW_RMAX; i++) {
+            if (i < R) {
+                float dot = fw_dot(v[i], xs, lut2);
+#if QMODE == MOECL_QM_AFFINE
+                float s = load_dt(srow[i], 0, g, WDT), b = load_dt(brow[i], 0, g, WDT);
+                acc[i] = fma(s, dot, fma(b, xsum, acc[i]));
+#else
+                acc[i] = fma(e8m0_to_f32(srow[i][g]), dot, acc[i]);
+#endif
+            }
+        }
+    }
+    /* each row's 32 lane sums as a tree */
+    __local float *wr = red + warp * (FW_RMAX * 32u);
+#pragma unroll
+    for (uint i = 0; i < FW_RMAX; i++)
+        if (i < R)
+            wr[i * 32u + lane] = acc[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint st = 16u; st > 0u; st >>= 1) {
+        if (lane < st)
+#pragma unroll
+            for (uint i = 0; i < FW_RMAX; i++)
+                if (i < R)
+                    wr[i * 32u + lane] += wr[i * 32u + lane + st];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    uint ro = r0 + warp * R + lane;
+    if (lane < R && ro < a->rows) {
+        float v = wr[lane * 32u], bv = 0.0f;
+        if (a->bias_mode != MOECL_BIAS_NONE)
+            bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
+        y[(ulong)vec * a->y_stride + ro] = a->bias_mode == MOECL_BIAS_FUSED ? round_act(v + bv)
+                                           : a->bias_mode == MOECL_BIAS_AFTER
+                                               ? round_act(round_act(v) + bv)
+                                               : round_act(v);
+    }
+}
+
+/* Work-group 256 per block of 8 * a.rows_per_item rows; column get_group_id(1) = the output
+ * vector (its expert ids[vec] when a.use_ids, its input row vec / a.x_div). */
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
+MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
+                                  __global const uchar *bi, __global const uchar *bias,
+                                  __global const float *x, __global float *y,
+                                  __global const int *ids, struct moecl_qmm_args a) {
+    __local float red[8 * FW_RMAX * 32];
+    __local float2 lut2[256];
+#if QMODE == MOECL_QM_MXFP4
+    uint lid = get_local_id(0);
+    lut2[lid] = (float2)(e2m1_to_f32(lid & 15u), e2m1_to_f32(lid >> 4));
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    uint R = a.rows_per_item, vec = get_group_id(1);
+    uint r0 = get_group_id(0) * 8u * R;
+    ulong e = a.use_ids ? (ulong)ids[vec] : 0;
+    __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
+    /* (one call with R at run time: PoCL miscompiled three inlined copies, one per R, each
+     * with its barriers, behind a branch on R) */
+    fw_rows(w, sc, bi, bias, xr, y, &a, e, r0, vec, R, lut2, red);
+}
+#endif
+#endif
