@@ -18,13 +18,16 @@
  * at bit BITS * (n % FW_FH); as_float(0x4B000000 | (half & mask)) - 2^23 is q * 2^(BITS*(n%FW_FH))
  * exactly, and the input element was multiplied by 2^-(BITS*(n%FW_FH)) beforehand (exact: a
  * power of two), so each product is x * q as a plain fma would give it. fp4 codes go through a
- * table of both nibbles of a byte (256 float2 in local memory). */
+ * 16-entry table in local memory (a 256-entry table of both nibbles of a byte was slower on an
+ * H100: its lookups collide in the memory banks). */
 #if FAST_NUMERICS && LANES == 1 && !defined(MOECL_NO_FAST)
 #if (QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8) && GROUP * BITS >= 128) ||  \
     QMODE == MOECL_QM_MXFP4
 #define FW_EPV (128 / BITS)  /* elements per 16-byte load */
 #define FW_FH (16 / BITS)    /* fields per half word */
+#ifndef FW_RMAX
 #define FW_RMAX 4
+#endif
 
 /* The lane's FW_EPV inputs at element `base` (prescaled for the affine fields) and their sum. */
 __attribute__((always_inline)) inline float fw_inputs(__global const float *xr, uint base,
@@ -52,7 +55,7 @@ __attribute__((always_inline)) inline float fw_inputs(__global const float *xr, 
 
 /* sum_j xs[j] * code_j over one 16-byte load (xs prescaled: see above). */
 __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
-                                                   __local const float2 *lut2) {
+                                                   __local const float *lut) {
     uint words[4] = {v.x, v.y, v.z, v.w};
     float dot = 0.0f;
 #pragma unroll
@@ -67,11 +70,8 @@ __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
         }
 #else
 #pragma unroll
-        for (uint b = 0; b < 4; b++) {
-            float2 c = lut2[(words[k] >> (8u * b)) & 255u];
-            dot = fma(xs[k * 8 + 2 * b], c.x, dot);
-            dot = fma(xs[k * 8 + 2 * b + 1], c.y, dot);
-        }
+        for (uint n = 0; n < 8; n++)
+            dot = fma(xs[k * 8 + n], lut[(words[k] >> (4u * n)) & 15u], dot);
 #endif
     }
     return dot;
@@ -82,7 +82,7 @@ __attribute__((always_inline)) inline void
 fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
         __global const uchar *bias, __global const float *xr, __global float *y,
         const struct moecl_qmm_args *a, ulong e, uint r0, uint vec, uint R,
-        __local const float2 *lut2, __local float *red) {
+        __local const float *lut, __local float *red) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
     __global const uint4 *wrow[FW_RMAX];
     __global const uchar *srow[FW_RMAX], *brow[FW_RMAX];
@@ -94,7 +94,10 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
         srow[i] = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
         brow[i] = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
     }
-    float acc[FW_RMAX] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float acc[FW_RMAX];
+#pragma unroll
+    for (uint i = 0; i < FW_RMAX; i++)
+        acc[i] = 0.0f;
     uint n_units = a->cols / FW_EPV;
     for (uint u = lane; u < n_units; u += 32u) {
         uint4 v[FW_RMAX];
@@ -108,7 +111,7 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
 #pragma unroll
         for (uint i = 0; i < FW_RMAX; i++) {
             if (i < R) {
-                float dot = fw_dot(v[i], xs, lut2);
+                float dot = fw_dot(v[i], xs, lut);
 #if QMODE == MOECL_QM_AFFINE
                 float s = load_dt(srow[i], 0, g, WDT), b = load_dt(brow[i], 0, g, WDT);
                 acc[i] = fma(s, dot, fma(b, xsum, acc[i]));
@@ -153,10 +156,11 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
                                   __global const float *x, __global float *y,
                                   __global const int *ids, struct moecl_qmm_args a) {
     __local float red[8 * FW_RMAX * 32];
-    __local float2 lut2[256];
+    __local float lut[16];
 #if QMODE == MOECL_QM_MXFP4
     uint lid = get_local_id(0);
-    lut2[lid] = (float2)(e2m1_to_f32(lid & 15u), e2m1_to_f32(lid >> 4));
+    if (lid < 16u)
+        lut[lid] = e2m1_to_f32(lid);
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
     uint R = a.rows_per_item, vec = get_group_id(1);
@@ -165,7 +169,7 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
     /* (one call with R at run time: PoCL miscompiled three inlined copies, one per R, each
      * with its barriers, behind a branch on R) */
-    fw_rows(w, sc, bi, bias, xr, y, &a, e, r0, vec, R, lut2, red);
+    fw_rows(w, sc, bi, bias, xr, y, &a, e, r0, vec, R, lut, red);
 }
 #endif
 #endif

@@ -228,14 +228,12 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* GPU fast products: vectors per column (per expert) from which the tiled kernel runs */
     const char *fmt_min = getenv("MOECL_FMT_MIN");
     k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
-    /* GPU decode products with 16-byte loads: rows per warp ($MOECL_FMW: 1, 2 or 4; 0 = off) */
+    /* GPU decode products with 16-byte loads: rows per warp ($MOECL_FMW: 1 .. the kernel's
+     * FW_RMAX; 0 = off) */
     const char *fmw = getenv("MOECL_FMW");
-    k->fmw_rows = 2u;
-    if (fmw && *fmw)
-        k->fmw_rows = strcmp(fmw, "4") == 0   ? 4u
-                      : strcmp(fmw, "1") == 0 ? 1u
-                      : strcmp(fmw, "0") == 0 ? 0u
-                                              : 2u;
+    k->fmw_rows = 4u;
+    if (fmw && *fmw && atoi(fmw) >= 0 && atoi(fmw) <= 8)
+        k->fmw_rows = (uint32_t)atoi(fmw);
     /* fast numerics' attention kernels (attn_fast_f32, attn_fast_wg_f32); $MOECL_FAST_ATTENTION=0
      * keeps the exact ones */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
