@@ -118,6 +118,15 @@ inline float ref_sigmoid(float x) {
     return round_act(x < 0.0f ? y : 1.0f - y);
 }
 
+/* One element of mlx-lm's gpt-oss clamped SwiGLU (see swiglu_f32 in moe.cl). */
+inline float swiglu_one(float gate, float up, float alpha, float limit) {
+    float g = fmin(gate, limit);
+    float u = fmin(fmax(up, -limit), limit);
+    float sg = ref_sigmoid(round_act(round_act(alpha) * g));
+    float glu = round_act(g * sg);
+    return round_act(glu * round_act(u + 1.0f));
+}
+
 /* sin (sine = 1) or cos as MLX's CPU backend computes them (Cephes: reduction by pi/4 in three
  * float parts, then one of two polynomials); the library functions otherwise. */
 inline float ref_sincos(float in, int sine) {

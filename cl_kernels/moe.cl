@@ -58,14 +58,8 @@ __kernel void swiglu_f32(__global float *gate, __global const float *up, uint n,
                          float limit, uint run) {
     uint i0 = get_global_id(0) * run;
     uint i1 = min(i0 + run, n);
-    float al = round_act(alpha);
-    for (uint i = i0; i < i1; i++) {
-        float g = fmin(gate[i], limit);
-        float u = fmin(fmax(up[i], -limit), limit);
-        float sg = ref_sigmoid(round_act(al * g));
-        float glu = round_act(g * sg);
-        gate[i] = round_act(glu * round_act(u + 1.0f));
-    }
+    for (uint i = i0; i < i1; i++)
+        gate[i] = swiglu_one(gate[i], up[i], alpha, limit);
 }
 
 /* x[t][c] = round(x[t][c] + round(sum_s round(weights[t][s] * y[t*k + s][c]))): the router-

@@ -77,22 +77,40 @@ __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
     return dot;
 }
 
-/* Rows r0 + warp * R .. of expert e against the input row xr into y's vector `vec`. */
+/* A product's output from its row sum v: the bias modes and roundings of matmul_fm. */
+inline float fw_out(float v, __global const uchar *bias, const struct moecl_qmm_args *a, ulong e,
+                    uint ro) {
+    float bv = 0.0f;
+    if (a->bias_mode != MOECL_BIAS_NONE)
+        bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
+    return a->bias_mode == MOECL_BIAS_FUSED   ? round_act(v + bv)
+           : a->bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(v) + bv)
+                                              : round_act(v);
+}
+
+/* Rows r0 + warp * R .. R - 1 of expert e against the input row xr, into y's vector `vec`: of
+ * one matrix (nm 1: w, a), or of two with the same shape and format (nm 2: the expert gate w, a
+ * and up w2, a2, whose clamped SwiGLU goes to y; a warp then holds R rows of each). */
 __attribute__((always_inline)) inline void
 fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
-        __global const uchar *bias, __global const float *xr, __global float *y,
-        const struct moecl_qmm_args *a, ulong e, uint r0, uint vec, uint R,
+        __global const uchar *bias, __global const uchar *w2, __global const uchar *sc2,
+        __global const uchar *bi2, __global const uchar *bias2, __global const float *xr,
+        __global float *y, const struct moecl_qmm_args *a, const struct moecl_qmm_args *a2,
+        ulong e, uint r0, uint vec, uint R, uint nm, float alpha, float limit,
         __local const float *lut, __local float *red) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
+    uint T = nm * R; /* rows of this warp, both matrices */
     __global const uint4 *wrow[FW_RMAX];
     __global const uchar *srow[FW_RMAX], *brow[FW_RMAX];
 #pragma unroll
     for (uint i = 0; i < FW_RMAX; i++) {
-        ulong r = min(r0 + warp * R + min(i, R - 1), a->rows - 1);
-        wrow[i] = (__global const uint4 *)(w + a->w_offset + e * a->w_expert_stride +
+        uint m = min(i, T - 1) / R; /* the matrix of slot i */
+        const struct moecl_qmm_args *am = m ? a2 : a;
+        ulong r = min(r0 + warp * R + min(i, T - 1) % R, a->rows - 1);
+        wrow[i] = (__global const uint4 *)((m ? w2 : w) + am->w_offset + e * a->w_expert_stride +
                                            r * a->w_row_stride);
-        srow[i] = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
-        brow[i] = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
+        srow[i] = (m ? sc2 : sc) + am->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
+        brow[i] = (m ? bi2 : bi) + am->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
     }
     float acc[FW_RMAX];
 #pragma unroll
@@ -103,14 +121,14 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
         uint4 v[FW_RMAX];
 #pragma unroll
         for (uint i = 0; i < FW_RMAX; i++)
-            if (i < R)
+            if (i < T)
                 v[i] = wrow[i][u];
         float xs[FW_EPV];
         float xsum = fw_inputs(xr, u * FW_EPV, xs);
         uint g = u * FW_EPV / GROUP;
 #pragma unroll
         for (uint i = 0; i < FW_RMAX; i++) {
-            if (i < R) {
+            if (i < T) {
                 float dot = fw_dot(v[i], xs, lut);
 #if QMODE == MOECL_QM_AFFINE
                 float s = load_dt(srow[i], 0, g, WDT), b = load_dt(brow[i], 0, g, WDT);
@@ -125,26 +143,23 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
     __local float *wr = red + warp * (FW_RMAX * 32u);
 #pragma unroll
     for (uint i = 0; i < FW_RMAX; i++)
-        if (i < R)
+        if (i < T)
             wr[i * 32u + lane] = acc[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint st = 16u; st > 0u; st >>= 1) {
         if (lane < st)
 #pragma unroll
             for (uint i = 0; i < FW_RMAX; i++)
-                if (i < R)
+                if (i < T)
                     wr[i * 32u + lane] += wr[i * 32u + lane + st];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     uint ro = r0 + warp * R + lane;
     if (lane < R && ro < a->rows) {
-        float v = wr[lane * 32u], bv = 0.0f;
-        if (a->bias_mode != MOECL_BIAS_NONE)
-            bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
-        y[(ulong)vec * a->y_stride + ro] = a->bias_mode == MOECL_BIAS_FUSED ? round_act(v + bv)
-                                           : a->bias_mode == MOECL_BIAS_AFTER
-                                               ? round_act(round_act(v) + bv)
-                                               : round_act(v);
+        float v = fw_out(wr[lane * 32u], bias, a, e, ro);
+        if (nm == 2u)
+            v = swiglu_one(v, fw_out(wr[(R + lane) * 32u], bias2, a2, e, ro), alpha, limit);
+        y[(ulong)vec * a->y_stride + ro] = v;
     }
 }
 
@@ -169,7 +184,36 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
     /* (one call with R at run time: PoCL miscompiled three inlined copies, one per R, each
      * with its barriers, behind a branch on R) */
-    fw_rows(w, sc, bi, bias, xr, y, &a, e, r0, vec, R, lut, red);
+    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &a, &a, e, r0, vec, R, 1u, 0.0f, 0.0f, lut,
+            red);
+}
+
+/* An expert's gate and up products and their clamped SwiGLU in one launch (decode: a column per
+ * output vector): act[vec][r] = swiglu(gate_r . x, up_r . x) with each product's bias and
+ * roundings as two matmul_fmw launches give them. a: the gate's arguments (shape, strides, the
+ * output act), a2: the up's offsets (same shape and format). */
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
+MOECL_CAT(matmul_fmw_glu_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
+                                      __global const uchar *bi, __global const uchar *bias,
+                                      __global const uchar *w2, __global const uchar *sc2,
+                                      __global const uchar *bi2, __global const uchar *bias2,
+                                      __global const float *x, __global float *y,
+                                      __global const int *ids, struct moecl_qmm_args a,
+                                      struct moecl_qmm_args a2, float alpha, float limit) {
+    __local float red[8 * FW_RMAX * 32];
+    __local float lut[16];
+#if QMODE == MOECL_QM_MXFP4
+    uint lid = get_local_id(0);
+    if (lid < 16u)
+        lut[lid] = e2m1_to_f32(lid);
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    uint R = a.rows_per_item, vec = get_group_id(1);
+    uint r0 = get_group_id(0) * 8u * R;
+    ulong e = a.use_ids ? (ulong)ids[vec] : 0;
+    __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
+    fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, y, &a, &a2, e, r0, vec, R, 2u, alpha, limit,
+            lut, red);
 }
 #endif
 #endif

@@ -383,11 +383,18 @@ static enum moecl_status enqueue_experts(struct moecl_context *c, int l, int e, 
     uint32_t I = (uint32_t)cfg->intermediate_size;
     cl_mem G = moecl_umem_view(um, c->gate, e), U = moecl_umem_view(um, c->up, e);
     cl_mem DN = moecl_umem_view(um, c->down, e);
-    MOECL_TRY(
-        moecl_launch_matmul(q, k, &D->gate, XN, 0, H, K, IDS, G, I, n * K, bias_mode_of(&D->gate)));
-    MOECL_TRY(
-        moecl_launch_matmul(q, k, &D->up, XN, 0, H, K, IDS, U, I, n * K, bias_mode_of(&D->up)));
-    MOECL_TRY(moecl_launch_swiglu(q, k, G, U, n * K * I, cfg->swiglu_alpha, cfg->swiglu_limit));
+    if (bias_mode_of(&D->gate) == bias_mode_of(&D->up) && !dump &&
+        moecl_glu_fusable(k, &D->gate, &D->up, 0, H, n * K)) {
+        /* decode on a GPU: gate, up and SwiGLU in one launch */
+        MOECL_TRY(moecl_launch_glu(q, k, &D->gate, &D->up, XN, 0, H, K, IDS, G, I, n * K,
+                                   bias_mode_of(&D->gate), cfg->swiglu_alpha, cfg->swiglu_limit));
+    } else {
+        MOECL_TRY(moecl_launch_matmul(q, k, &D->gate, XN, 0, H, K, IDS, G, I, n * K,
+                                      bias_mode_of(&D->gate)));
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->up, XN, 0, H, K, IDS, U, I, n * K, bias_mode_of(&D->up)));
+        MOECL_TRY(moecl_launch_swiglu(q, k, G, U, n * K * I, cfg->swiglu_alpha, cfg->swiglu_limit));
+    }
     MOECL_TRY(
         moecl_launch_matmul(q, k, &D->down, G, 0, I, 1, IDS, DN, H, n * K, bias_mode_of(&D->down)));
     if (dump) {

@@ -234,6 +234,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     k->fmw_rows = 4u;
     if (fmw && *fmw && atoi(fmw) >= 0 && atoi(fmw) <= 8)
         k->fmw_rows = (uint32_t)atoi(fmw);
+    /* and an expert's gate, up and SwiGLU in one of them ($MOECL_FMW_GLU=0: three launches) */
+    const char *glu = getenv("MOECL_FMW_GLU");
+    k->fmw_glu = !(glu && strcmp(glu, "0") == 0);
     /* fast numerics' attention kernels (attn_fast_f32, attn_fast_wg_f32); $MOECL_FAST_ATTENTION=0
      * keeps the exact ones */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
@@ -267,6 +270,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmw_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
             MOECL_TRY(make_optional_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw));
+        snprintf(name, sizeof name, "matmul_fmw_glu_f32_%s", suffix);
+        if (k->formats[i].matmul_fmw)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw_glu));
         /* the CPU kernels' input permutation comes with them */
         snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes != 1)
@@ -454,22 +460,11 @@ cleanup:
     return status;
 }
 
-enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_kernels *k,
-                                      const struct moecl_dev_qweight *dw, cl_mem x,
-                                      uint32_t x_offset, uint32_t x_stride, uint32_t x_div,
-                                      cl_mem ids, cl_mem y, uint32_t y_stride, uint32_t n_vec,
-                                      int bias_mode) {
-    enum moecl_status status = MOECL_OK;
+/* A product's kernel arguments (struct moecl_qmm_args) before the launcher picks a kernel. */
+static struct moecl_qmm_args qmm_args_of(const struct moecl_dev_qweight *dw, uint32_t x_offset,
+                                         uint32_t x_stride, uint32_t x_div, int ids,
+                                         uint32_t y_stride, uint32_t n_vec, int bias_mode) {
     const struct moecl_qweight *w = dw->w;
-    if (dw->format < 0 || dw->format >= k->n_formats)
-        return bad_shape("matmul: format index out of range");
-    if (!n_vec || !x_div || x_stride < w->cols || y_stride < w->rows)
-        return bad_shape("matmul: empty, or strides smaller than the module's shape");
-    if (ids && w->n_experts <= 0)
-        return bad_shape("matmul: expert ids given for a dense module");
-    if (bias_mode != MOECL_BIAS_NONE && !w->bias)
-        bias_mode = MOECL_BIAS_NONE;
-    cl_kernel kern = k->formats[dw->format].matmul;
     struct moecl_qmm_args a;
     memset(&a, 0, sizeof a);
     a.w_offset = dw->w_offset;
@@ -494,6 +489,27 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     a.bias_dt = w->bias ? (uint32_t)moecl_dt_code(w->bias_dtype) : 0u;
     a.tile = ids ? 1u : 4u;
     a.x_offset = x_offset;
+    return a;
+}
+
+enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_kernels *k,
+                                      const struct moecl_dev_qweight *dw, cl_mem x,
+                                      uint32_t x_offset, uint32_t x_stride, uint32_t x_div,
+                                      cl_mem ids, cl_mem y, uint32_t y_stride, uint32_t n_vec,
+                                      int bias_mode) {
+    enum moecl_status status = MOECL_OK;
+    const struct moecl_qweight *w = dw->w;
+    if (dw->format < 0 || dw->format >= k->n_formats)
+        return bad_shape("matmul: format index out of range");
+    if (!n_vec || !x_div || x_stride < w->cols || y_stride < w->rows)
+        return bad_shape("matmul: empty, or strides smaller than the module's shape");
+    if (ids && w->n_experts <= 0)
+        return bad_shape("matmul: expert ids given for a dense module");
+    if (bias_mode != MOECL_BIAS_NONE && !w->bias)
+        bias_mode = MOECL_BIAS_NONE;
+    cl_kernel kern = k->formats[dw->format].matmul;
+    struct moecl_qmm_args a =
+        qmm_args_of(dw, x_offset, x_stride, x_div, ids != NULL, y_stride, n_vec, bias_mode);
     size_t g0 = (size_t)w->rows, g1 = (n_vec + a.tile - 1) / a.tile, l0 = k->local_rows;
     int fast = !k->exact_matmul && k->formats[dw->format].matmul_fast;
     int fm = k->fast_numerics && k->formats[dw->format].matmul_fm;
@@ -595,6 +611,71 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     ARG(kern, 6, idm);
     ARG(kern, 7, a);
     status = enqueue(q, k, kern, "matmul", matmul_class(w), 2, g0, g1, l0);
+cleanup:
+    return status;
+}
+
+int moecl_glu_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *gate,
+                      const struct moecl_dev_qweight *up, uint32_t x_offset, uint32_t x_stride,
+                      uint32_t n_vec) {
+    const struct moecl_qweight *g = gate->w, *u = up->w;
+    if (!k->fmw_glu || k->fmw_rows < 2 || !k->fast_numerics || k->lanes != 1 ||
+        gate->format != up->format || gate->format < 0 || gate->format >= k->n_formats)
+        return 0;
+    const struct moecl_format_kernels *f = &k->formats[gate->format];
+    if (!f->matmul_fmw_glu || g->n_experts <= 0 || n_vec > (uint32_t)g->n_experts)
+        return 0;
+    struct moecl_qmm_args a = qmm_args_of(gate, x_offset, x_stride, 1, 1, 0, n_vec, 0);
+    /* the same shape, strides and bias dtype: the kernel takes them from the gate's */
+    return u->rows == g->rows && u->cols == g->cols && u->n_experts == g->n_experts &&
+           u->weight_row_stride == g->weight_row_stride &&
+           u->weight_expert_stride == g->weight_expert_stride &&
+           u->scales_row_stride == g->scales_row_stride &&
+           u->scales_expert_stride == g->scales_expert_stride &&
+           u->biases_row_stride == g->biases_row_stride &&
+           u->biases_expert_stride == g->biases_expert_stride && !u->bias == !g->bias &&
+           (!g->bias ||
+            (u->bias_dtype == g->bias_dtype && u->bias_expert_stride == g->bias_expert_stride)) &&
+           a.rows >= 1024 && fmw_aligned(gate, &a) && fmw_aligned(up, &a);
+}
+
+enum moecl_status moecl_launch_glu(cl_command_queue q, const struct moecl_kernels *k,
+                                   const struct moecl_dev_qweight *gate,
+                                   const struct moecl_dev_qweight *up, cl_mem x, uint32_t x_offset,
+                                   uint32_t x_stride, uint32_t x_div, cl_mem ids, cl_mem y,
+                                   uint32_t y_stride, uint32_t n_vec, int bias_mode, float alpha,
+                                   float limit) {
+    enum moecl_status status = MOECL_OK;
+    if (!moecl_glu_fusable(k, gate, up, x_offset, x_stride, n_vec) || !x_div ||
+        y_stride < gate->w->rows)
+        return bad_shape("glu: gate and up not fusable here (moecl_glu_fusable)");
+    if (bias_mode != MOECL_BIAS_NONE && !gate->w->bias)
+        bias_mode = MOECL_BIAS_NONE;
+    struct moecl_qmm_args a =
+        qmm_args_of(gate, x_offset, x_stride, x_div, 1, y_stride, n_vec, bias_mode);
+    struct moecl_qmm_args a2 =
+        qmm_args_of(up, x_offset, x_stride, x_div, 1, y_stride, n_vec, bias_mode);
+    /* a warp's slots hold rows of both matrices: half of matmul_fmw's rows per warp each */
+    a.rows_per_item = k->fmw_rows / 2;
+    cl_kernel kern = k->formats[gate->format].matmul_fmw_glu;
+    ARG(kern, 0, gate->wmem);
+    ARG(kern, 1, gate->smem);
+    ARG(kern, 2, gate->bmem);
+    ARG(kern, 3, gate->biasmem);
+    ARG(kern, 4, up->wmem);
+    ARG(kern, 5, up->smem);
+    ARG(kern, 6, up->bmem);
+    ARG(kern, 7, up->biasmem);
+    ARG(kern, 8, x);
+    ARG(kern, 9, y);
+    ARG(kern, 10, ids);
+    ARG(kern, 11, a);
+    ARG(kern, 12, a2);
+    ARG(kern, 13, alpha);
+    ARG(kern, 14, limit);
+    status = enqueue(q, k, kern, "matmul_glu", MOECL_OPC_EXPERTS, 2,
+                     (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256,
+                     n_vec, 256);
 cleanup:
     return status;
 }

@@ -47,6 +47,7 @@
     X(matmul_fmt, "matmul_fmt_f32_")                                                               \
     X(matmul_fmv, "matmul_fmv_f32_")                                                               \
     X(matmul_fmw, "matmul_fmw_f32_")                                                               \
+    X(matmul_fmw_glu, "matmul_fmw_glu_f32_")                                                       \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -131,7 +132,8 @@ struct moecl_kernels {
     int lanes;          /* moecl_programs.lanes */
     int fast_numerics;  /* use matmul_fm where the format has it (moecl_programs) */
     uint32_t fmt_min;   /* GPU: vectors per column from which matmul_fmt runs ($MOECL_FMT_MIN) */
-    uint32_t fmw_rows;  /* GPU: rows per warp of matmul_fmw (1, 2, 4; 0 = off; $MOECL_FMW) */
+    uint32_t fmw_rows;  /* GPU: rows per warp of matmul_fmw (1 .. 8; 0 = off; $MOECL_FMW) */
+    int fmw_glu;        /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
                          */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */
@@ -161,6 +163,20 @@ MOECL_WUR enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct
                                                 uint32_t x_offset, uint32_t x_stride,
                                                 uint32_t x_div, cl_mem ids, cl_mem y,
                                                 uint32_t y_stride, uint32_t n_vec, int bias_mode);
+
+/* An expert stack's gate and up products and their clamped SwiGLU (swiglu_f32's arithmetic) in
+ * one launch: y[p] = swiglu(gate . x, up . x) for the n_vec output vectors (expert ids[p], input
+ * row p / x_div), bit for bit the two products and moecl_launch_swiglu. Only where
+ * moecl_glu_fusable says so (GPU fast numerics, one vector per column, the same shape and
+ * format, 16-byte alignment); else a shape error. */
+int moecl_glu_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *gate,
+                      const struct moecl_dev_qweight *up, uint32_t x_offset, uint32_t x_stride,
+                      uint32_t n_vec);
+MOECL_WUR enum moecl_status
+moecl_launch_glu(cl_command_queue q, const struct moecl_kernels *k,
+                 const struct moecl_dev_qweight *gate, const struct moecl_dev_qweight *up, cl_mem x,
+                 uint32_t x_offset, uint32_t x_stride, uint32_t x_div, cl_mem ids, cl_mem y,
+                 uint32_t y_stride, uint32_t n_vec, int bias_mode, float alpha, float limit);
 
 /* y[t] = embedding row tokens[t], dequantized, for t < n_tokens. */
 MOECL_WUR enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kernels *k,

@@ -195,6 +195,7 @@ static int g_fmt, g_fmt_differs;
  * model's are), so that the launcher may take it; g_fmw_differs counts the outputs whose bits
  * differ from matmul_fm's on the same inputs ($MOECL_FMW=0). */
 static int g_wide, g_fmw_differs;
+static int g_glu_diff; /* glu_check's result for a g_wide case with ids (-1: not run) */
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -259,6 +260,76 @@ static int launch_case(struct kenv *e, const struct qcase *qc, const struct moec
                             qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) != MOECL_OK)
         return -1;
     return read_back(e, ym, y, (size_t)qc->n_vec * ys * 4);
+}
+
+/* A buffer holding the E experts (`stride` bytes each) of `p` rotated by one: expert j at j-1. */
+static cl_mem buf_rotated(struct kenv *e, const void *p, size_t stride, size_t E) {
+    unsigned char *r = malloc(stride * E + 1);
+    memcpy(r, (const unsigned char *)p + stride, stride * (E - 1));
+    memcpy(r + stride * (E - 1), p, stride);
+    cl_mem m = buf_in(e, r, stride * E + 1);
+    free(r);
+    return m;
+}
+
+/* The fused expert gate/up/SwiGLU (moecl_launch_glu) on a case's stack: gate = experts
+ * 0 .. E-2 of its buffers, up = experts 1 .. E-2 of buffers rotated by one expert (so that up
+ * expert p is the case's expert p + 2 mod E: a mix-up of buffers or offsets between the two
+ * gives other numbers), ids taken mod E-1. Its outputs must equal, bit for bit, the two products
+ * launched apart and moecl_launch_swiglu. Returns the outputs that differ, -1 when the pair was
+ * not fusable or a launch failed. */
+static int glu_check(struct kenv *e, const struct qcase *qc, const struct moecl_qweight *qw,
+                     const struct moecl_dev_qweight *dw, cl_mem xm, size_t xs, const int32_t *ids) {
+    struct moecl_qweight gq = *qw, uq = *qw;
+    gq.n_experts = uq.n_experts = qw->n_experts - 1;
+    struct moecl_dev_qweight g = *dw, u = *dw;
+    g.w = &gq;
+    u.w = &uq;
+    size_t E = (size_t)qw->n_experts;
+    u.wmem = buf_rotated(e, qw->weight, qw->weight_expert_stride, E);
+    u.smem = buf_rotated(e, qw->scales, qw->scales_expert_stride, E);
+    u.bmem = qw->biases ? buf_rotated(e, qw->biases, qw->biases_expert_stride, E)
+                        : buf_rotated(e, qw->scales, qw->scales_expert_stride, E);
+    u.biasmem = qw->bias ? buf_rotated(e, qw->bias, qw->bias_expert_stride, E) : dw->biasmem;
+    if (!qw->bias)
+        clRetainMemObject(u.biasmem);
+    u.w_offset += qw->weight_expert_stride;
+    u.s_offset += qw->scales_expert_stride;
+    u.b_offset += qw->biases_expert_stride;
+    u.bias_offset += qw->bias_expert_stride;
+    size_t n = (size_t)qc->n_vec, ys = (size_t)qc->rows;
+    int32_t *id2 = calloc(n, sizeof *id2);
+    float *a = calloc(n * ys, sizeof(float)), *b = calloc(n * ys, sizeof(float));
+    for (size_t p = 0; p < n; p++)
+        id2[p] = ids[p] % gq.n_experts;
+    cl_mem idm = buf_in(e, id2, n * 4), am = buf_out(e, n * ys * 4), bm = buf_out(e, n * ys * 4);
+    int bias = qc->with_bias ? MOECL_BIAS_AFTER : MOECL_BIAS_NONE, diff = -1;
+    float alpha = 1.702f, limit = 7.0f;
+    if (moecl_glu_fusable(&e->k, &g, &u, 0, (uint32_t)xs, (uint32_t)n) &&
+        moecl_launch_glu(e->q, &e->k, &g, &u, xm, 0, (uint32_t)xs, (uint32_t)qc->x_div, idm, am,
+                         (uint32_t)ys, (uint32_t)n, bias, alpha, limit) == MOECL_OK &&
+        read_back(e, am, a, n * ys * 4) == 0 &&
+        moecl_launch_matmul(e->q, &e->k, &g, xm, 0, (uint32_t)xs, (uint32_t)qc->x_div, idm, am,
+                            (uint32_t)ys, (uint32_t)n, bias) == MOECL_OK &&
+        moecl_launch_matmul(e->q, &e->k, &u, xm, 0, (uint32_t)xs, (uint32_t)qc->x_div, idm, bm,
+                            (uint32_t)ys, (uint32_t)n, bias) == MOECL_OK &&
+        moecl_launch_swiglu(e->q, &e->k, am, bm, (uint32_t)(n * ys), alpha, limit) == MOECL_OK &&
+        read_back(e, am, b, n * ys * 4) == 0) {
+        diff = 0;
+        for (size_t i = 0; i < n * ys; i++)
+            diff += memcmp(&a[i], &b[i], 4) != 0;
+    }
+    clReleaseMemObject(idm);
+    clReleaseMemObject(am);
+    clReleaseMemObject(bm);
+    clReleaseMemObject(u.wmem);
+    clReleaseMemObject(u.smem);
+    clReleaseMemObject(u.bmem);
+    clReleaseMemObject(u.biasmem);
+    free(id2);
+    free(a);
+    free(b);
+    return diff;
 }
 
 /* Runs one matmul case; returns the number of outputs outside tolerance (-1 on setup error). */
@@ -460,6 +531,11 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             }
             e.k.fmw_rows = fmw_rows;
             free(y2);
+        }
+        if (g_wide && g_fm_lanes == 1 && bad >= 0 && qc->with_ids && E >= 2 && e.k.fmw_rows >= 2) {
+            g_glu_diff = glu_check(&e, qc, &qw, &dw, xm, xs, ids);
+            if (g_glu_diff != 0)
+                bad = bad ? bad : 1;
         }
         if (g_fm && bad >= 0) {
             /* the same inputs through the default kernel: count the outputs whose bits differ */
@@ -868,7 +944,8 @@ TEST(kernel_matmul_fm_gpu_tiled) {
  * ($MOECL_FMW); dense and per expert (a column per output vector, x_div 4); rows not a multiple
  * of a work-group's; gpt-oss's 2880 columns (90 units: a partial third sweep) and 4096 (whole
  * sweeps); a bias. Each case must be within the bound of its sum order and differ in some bits
- * from matmul_fm (so the wide kernel really ran). */
+ * from matmul_fm (so the wide kernel really ran). The cases per expert also run the fused
+ * gate/up/SwiGLU (glu_check: bit for bit the separate launches). */
 TEST(kernel_matmul_fm_gpu_wide) {
     struct kenv_lanes old = kenv_lanes_set("1");
     const char *prev = getenv("MOECL_FMW");
@@ -876,7 +953,7 @@ TEST(kernel_matmul_fm_gpu_wide) {
     struct qcase cases[] = {
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 1030, 2880, 0, 1, 1, 0, 1},
         {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 1024, 4096, 0, 1, 1, 0, 0},
-        {MOECL_QMODE_AFFINE, 8, 64, MOECL_DTYPE_BF16, 1100, 640, 4, 4, 4, 1, 1},
+        {MOECL_QMODE_AFFINE, 8, 64, MOECL_DTYPE_BF16, 1100, 640, 5, 4, 4, 1, 1},
         {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 1050, 512, 0, 1, 1, 0, 0},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 1040, 2880, 8, 4, 4, 1, 1},
     };
@@ -885,7 +962,12 @@ TEST(kernel_matmul_fm_gpu_wide) {
     for (size_t r = 0; r < 3; r++) {
         setenv("MOECL_FMW", rows[r], 1);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            g_glu_diff = -2;
             int bad = run_fm_case(&cases[i], 3900 + 10 * r + i, 0, 1);
+            /* per expert at 2 and 4 rows per warp: the fused gate/up/SwiGLU ran and matched */
+            if (cases[i].with_ids && r > 0 && g_glu_diff != 0)
+                moecl_test_fail(__FILE__, __LINE__, "case %zu, %s rows per warp: fused glu %d", i,
+                                rows[r], g_glu_diff);
             if (bad != 0 || g_fmw_differs == 0)
                 moecl_test_fail(__FILE__, __LINE__,
                                 "case %zu (%s b%d g%d), %s rows per warp: %d off, %d outputs "
