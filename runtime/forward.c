@@ -349,9 +349,14 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
         }
     }
     /* o_proj (+bias) -> residual */
-    MOECL_TRY(
-        moecl_launch_matmul(q, k, &D->o, ATT, 0, QW, 1, NULL, TMP, H, n, bias_mode_of(&D->o)));
-    MOECL_TRY(moecl_launch_add(q, k, X, TMP, n * H));
+    if (moecl_matmul_add_fusable(k, &D->o, 0, QW, n)) {
+        /* decode on a GPU: the o-projection adds itself into the residual rows */
+        MOECL_TRY(moecl_launch_matmul_add(q, k, &D->o, ATT, 0, QW, X, bias_mode_of(&D->o)));
+    } else {
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->o, ATT, 0, QW, 1, NULL, TMP, H, n, bias_mode_of(&D->o)));
+        MOECL_TRY(moecl_launch_add(q, k, X, TMP, n * H));
+    }
     /* MoE: norm -> router -> top-k softmax [attention device] */
     MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
                                    D->post_norm.dt, n, H, cfg->rms_norm_eps));

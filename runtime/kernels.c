@@ -615,6 +615,45 @@ cleanup:
     return status;
 }
 
+int moecl_matmul_add_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *dw,
+                             uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
+    if (!k->fmw_rows || !k->fast_numerics || k->lanes != 1 || dw->format < 0 ||
+        dw->format >= k->n_formats || !k->formats[dw->format].matmul_fmw || n_vec != 1 ||
+        dw->w->n_experts > 0)
+        return 0;
+    struct moecl_qmm_args a = qmm_args_of(dw, x_offset, x_stride, 1, 0, 0, n_vec, 0);
+    return a.rows >= 1024 && fmw_aligned(dw, &a);
+}
+
+enum moecl_status moecl_launch_matmul_add(cl_command_queue q, const struct moecl_kernels *k,
+                                          const struct moecl_dev_qweight *dw, cl_mem x,
+                                          uint32_t x_offset, uint32_t x_stride, cl_mem y,
+                                          int bias_mode) {
+    enum moecl_status status = MOECL_OK;
+    if (!moecl_matmul_add_fusable(k, dw, x_offset, x_stride, 1))
+        return bad_shape("matmul_add: not fusable here (moecl_matmul_add_fusable)");
+    if (bias_mode != MOECL_BIAS_NONE && !dw->w->bias)
+        bias_mode = MOECL_BIAS_NONE;
+    struct moecl_qmm_args a =
+        qmm_args_of(dw, x_offset, x_stride, 1, 0, (uint32_t)dw->w->rows, 1, bias_mode);
+    a.rows_per_item = k->fmw_rows;
+    a.residual = 1;
+    cl_kernel kern = k->formats[dw->format].matmul_fmw;
+    ARG(kern, 0, dw->wmem);
+    ARG(kern, 1, dw->smem);
+    ARG(kern, 2, dw->bmem);
+    ARG(kern, 3, dw->biasmem);
+    ARG(kern, 4, x);
+    ARG(kern, 5, y);
+    ARG(kern, 6, x);
+    ARG(kern, 7, a);
+    status =
+        enqueue(q, k, kern, "matmul_add", matmul_class(dw->w), 2,
+                (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, 1, 256);
+cleanup:
+    return status;
+}
+
 int moecl_glu_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *gate,
                       const struct moecl_dev_qweight *up, uint32_t x_offset, uint32_t x_stride,
                       uint32_t n_vec) {

@@ -164,6 +164,18 @@ MOECL_WUR enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct
                                                 uint32_t x_div, cl_mem ids, cl_mem y,
                                                 uint32_t y_stride, uint32_t n_vec, int bias_mode);
 
+/* y[r] = round(y[r] + (w . x)[r]) for one dense input vector: the product (its bias and
+ * rounding as moecl_launch_matmul) and moecl_launch_add's residual add in one launch, bit for
+ * bit the two. Only where moecl_matmul_add_fusable says so (GPU fast numerics, matmul_fmw's
+ * shapes and alignment); else a shape error. */
+int moecl_matmul_add_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *dw,
+                             uint32_t x_offset, uint32_t x_stride, uint32_t n_vec);
+MOECL_WUR enum moecl_status moecl_launch_matmul_add(cl_command_queue q,
+                                                    const struct moecl_kernels *k,
+                                                    const struct moecl_dev_qweight *dw, cl_mem x,
+                                                    uint32_t x_offset, uint32_t x_stride, cl_mem y,
+                                                    int bias_mode);
+
 /* An expert stack's gate and up products and their clamped SwiGLU (swiglu_f32's arithmetic) in
  * one launch: y[p] = swiglu(gate . x, up . x) for the n_vec output vectors (expert ids[p], input
  * row p / x_div), bit for bit the two products and moecl_launch_swiglu. Only where

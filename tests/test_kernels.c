@@ -195,7 +195,8 @@ static int g_fmt, g_fmt_differs;
  * model's are), so that the launcher may take it; g_fmw_differs counts the outputs whose bits
  * differ from matmul_fm's on the same inputs ($MOECL_FMW=0). */
 static int g_wide, g_fmw_differs;
-static int g_glu_diff; /* glu_check's result for a g_wide case with ids (-1: not run) */
+/* glu_check's (a g_wide case with ids) or add_check's (dense) result; -2: not run */
+static int g_glu_diff;
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -260,6 +261,39 @@ static int launch_case(struct kenv *e, const struct qcase *qc, const struct moec
                             qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE) != MOECL_OK)
         return -1;
     return read_back(e, ym, y, (size_t)qc->n_vec * ys * 4);
+}
+
+/* The o-projection's fused residual add (moecl_launch_matmul_add) on a dense one-vector case:
+ * into rows of random values, bit for bit the product and moecl_launch_add. Returns the outputs
+ * that differ, -1 when not fusable or a launch failed. */
+static int add_check(struct kenv *e, const struct qcase *qc, const struct moecl_dev_qweight *dw,
+                     cl_mem xm, size_t xs, uint64_t seed) {
+    size_t n = (size_t)qc->rows;
+    float *r = calloc(n, sizeof(float)), *a = calloc(n, sizeof(float));
+    float *b = calloc(n, sizeof(float));
+    uint64_t st = seed;
+    for (size_t i = 0; i < n; i++)
+        r[i] = moecl_test_randf(&st) * 4.0f;
+    cl_mem am = buf_in(e, r, n * 4), bm = buf_in(e, r, n * 4), tm = buf_out(e, n * 4);
+    int bias = qc->with_bias ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE, diff = -1;
+    if (moecl_matmul_add_fusable(&e->k, dw, 0, (uint32_t)xs, 1) &&
+        moecl_launch_matmul_add(e->q, &e->k, dw, xm, 0, (uint32_t)xs, am, bias) == MOECL_OK &&
+        read_back(e, am, a, n * 4) == 0 &&
+        moecl_launch_matmul(e->q, &e->k, dw, xm, 0, (uint32_t)xs, 1, NULL, tm, (uint32_t)n, 1,
+                            bias) == MOECL_OK &&
+        moecl_launch_add(e->q, &e->k, bm, tm, (uint32_t)n) == MOECL_OK &&
+        read_back(e, bm, b, n * 4) == 0) {
+        diff = 0;
+        for (size_t i = 0; i < n; i++)
+            diff += memcmp(&a[i], &b[i], 4) != 0;
+    }
+    clReleaseMemObject(am);
+    clReleaseMemObject(bm);
+    clReleaseMemObject(tm);
+    free(r);
+    free(a);
+    free(b);
+    return diff;
 }
 
 /* A buffer holding the E experts (`stride` bytes each) of `p` rotated by one: expert j at j-1. */
@@ -531,6 +565,12 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             }
             e.k.fmw_rows = fmw_rows;
             free(y2);
+        }
+        if (g_wide && g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1 &&
+            e.k.fmw_rows >= 1) {
+            g_glu_diff = add_check(&e, qc, &dw, xm, xs, seed);
+            if (g_glu_diff != 0)
+                bad = bad ? bad : 1;
         }
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && qc->with_ids && E >= 2 && e.k.fmw_rows >= 2) {
             g_glu_diff = glu_check(&e, qc, &qw, &dw, xm, xs, ids);
@@ -945,7 +985,8 @@ TEST(kernel_matmul_fm_gpu_tiled) {
  * of a work-group's; gpt-oss's 2880 columns (90 units: a partial third sweep) and 4096 (whole
  * sweeps); a bias. Each case must be within the bound of its sum order and differ in some bits
  * from matmul_fm (so the wide kernel really ran). The cases per expert also run the fused
- * gate/up/SwiGLU (glu_check: bit for bit the separate launches). */
+ * gate/up/SwiGLU (glu_check), the dense ones the product with its residual add (add_check): bit
+ * for bit the separate launches. */
 TEST(kernel_matmul_fm_gpu_wide) {
     struct kenv_lanes old = kenv_lanes_set("1");
     const char *prev = getenv("MOECL_FMW");
@@ -964,10 +1005,11 @@ TEST(kernel_matmul_fm_gpu_wide) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             g_glu_diff = -2;
             int bad = run_fm_case(&cases[i], 3900 + 10 * r + i, 0, 1);
-            /* per expert at 2 and 4 rows per warp: the fused gate/up/SwiGLU ran and matched */
-            if (cases[i].with_ids && r > 0 && g_glu_diff != 0)
-                moecl_test_fail(__FILE__, __LINE__, "case %zu, %s rows per warp: fused glu %d", i,
-                                rows[r], g_glu_diff);
+            /* per expert at 2 and 4 rows per warp: the fused gate/up/SwiGLU ran and matched;
+             * dense: the product with its residual add */
+            if ((r > 0 || !cases[i].with_ids) && g_glu_diff != 0)
+                moecl_test_fail(__FILE__, __LINE__, "case %zu, %s rows per warp: fused %s %d", i,
+                                rows[r], cases[i].with_ids ? "glu" : "add", g_glu_diff);
             if (bad != 0 || g_fmw_differs == 0)
                 moecl_test_fail(__FILE__, __LINE__,
                                 "case %zu (%s b%d g%d), %s rows per warp: %d off, %d outputs "
