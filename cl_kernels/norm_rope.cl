@@ -70,19 +70,21 @@ rmsnorm_wg_f32(__global const float *x, __global float *y, __global const uchar 
 }
 
 /* YaRN RoPE as mlx-lm applies it, in place on x [n_tokens][n_heads][head_dim] (row stride
- * `stride` floats): x = round(mscale * x) over all dims, then the half-split rotation of pair
- * (i, i + head_dim/2) by theta = position * inv_freq[i], position = pos0 + t. The rotation
- * follows MLX's rope arithmetic: cos and sin rounded to the activation dtype, each product
- * rounded, then the sum (exact in float32 models). Work-item (run of `pairs` pairs of a head,
- * token): one per (head, token) on CPUs, one per pair on GPUs. */
+ * `stride` floats) and on x2 [n_tokens][n_heads2][head_dim] (stride2; the keys beside the
+ * queries, one launch for both; n_heads2 0: none): x = round(mscale * x) over all dims, then the
+ * half-split rotation of pair (i, i + head_dim/2) by theta = position * inv_freq[i], position =
+ * pos0 + t. The rotation follows MLX's rope arithmetic: cos and sin rounded to the activation
+ * dtype, each product rounded, then the sum (exact in float32 models). Work-item (run of `pairs`
+ * pairs of a head, token): one per (head, token) on CPUs, one per pair on GPUs. */
 __kernel void rope_f32(__global float *x, __global const float *inv_freq, uint n_tokens,
                        uint n_heads, uint head_dim, uint stride, uint pos0, float mscale,
-                       uint pairs) {
+                       uint pairs, __global float *x2, uint n_heads2, uint stride2) {
     uint half_dim = head_dim / 2, runs = half_dim / pairs;
     uint h = get_global_id(0) / runs, i0 = get_global_id(0) % runs * pairs, t = get_global_id(1);
-    if (h >= n_heads || t >= n_tokens)
+    if (h >= n_heads + n_heads2 || t >= n_tokens)
         return;
-    __global float *v = x + (ulong)t * stride + h * head_dim;
+    __global float *v = h < n_heads ? x + (ulong)t * stride + h * head_dim
+                                    : x2 + (ulong)t * stride2 + (h - n_heads) * head_dim;
     float ms = round_act(mscale);
     float pos = (float)(pos0 + t);
     for (uint i = i0; i < i0 + pairs; i++) {

@@ -316,10 +316,8 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
     MOECL_TRY(moecl_launch_matmul(q, k, &D->q, XN, 0, H, 1, NULL, Q, QW, n, bias_mode_of(&D->q)));
     MOECL_TRY(moecl_launch_matmul(q, k, &D->k, XN, 0, H, 1, NULL, Kc, KW, n, bias_mode_of(&D->k)));
     MOECL_TRY(moecl_launch_matmul(q, k, &D->v, XN, 0, H, 1, NULL, Vc, KW, n, bias_mode_of(&D->v)));
-    MOECL_TRY(
-        moecl_launch_rope(q, k, Q, inv_freq, n, (uint32_t)cfg->n_heads, hd, QW, pos0, m->mscale));
-    MOECL_TRY(moecl_launch_rope(q, k, Kc, inv_freq, n, (uint32_t)cfg->n_kv_heads, hd, KW, pos0,
-                                m->mscale));
+    MOECL_TRY(moecl_launch_rope2(q, k, Q, (uint32_t)cfg->n_heads, QW, Kc, (uint32_t)cfg->n_kv_heads,
+                                 KW, inv_freq, n, hd, pos0, m->mscale));
     struct moecl_attn_args aa;
     memset(&aa, 0, sizeof aa);
     aa.sinks_offset = D->sinks.offset;

@@ -787,12 +787,14 @@ cleanup:
     return status;
 }
 
-enum moecl_status moecl_launch_rope(cl_command_queue q, const struct moecl_kernels *k, cl_mem x,
-                                    cl_mem inv_freq, uint32_t n_tokens, uint32_t n_heads,
-                                    uint32_t head_dim, uint32_t stride, uint32_t pos0,
-                                    float mscale) {
+enum moecl_status moecl_launch_rope2(cl_command_queue q, const struct moecl_kernels *k, cl_mem x,
+                                     uint32_t n_heads, uint32_t stride, cl_mem x2,
+                                     uint32_t n_heads2, uint32_t stride2, cl_mem inv_freq,
+                                     uint32_t n_tokens, uint32_t head_dim, uint32_t pos0,
+                                     float mscale) {
     enum moecl_status status = MOECL_OK;
-    if (!n_tokens || !n_heads || !head_dim || head_dim % 2 || stride < n_heads * head_dim)
+    if (!n_tokens || !n_heads || !head_dim || head_dim % 2 || stride < n_heads * head_dim ||
+        (n_heads2 && stride2 < n_heads2 * head_dim))
         return bad_shape("rope: empty, odd head_dim, or stride below heads*head_dim");
     ARG(k->rope_f32, 0, x);
     ARG(k->rope_f32, 1, inv_freq);
@@ -805,10 +807,23 @@ enum moecl_status moecl_launch_rope(cl_command_queue q, const struct moecl_kerne
     /* CPUs: a work-item per (head, token); GPUs: per pair, 64 to a work-group */
     cl_uint pairs = k->lanes == 1 ? 1u : head_dim / 2;
     ARG(k->rope_f32, 8, pairs);
+    cl_mem second = n_heads2 ? x2 : x;
+    ARG(k->rope_f32, 9, second);
+    ARG(k->rope_f32, 10, n_heads2);
+    ARG(k->rope_f32, 11, stride2);
     status = enqueue(q, k, k->rope_f32, "rope_f32", MOECL_OPC_ROPE, 2,
-                     (size_t)n_heads * (head_dim / 2 / pairs), n_tokens, k->lanes == 1 ? 64 : 1);
+                     (size_t)(n_heads + n_heads2) * (head_dim / 2 / pairs), n_tokens,
+                     k->lanes == 1 ? 64 : 1);
 cleanup:
     return status;
+}
+
+enum moecl_status moecl_launch_rope(cl_command_queue q, const struct moecl_kernels *k, cl_mem x,
+                                    cl_mem inv_freq, uint32_t n_tokens, uint32_t n_heads,
+                                    uint32_t head_dim, uint32_t stride, uint32_t pos0,
+                                    float mscale) {
+    return moecl_launch_rope2(q, k, x, n_heads, stride, NULL, 0, 0, inv_freq, n_tokens, head_dim,
+                              pos0, mscale);
 }
 
 enum moecl_status moecl_launch_add(cl_command_queue q, const struct moecl_kernels *k, cl_mem x,

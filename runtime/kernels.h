@@ -203,6 +203,13 @@ MOECL_WUR enum moecl_status moecl_launch_rope(cl_command_queue q, const struct m
                                               cl_mem x, cl_mem inv_freq, uint32_t n_tokens,
                                               uint32_t n_heads, uint32_t head_dim, uint32_t stride,
                                               uint32_t pos0, float mscale);
+/* The same on two buffers in one launch: x [n_tokens][n_heads][head_dim] (row stride `stride`)
+ * and x2 (n_heads2 heads, stride2; n_heads2 0: x only), e.g. the queries and the keys. */
+MOECL_WUR enum moecl_status moecl_launch_rope2(cl_command_queue q, const struct moecl_kernels *k,
+                                               cl_mem x, uint32_t n_heads, uint32_t stride,
+                                               cl_mem x2, uint32_t n_heads2, uint32_t stride2,
+                                               cl_mem inv_freq, uint32_t n_tokens,
+                                               uint32_t head_dim, uint32_t pos0, float mscale);
 
 MOECL_WUR enum moecl_status moecl_launch_add(cl_command_queue q, const struct moecl_kernels *k,
                                              cl_mem x, cl_mem y, uint32_t n);

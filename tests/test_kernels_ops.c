@@ -145,7 +145,8 @@ TEST(kernel_rope_yarn_freqs_match_spec) {
     CHECK_NEAR(mscale, 1.3465735902799727, 1e-6);
 }
 
-/* Positions 4090..4101 straddle the original context (4096): the interpolated range. */
+/* Positions 4090..4101 straddle the original context (4096): the interpolated range; and the
+ * two-buffer launch. */
 TEST(kernel_rope_past_4096) {
     struct kenv e;
     REQUIRE(kenv_open(&e, MOECL_ACT_F32, NULL, 0) == 0);
@@ -175,6 +176,30 @@ TEST(kernel_rope_past_4096) {
                 bad += fabs(g[i + 32] - r2) > 1e-3 * (fabs(x1) + fabs(x2)) + 1e-6;
             }
     CHECK_EQ(bad, 0);
+    /* two buffers in one launch (queries and keys, moecl_launch_rope2): bit for bit one launch
+     * each; the second buffer has its own head count and row stride */
+    int H2 = 2, S2 = H2 * D + 8;
+    float *x2 = randv((size_t)T * S2, &st, 3.0f), *y2 = malloc((size_t)T * S2 * 4);
+    float *z = malloc((size_t)T * H * D * 4), *z2 = malloc((size_t)T * S2 * 4);
+    cl_mem am = mk(&e, x, (size_t)T * H * D * 4), bm = mk(&e, x2, (size_t)T * S2 * 4);
+    cl_mem cm = mk(&e, x2, (size_t)T * S2 * 4);
+    REQUIRE(moecl_launch_rope2(e.q, &e.k, am, (uint32_t)H, (uint32_t)(H * D), bm, (uint32_t)H2,
+                               (uint32_t)S2, fm, (uint32_t)T, (uint32_t)D, (uint32_t)pos0,
+                               ms) == MOECL_OK);
+    REQUIRE(moecl_launch_rope(e.q, &e.k, cm, fm, (uint32_t)T, (uint32_t)H2, (uint32_t)D,
+                              (uint32_t)S2, (uint32_t)pos0, ms) == MOECL_OK);
+    rd(&e, am, z, (size_t)T * H * D * 4);
+    rd(&e, bm, z2, (size_t)T * S2 * 4);
+    rd(&e, cm, y2, (size_t)T * S2 * 4);
+    CHECK(memcmp(z, y, (size_t)T * H * D * 4) == 0);
+    CHECK(memcmp(z2, y2, (size_t)T * S2 * 4) == 0);
+    clReleaseMemObject(am);
+    clReleaseMemObject(bm);
+    clReleaseMemObject(cm);
+    free(x2);
+    free(y2);
+    free(z);
+    free(z2);
     clReleaseMemObject(xm);
     clReleaseMemObject(fm);
     free(x);
