@@ -81,7 +81,7 @@ TEST(bench_profile_counts_launches_per_class) {
     CHECK_EQ(p.launches[MOECL_OPC_EMBED], steps);
     CHECK_EQ(p.launches[MOECL_OPC_NORM], steps * (2 * L + 1));
     CHECK_EQ(p.launches[MOECL_OPC_ATTN_PROJ], steps * 4 * L);
-    CHECK_EQ(p.launches[MOECL_OPC_ROPE], steps * 2 * L);
+    CHECK_EQ(p.launches[MOECL_OPC_ROPE], steps * L); /* queries and keys in one launch */
     CHECK_EQ(p.launches[MOECL_OPC_ATTENTION], steps * 2 * L);
     CHECK_EQ(p.launches[MOECL_OPC_ROUTER], steps * 2 * L);
     CHECK_EQ(p.launches[MOECL_OPC_EXPERTS], steps * 3 * L);
