@@ -189,6 +189,40 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
             red);
 }
 
+/* Three dense products of one input vector in one launch (the attention's q, k and v): the
+ * work-groups of a0's rows first, then a1's, then a2's; each as matmul_fmw computes it (the same
+ * bits), into y0, y1, y2. All three share the format and a0.rows_per_item. */
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
+MOECL_CAT(matmul_fmw3_f32_, WNAME)(
+    __global const uchar *w0, __global const uchar *sc0, __global const uchar *bi0,
+    __global const uchar *bias0, __global const uchar *w1, __global const uchar *sc1,
+    __global const uchar *bi1, __global const uchar *bias1, __global const uchar *w2,
+    __global const uchar *sc2, __global const uchar *bi2, __global const uchar *bias2,
+    __global const float *x, __global float *y0, __global float *y1, __global float *y2,
+    struct moecl_qmm_args a0, struct moecl_qmm_args a1, struct moecl_qmm_args a2) {
+    __local float red[8 * FW_RMAX * 32];
+    __local float lut[16];
+#if QMODE == MOECL_QM_MXFP4
+    uint lid = get_local_id(0);
+    if (lid < 16u)
+        lut[lid] = e2m1_to_f32(lid);
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    uint R = a0.rows_per_item, blk = get_group_id(0);
+    uint n0 = (a0.rows + 8u * R - 1u) / (8u * R), n1 = (a1.rows + 8u * R - 1u) / (8u * R);
+    uint m = blk < n0 ? 0u : blk < n0 + n1 ? 1u : 2u;
+    struct moecl_qmm_args am = m == 0u ? a0 : m == 1u ? a1 : a2;
+    __global const uchar *w = m == 0u ? w0 : m == 1u ? w1 : w2;
+    __global const uchar *sc = m == 0u ? sc0 : m == 1u ? sc1 : sc2;
+    __global const uchar *bi = m == 0u ? bi0 : m == 1u ? bi1 : bi2;
+    __global const uchar *bias = m == 0u ? bias0 : m == 1u ? bias1 : bias2;
+    __global float *y = m == 0u ? y0 : m == 1u ? y1 : y2;
+    uint r0 = (blk - (m == 0u ? 0u : m == 1u ? n0 : n0 + n1)) * 8u * R;
+    __global const float *xr = x + am.x_offset;
+    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &am, &am, 0, r0, 0, R, 1u, 0.0f, 0.0f, lut,
+            red);
+}
+
 /* An expert's gate and up products and their clamped SwiGLU in one launch (decode: a column per
  * output vector): act[vec][r] = swiglu(gate_r . x, up_r . x) with each product's bias and
  * roundings as two matmul_fmw launches give them. a: the gate's arguments (shape, strides, the

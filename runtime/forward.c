@@ -313,9 +313,20 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
     /* attention: norm -> q, k, v (+bias) -> rope -> attend with sinks -> append kv */
     MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->input_norm.mem, D->input_norm.offset,
                                    D->input_norm.dt, n, H, cfg->rms_norm_eps));
-    MOECL_TRY(moecl_launch_matmul(q, k, &D->q, XN, 0, H, 1, NULL, Q, QW, n, bias_mode_of(&D->q)));
-    MOECL_TRY(moecl_launch_matmul(q, k, &D->k, XN, 0, H, 1, NULL, Kc, KW, n, bias_mode_of(&D->k)));
-    MOECL_TRY(moecl_launch_matmul(q, k, &D->v, XN, 0, H, 1, NULL, Vc, KW, n, bias_mode_of(&D->v)));
+    const struct moecl_dev_qweight *const qkv[3] = {&D->q, &D->k, &D->v};
+    if (moecl_qkv_fusable(k, qkv, 0, H, n)) {
+        /* decode on a GPU: the three products in one launch */
+        cl_mem const outs[3] = {Q, Kc, Vc};
+        const int modes[3] = {bias_mode_of(&D->q), bias_mode_of(&D->k), bias_mode_of(&D->v)};
+        MOECL_TRY(moecl_launch_qkv(q, k, qkv, XN, 0, H, outs, modes));
+    } else {
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->q, XN, 0, H, 1, NULL, Q, QW, n, bias_mode_of(&D->q)));
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->k, XN, 0, H, 1, NULL, Kc, KW, n, bias_mode_of(&D->k)));
+        MOECL_TRY(
+            moecl_launch_matmul(q, k, &D->v, XN, 0, H, 1, NULL, Vc, KW, n, bias_mode_of(&D->v)));
+    }
     MOECL_TRY(moecl_launch_rope2(q, k, Q, (uint32_t)cfg->n_heads, QW, Kc, (uint32_t)cfg->n_kv_heads,
                                  KW, inv_freq, n, hd, pos0, m->mscale));
     struct moecl_attn_args aa;

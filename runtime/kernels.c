@@ -232,11 +232,15 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
      * FW_RMAX; 0 = off) */
     const char *fmw = getenv("MOECL_FMW");
     k->fmw_rows = 4u;
+    k->fmw_min_rows = 1024u;
     if (fmw && *fmw && atoi(fmw) >= 0 && atoi(fmw) <= 8)
         k->fmw_rows = (uint32_t)atoi(fmw);
     /* and an expert's gate, up and SwiGLU in one of them ($MOECL_FMW_GLU=0: three launches) */
     const char *glu = getenv("MOECL_FMW_GLU");
     k->fmw_glu = !(glu && strcmp(glu, "0") == 0);
+    /* and the attention's q, k and v in one ($MOECL_FMW_QKV=0: three launches) */
+    const char *qkv = getenv("MOECL_FMW_QKV");
+    k->fmw_qkv = !(qkv && strcmp(qkv, "0") == 0);
     /* fast numerics' attention kernels (attn_fast_f32, attn_fast_wg_f32); $MOECL_FAST_ATTENTION=0
      * keeps the exact ones */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
@@ -273,6 +277,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmw_glu_f32_%s", suffix);
         if (k->formats[i].matmul_fmw)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw_glu));
+        snprintf(name, sizeof name, "matmul_fmw3_f32_%s", suffix);
+        if (k->formats[i].matmul_fmw)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw3));
         /* the CPU kernels' input permutation comes with them */
         snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes != 1)
@@ -532,7 +539,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
         cl_kernel fmw = k->formats[dw->format].matmul_fmw;
         int one_col = (ids && n_vec <= (uint32_t)w->n_experts) || (!ids && n_vec == 1);
-        if (fmw && k->fmw_rows && one_col && a.rows >= 1024 && fmw_aligned(dw, &a)) {
+        if (fmw && k->fmw_rows && one_col && a.rows >= k->fmw_min_rows && fmw_aligned(dw, &a)) {
             /* one vector per column: 16-byte weight loads, k->fmw_rows rows per warp */
             kern = fmw;
             a.use_ids = ids ? 1u : 0u;
@@ -650,6 +657,48 @@ enum moecl_status moecl_launch_matmul_add(cl_command_queue q, const struct moecl
     status =
         enqueue(q, k, kern, "matmul_add", matmul_class(dw->w), 2,
                 (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, 1, 256);
+cleanup:
+    return status;
+}
+
+int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
+                      uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
+    if (!k->fmw_qkv || !k->fmw_rows || !k->fast_numerics || k->lanes != 1 || n_vec != 1 ||
+        w[0]->format < 0 || w[0]->format >= k->n_formats || !k->formats[w[0]->format].matmul_fmw3)
+        return 0;
+    for (int i = 0; i < 3; i++) {
+        struct moecl_qmm_args a = qmm_args_of(w[i], x_offset, x_stride, 1, 0, 0, n_vec, 0);
+        if (w[i]->format != w[0]->format || w[i]->w->n_experts > 0 ||
+            w[i]->w->cols != w[0]->w->cols || !fmw_aligned(w[i], &a))
+            return 0;
+    }
+    return 1;
+}
+
+enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
+                                   const struct moecl_dev_qweight *const w[3], cl_mem x,
+                                   uint32_t x_offset, uint32_t x_stride, cl_mem const y[3],
+                                   const int bias_mode[3]) {
+    enum moecl_status status = MOECL_OK;
+    if (!moecl_qkv_fusable(k, w, x_offset, x_stride, 1))
+        return bad_shape("qkv: not fusable here (moecl_qkv_fusable)");
+    cl_kernel kern = k->formats[w[0]->format].matmul_fmw3;
+    size_t blocks = 0;
+    for (int i = 0; i < 3; i++) {
+        int bm = bias_mode[i] != MOECL_BIAS_NONE && !w[i]->w->bias ? MOECL_BIAS_NONE : bias_mode[i];
+        struct moecl_qmm_args a =
+            qmm_args_of(w[i], x_offset, x_stride, 1, 0, (uint32_t)w[i]->w->rows, 1, bm);
+        a.rows_per_item = k->fmw_rows;
+        blocks += (a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item);
+        ARG(kern, (cl_uint)(4 * i), w[i]->wmem);
+        ARG(kern, (cl_uint)(4 * i + 1), w[i]->smem);
+        ARG(kern, (cl_uint)(4 * i + 2), w[i]->bmem);
+        ARG(kern, (cl_uint)(4 * i + 3), w[i]->biasmem);
+        ARG(kern, (cl_uint)(13 + i), y[i]);
+        ARG(kern, (cl_uint)(16 + i), a);
+    }
+    ARG(kern, 12, x);
+    status = enqueue(q, k, kern, "matmul_qkv", MOECL_OPC_ATTN_PROJ, 2, blocks * 256, 1, 256);
 cleanup:
     return status;
 }

@@ -48,6 +48,7 @@
     X(matmul_fmv, "matmul_fmv_f32_")                                                               \
     X(matmul_fmw, "matmul_fmw_f32_")                                                               \
     X(matmul_fmw_glu, "matmul_fmw_glu_f32_")                                                       \
+    X(matmul_fmw3, "matmul_fmw3_f32_")                                                             \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -129,11 +130,14 @@ struct moecl_kernels {
     /* Matrix products: 1 = the reference-order kernel (bit-identical to MLX's CPU kernel,
      * slow): set for programs built with seq_round, or by $MOECL_EXACT_MATMUL=1. */
     int exact_matmul;
-    int lanes;          /* moecl_programs.lanes */
-    int fast_numerics;  /* use matmul_fm where the format has it (moecl_programs) */
-    uint32_t fmt_min;   /* GPU: vectors per column from which matmul_fmt runs ($MOECL_FMT_MIN) */
-    uint32_t fmw_rows;  /* GPU: rows per warp of matmul_fmw (1 .. 8; 0 = off; $MOECL_FMW) */
-    int fmw_glu;        /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
+    int lanes;             /* moecl_programs.lanes */
+    int fast_numerics;     /* use matmul_fm where the format has it (moecl_programs) */
+    uint32_t fmt_min;      /* GPU: vectors per column from which matmul_fmt runs ($MOECL_FMT_MIN) */
+    uint32_t fmw_rows;     /* GPU: rows per warp of matmul_fmw (1 .. 8; 0 = off; $MOECL_FMW) */
+    uint32_t fmw_min_rows; /* GPU: rows from which a lone product takes matmul_fmw (1024; below:
+                              matmul_fmv) */
+    int fmw_glu;           /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
+    int fmw_qkv;           /* GPU: q, k and v in one matmul_fmw3 ($MOECL_FMW_QKV) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
                          */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */
@@ -175,6 +179,17 @@ MOECL_WUR enum moecl_status moecl_launch_matmul_add(cl_command_queue q,
                                                     const struct moecl_dev_qweight *dw, cl_mem x,
                                                     uint32_t x_offset, uint32_t x_stride, cl_mem y,
                                                     int bias_mode);
+
+/* Three dense products of one input vector (the attention's q, k, v) in one launch:
+ * y_i = w_i . x with each one's bias mode, as matmul_fmw computes them. Only where
+ * moecl_qkv_fusable says so (GPU fast numerics, one format with matmul_fmw, its alignments);
+ * else a shape error. */
+int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
+                      uint32_t x_offset, uint32_t x_stride, uint32_t n_vec);
+MOECL_WUR enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
+                                             const struct moecl_dev_qweight *const w[3], cl_mem x,
+                                             uint32_t x_offset, uint32_t x_stride,
+                                             cl_mem const y[3], const int bias_mode[3]);
 
 /* An expert stack's gate and up products and their clamped SwiGLU (swiglu_f32's arithmetic) in
  * one launch: y[p] = swiglu(gate . x, up . x) for the n_vec output vectors (expert ids[p], input

@@ -296,6 +296,64 @@ static int add_check(struct kenv *e, const struct qcase *qc, const struct moecl_
     return diff;
 }
 
+/* The attention's q/k/v in one launch (moecl_launch_qkv) on views of a case's experts 0, 1 and
+ * 2 as three dense matrices of rows, rows - 100 and 70 rows (other offsets, other numbers of
+ * work-groups), input vector 0: bit for bit three products launched apart (through matmul_fmw
+ * at any row count). Returns the outputs that differ, -1 when not fusable or a launch failed. */
+static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_qweight *qw,
+                     const struct moecl_dev_qweight *dw, cl_mem xm, size_t xs) {
+    struct moecl_qweight vq[3];
+    struct moecl_dev_qweight vd[3];
+    const struct moecl_dev_qweight *ws[3];
+    cl_mem ya[3], yb[3];
+    int modes[3], diff = -1, ok = 1;
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        vq[i] = *qw;
+        vq[i].n_experts = 0;
+        vq[i].rows = i == 0 ? qw->rows : i == 1 ? qw->rows - 100 : 70;
+        vd[i] = *dw;
+        vd[i].w = &vq[i];
+        vd[i].w_offset += (size_t)i * qw->weight_expert_stride;
+        vd[i].s_offset += (size_t)i * qw->scales_expert_stride;
+        vd[i].b_offset += (size_t)i * qw->biases_expert_stride;
+        vd[i].bias_offset += (size_t)i * qw->bias_expert_stride;
+        ws[i] = &vd[i];
+        modes[i] = qc->with_bias && i != 1 ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE;
+        ya[i] = buf_out(e, (size_t)vq[i].rows * 4);
+        yb[i] = buf_out(e, (size_t)vq[i].rows * 4);
+        total += (size_t)vq[i].rows;
+    }
+    float *a = calloc(total, sizeof(float)), *b = calloc(total, sizeof(float));
+    if (moecl_qkv_fusable(&e->k, ws, 0, (uint32_t)xs, 1) &&
+        moecl_launch_qkv(e->q, &e->k, ws, xm, 0, (uint32_t)xs, ya, modes) == MOECL_OK) {
+        size_t off = 0;
+        uint32_t min_rows = e->k.fmw_min_rows;
+        e->k.fmw_min_rows = 1;
+        for (int i = 0; i < 3 && ok; i++) {
+            size_t n = (size_t)vq[i].rows;
+            ok = moecl_launch_matmul(e->q, &e->k, ws[i], xm, 0, (uint32_t)xs, 1, NULL, yb[i],
+                                     (uint32_t)n, 1, modes[i]) == MOECL_OK &&
+                 read_back(e, ya[i], a + off, n * 4) == 0 &&
+                 read_back(e, yb[i], b + off, n * 4) == 0;
+            off += n;
+        }
+        e->k.fmw_min_rows = min_rows;
+        if (ok) {
+            diff = 0;
+            for (size_t i = 0; i < total; i++)
+                diff += memcmp(&a[i], &b[i], 4) != 0;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        clReleaseMemObject(ya[i]);
+        clReleaseMemObject(yb[i]);
+    }
+    free(a);
+    free(b);
+    return diff;
+}
+
 /* A buffer holding the E experts (`stride` bytes each) of `p` rotated by one: expert j at j-1. */
 static cl_mem buf_rotated(struct kenv *e, const void *p, size_t stride, size_t E) {
     unsigned char *r = malloc(stride * E + 1);
@@ -574,6 +632,8 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
         }
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && qc->with_ids && E >= 2 && e.k.fmw_rows >= 2) {
             g_glu_diff = glu_check(&e, qc, &qw, &dw, xm, xs, ids);
+            if (g_glu_diff == 0 && E >= 3)
+                g_glu_diff = qkv_check(&e, qc, &qw, &dw, xm, xs);
             if (g_glu_diff != 0)
                 bad = bad ? bad : 1;
         }
@@ -985,8 +1045,8 @@ TEST(kernel_matmul_fm_gpu_tiled) {
  * of a work-group's; gpt-oss's 2880 columns (90 units: a partial third sweep) and 4096 (whole
  * sweeps); a bias. Each case must be within the bound of its sum order and differ in some bits
  * from matmul_fm (so the wide kernel really ran). The cases per expert also run the fused
- * gate/up/SwiGLU (glu_check), the dense ones the product with its residual add (add_check): bit
- * for bit the separate launches. */
+ * gate/up/SwiGLU (glu_check) and three of their experts as q/k/v in one launch (qkv_check), the
+ * dense ones the product with its residual add (add_check): bit for bit the separate launches. */
 TEST(kernel_matmul_fm_gpu_wide) {
     struct kenv_lanes old = kenv_lanes_set("1");
     const char *prev = getenv("MOECL_FMW");
@@ -1005,8 +1065,8 @@ TEST(kernel_matmul_fm_gpu_wide) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             g_glu_diff = -2;
             int bad = run_fm_case(&cases[i], 3900 + 10 * r + i, 0, 1);
-            /* per expert at 2 and 4 rows per warp: the fused gate/up/SwiGLU ran and matched;
-             * dense: the product with its residual add */
+            /* per expert at 2 and 4 rows per warp: the fused gate/up/SwiGLU and q/k/v ran and
+             * matched; dense: the product with its residual add */
             if ((r > 0 || !cases[i].with_ids) && g_glu_diff != 0)
                 moecl_test_fail(__FILE__, __LINE__, "case %zu, %s rows per warp: fused %s %d", i,
                                 rows[r], cases[i].with_ids ? "glu" : "add", g_glu_diff);
