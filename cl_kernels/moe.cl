@@ -58,8 +58,9 @@ __kernel void swiglu_f32(__global float *gate, __global const float *up, uint n,
                          float limit, uint run) {
     uint i0 = get_global_id(0) * run;
     uint i1 = min(i0 + run, n);
+    float al = round_act(alpha);
     for (uint i = i0; i < i1; i++)
-        gate[i] = swiglu_one(gate[i], up[i], alpha, limit);
+        gate[i] = swiglu_one(gate[i], up[i], al, limit);
 }
 
 /* x[t][c] = round(x[t][c] + round(sum_s round(weights[t][s] * y[t*k + s][c]))): the router-

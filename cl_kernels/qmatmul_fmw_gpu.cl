@@ -158,7 +158,8 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
     if (lane < R && ro < a->rows) {
         float v = fw_out(wr[lane * 32u], bias, a, e, ro);
         if (nm == 2u)
-            v = swiglu_one(v, fw_out(wr[(R + lane) * 32u], bias2, a2, e, ro), alpha, limit);
+            v = swiglu_one(v, fw_out(wr[(R + lane) * 32u], bias2, a2, e, ro), round_act(alpha),
+                           limit);
         __global float *yo = y + (ulong)vec * a->y_stride + ro;
         *yo = a->residual ? round_act(*yo + v) : v; /* (as add_f32) */
     }
