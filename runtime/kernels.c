@@ -7,6 +7,7 @@
 #include "kernels.h"
 
 #include "cl_program.h"
+#include "kernels_launch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,10 +325,8 @@ static size_t round_up(size_t n, size_t m) {
     return (n + m - 1) / m * m;
 }
 
-#define ARG(kern, i, v) MOECL_CL_CALL(clSetKernelArg((kern), (i), sizeof(v), &(v)))
-
 /* With profiling on, the launch's event is kept with its op class until moecl_prof_collect. */
-static enum moecl_status enqueue(cl_command_queue q, const struct moecl_kernels *k, cl_kernel kern,
+enum moecl_status moecl_kenqueue(cl_command_queue q, const struct moecl_kernels *k, cl_kernel kern,
                                  const char *name, int op_class, int dims, size_t g0, size_t g1,
                                  size_t l0) {
     enum moecl_status status = MOECL_OK;
@@ -367,7 +366,7 @@ static enum moecl_status enqueue(cl_command_queue q, const struct moecl_kernels 
 }
 
 /* The op class of a product, from its module. */
-static int matmul_class(const struct moecl_qweight *w) {
+int moecl_matmul_class(const struct moecl_qweight *w) {
     if (w->n_experts > 0)
         return MOECL_OPC_EXPERTS;
     if (w->name && strstr(w->name, "router"))
@@ -413,7 +412,7 @@ void moecl_prof_free(struct moecl_prof *prof) {
     free(prof);
 }
 
-static enum moecl_status bad_shape(const char *what) {
+enum moecl_status moecl_bad_shape(const char *what) {
     return moecl_error_set(MOECL_ERR_INVALID_ARG, "kernel launch: %s", what);
 }
 
@@ -435,7 +434,7 @@ static void cpu_row_blocks(struct moecl_qmm_args *a, int lanes, int n_experts, s
  * once: OpenCL keeps it until the commands already queued with it have finished. */
 /* matmul_fmw's alignments: rows, experts and the weight offset on 16 bytes, rows of whole
  * 16-byte units, the input rows on 4 floats (float4 loads). */
-static int fmw_aligned(const struct moecl_dev_qweight *dw, const struct moecl_qmm_args *a) {
+int moecl_fmw_aligned(const struct moecl_dev_qweight *dw, const struct moecl_qmm_args *a) {
     const struct moecl_qweight *w = dw->w;
     return dw->w_offset % 16 == 0 && w->weight_row_stride % 16 == 0 &&
            w->weight_expert_stride % 16 == 0 && (size_t)a->cols * (size_t)w->bits % 128 == 0 &&
@@ -468,9 +467,9 @@ cleanup:
 }
 
 /* A product's kernel arguments (struct moecl_qmm_args) before the launcher picks a kernel. */
-static struct moecl_qmm_args qmm_args_of(const struct moecl_dev_qweight *dw, uint32_t x_offset,
-                                         uint32_t x_stride, uint32_t x_div, int ids,
-                                         uint32_t y_stride, uint32_t n_vec, int bias_mode) {
+struct moecl_qmm_args moecl_qmm_args_of(const struct moecl_dev_qweight *dw, uint32_t x_offset,
+                                        uint32_t x_stride, uint32_t x_div, int ids,
+                                        uint32_t y_stride, uint32_t n_vec, int bias_mode) {
     const struct moecl_qweight *w = dw->w;
     struct moecl_qmm_args a;
     memset(&a, 0, sizeof a);
@@ -507,16 +506,16 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     enum moecl_status status = MOECL_OK;
     const struct moecl_qweight *w = dw->w;
     if (dw->format < 0 || dw->format >= k->n_formats)
-        return bad_shape("matmul: format index out of range");
+        return moecl_bad_shape("matmul: format index out of range");
     if (!n_vec || !x_div || x_stride < w->cols || y_stride < w->rows)
-        return bad_shape("matmul: empty, or strides smaller than the module's shape");
+        return moecl_bad_shape("matmul: empty, or strides smaller than the module's shape");
     if (ids && w->n_experts <= 0)
-        return bad_shape("matmul: expert ids given for a dense module");
+        return moecl_bad_shape("matmul: expert ids given for a dense module");
     if (bias_mode != MOECL_BIAS_NONE && !w->bias)
         bias_mode = MOECL_BIAS_NONE;
     cl_kernel kern = k->formats[dw->format].matmul;
     struct moecl_qmm_args a =
-        qmm_args_of(dw, x_offset, x_stride, x_div, ids != NULL, y_stride, n_vec, bias_mode);
+        moecl_qmm_args_of(dw, x_offset, x_stride, x_div, ids != NULL, y_stride, n_vec, bias_mode);
     size_t g0 = (size_t)w->rows, g1 = (n_vec + a.tile - 1) / a.tile, l0 = k->local_rows;
     int fast = !k->exact_matmul && k->formats[dw->format].matmul_fast;
     int fm = k->fast_numerics && k->formats[dw->format].matmul_fm;
@@ -539,7 +538,8 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         g1 = ids ? (size_t)w->n_experts : (n_vec + a.tile - 1) / a.tile;
         cl_kernel fmw = k->formats[dw->format].matmul_fmw;
         int one_col = (ids && n_vec <= (uint32_t)w->n_experts) || (!ids && n_vec == 1);
-        if (fmw && k->fmw_rows && one_col && a.rows >= k->fmw_min_rows && fmw_aligned(dw, &a)) {
+        if (fmw && k->fmw_rows && one_col && a.rows >= k->fmw_min_rows &&
+            moecl_fmw_aligned(dw, &a)) {
             /* one vector per column: 16-byte weight loads, k->fmw_rows rows per warp */
             kern = fmw;
             a.use_ids = ids ? 1u : 0u;
@@ -576,12 +576,13 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         size_t kp = round_up((size_t)w->cols, (size_t)k->lanes * epw);
         size_t floats = n_in * kp + (w->mode == MOECL_QMODE_AFFINE ? n_in * (kp / epw) : 0);
         if (!prep || !k->fm_scratch)
-            return bad_shape("matmul: fast numerics without its input permutation kernel");
+            return moecl_bad_shape("matmul: fast numerics without its input permutation kernel");
         MOECL_TRY(fm_scratch_reserve(q, k->fm_scratch, floats * sizeof(float)));
         ARG(prep, 0, x);
         ARG(prep, 1, k->fm_scratch->buf);
         ARG(prep, 2, a);
-        MOECL_TRY(enqueue(q, k, prep, "matmul_fm_prep", matmul_class(w), 1, n_in, 1, 1));
+        MOECL_TRY(
+            moecl_kenqueue(q, k, prep, "matmul_fm_prep", moecl_matmul_class(w), 1, n_in, 1, 1));
         xin = k->fm_scratch->buf;
         kern = k->formats[dw->format].matmul_fm;
         cpu_row_blocks(&a, k->lanes, ids ? w->n_experts : 0, &g0, &g1);
@@ -617,153 +618,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     ARG(kern, 5, y);
     ARG(kern, 6, idm);
     ARG(kern, 7, a);
-    status = enqueue(q, k, kern, "matmul", matmul_class(w), 2, g0, g1, l0);
-cleanup:
-    return status;
-}
-
-int moecl_matmul_add_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *dw,
-                             uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
-    if (!k->fmw_rows || !k->fast_numerics || k->lanes != 1 || dw->format < 0 ||
-        dw->format >= k->n_formats || !k->formats[dw->format].matmul_fmw || n_vec != 1 ||
-        dw->w->n_experts > 0)
-        return 0;
-    struct moecl_qmm_args a = qmm_args_of(dw, x_offset, x_stride, 1, 0, 0, n_vec, 0);
-    return a.rows >= 1024 && fmw_aligned(dw, &a);
-}
-
-enum moecl_status moecl_launch_matmul_add(cl_command_queue q, const struct moecl_kernels *k,
-                                          const struct moecl_dev_qweight *dw, cl_mem x,
-                                          uint32_t x_offset, uint32_t x_stride, cl_mem y,
-                                          int bias_mode) {
-    enum moecl_status status = MOECL_OK;
-    if (!moecl_matmul_add_fusable(k, dw, x_offset, x_stride, 1))
-        return bad_shape("matmul_add: not fusable here (moecl_matmul_add_fusable)");
-    if (bias_mode != MOECL_BIAS_NONE && !dw->w->bias)
-        bias_mode = MOECL_BIAS_NONE;
-    struct moecl_qmm_args a =
-        qmm_args_of(dw, x_offset, x_stride, 1, 0, (uint32_t)dw->w->rows, 1, bias_mode);
-    a.rows_per_item = k->fmw_rows;
-    a.residual = 1;
-    cl_kernel kern = k->formats[dw->format].matmul_fmw;
-    ARG(kern, 0, dw->wmem);
-    ARG(kern, 1, dw->smem);
-    ARG(kern, 2, dw->bmem);
-    ARG(kern, 3, dw->biasmem);
-    ARG(kern, 4, x);
-    ARG(kern, 5, y);
-    ARG(kern, 6, x);
-    ARG(kern, 7, a);
-    status =
-        enqueue(q, k, kern, "matmul_add", matmul_class(dw->w), 2,
-                (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, 1, 256);
-cleanup:
-    return status;
-}
-
-int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
-                      uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
-    if (!k->fmw_qkv || !k->fmw_rows || !k->fast_numerics || k->lanes != 1 || n_vec != 1 ||
-        w[0]->format < 0 || w[0]->format >= k->n_formats || !k->formats[w[0]->format].matmul_fmw3)
-        return 0;
-    for (int i = 0; i < 3; i++) {
-        struct moecl_qmm_args a = qmm_args_of(w[i], x_offset, x_stride, 1, 0, 0, n_vec, 0);
-        if (w[i]->format != w[0]->format || w[i]->w->n_experts > 0 ||
-            w[i]->w->cols != w[0]->w->cols || !fmw_aligned(w[i], &a))
-            return 0;
-    }
-    return 1;
-}
-
-enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
-                                   const struct moecl_dev_qweight *const w[3], cl_mem x,
-                                   uint32_t x_offset, uint32_t x_stride, cl_mem const y[3],
-                                   const int bias_mode[3]) {
-    enum moecl_status status = MOECL_OK;
-    if (!moecl_qkv_fusable(k, w, x_offset, x_stride, 1))
-        return bad_shape("qkv: not fusable here (moecl_qkv_fusable)");
-    cl_kernel kern = k->formats[w[0]->format].matmul_fmw3;
-    size_t blocks = 0;
-    for (int i = 0; i < 3; i++) {
-        int bm = bias_mode[i] != MOECL_BIAS_NONE && !w[i]->w->bias ? MOECL_BIAS_NONE : bias_mode[i];
-        struct moecl_qmm_args a =
-            qmm_args_of(w[i], x_offset, x_stride, 1, 0, (uint32_t)w[i]->w->rows, 1, bm);
-        a.rows_per_item = k->fmw_rows;
-        blocks += (a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item);
-        ARG(kern, (cl_uint)(4 * i), w[i]->wmem);
-        ARG(kern, (cl_uint)(4 * i + 1), w[i]->smem);
-        ARG(kern, (cl_uint)(4 * i + 2), w[i]->bmem);
-        ARG(kern, (cl_uint)(4 * i + 3), w[i]->biasmem);
-        ARG(kern, (cl_uint)(13 + i), y[i]);
-        ARG(kern, (cl_uint)(16 + i), a);
-    }
-    ARG(kern, 12, x);
-    status = enqueue(q, k, kern, "matmul_qkv", MOECL_OPC_ATTN_PROJ, 2, blocks * 256, 1, 256);
-cleanup:
-    return status;
-}
-
-int moecl_glu_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *gate,
-                      const struct moecl_dev_qweight *up, uint32_t x_offset, uint32_t x_stride,
-                      uint32_t n_vec) {
-    const struct moecl_qweight *g = gate->w, *u = up->w;
-    if (!k->fmw_glu || k->fmw_rows < 2 || !k->fast_numerics || k->lanes != 1 ||
-        gate->format != up->format || gate->format < 0 || gate->format >= k->n_formats)
-        return 0;
-    const struct moecl_format_kernels *f = &k->formats[gate->format];
-    if (!f->matmul_fmw_glu || g->n_experts <= 0 || n_vec > (uint32_t)g->n_experts)
-        return 0;
-    struct moecl_qmm_args a = qmm_args_of(gate, x_offset, x_stride, 1, 1, 0, n_vec, 0);
-    /* the same shape, strides and bias dtype: the kernel takes them from the gate's */
-    return u->rows == g->rows && u->cols == g->cols && u->n_experts == g->n_experts &&
-           u->weight_row_stride == g->weight_row_stride &&
-           u->weight_expert_stride == g->weight_expert_stride &&
-           u->scales_row_stride == g->scales_row_stride &&
-           u->scales_expert_stride == g->scales_expert_stride &&
-           u->biases_row_stride == g->biases_row_stride &&
-           u->biases_expert_stride == g->biases_expert_stride && !u->bias == !g->bias &&
-           (!g->bias ||
-            (u->bias_dtype == g->bias_dtype && u->bias_expert_stride == g->bias_expert_stride)) &&
-           a.rows >= 1024 && fmw_aligned(gate, &a) && fmw_aligned(up, &a);
-}
-
-enum moecl_status moecl_launch_glu(cl_command_queue q, const struct moecl_kernels *k,
-                                   const struct moecl_dev_qweight *gate,
-                                   const struct moecl_dev_qweight *up, cl_mem x, uint32_t x_offset,
-                                   uint32_t x_stride, uint32_t x_div, cl_mem ids, cl_mem y,
-                                   uint32_t y_stride, uint32_t n_vec, int bias_mode, float alpha,
-                                   float limit) {
-    enum moecl_status status = MOECL_OK;
-    if (!moecl_glu_fusable(k, gate, up, x_offset, x_stride, n_vec) || !x_div ||
-        y_stride < gate->w->rows)
-        return bad_shape("glu: gate and up not fusable here (moecl_glu_fusable)");
-    if (bias_mode != MOECL_BIAS_NONE && !gate->w->bias)
-        bias_mode = MOECL_BIAS_NONE;
-    struct moecl_qmm_args a =
-        qmm_args_of(gate, x_offset, x_stride, x_div, 1, y_stride, n_vec, bias_mode);
-    struct moecl_qmm_args a2 =
-        qmm_args_of(up, x_offset, x_stride, x_div, 1, y_stride, n_vec, bias_mode);
-    /* a warp's slots hold rows of both matrices: half of matmul_fmw's rows per warp each */
-    a.rows_per_item = k->fmw_rows / 2;
-    cl_kernel kern = k->formats[gate->format].matmul_fmw_glu;
-    ARG(kern, 0, gate->wmem);
-    ARG(kern, 1, gate->smem);
-    ARG(kern, 2, gate->bmem);
-    ARG(kern, 3, gate->biasmem);
-    ARG(kern, 4, up->wmem);
-    ARG(kern, 5, up->smem);
-    ARG(kern, 6, up->bmem);
-    ARG(kern, 7, up->biasmem);
-    ARG(kern, 8, x);
-    ARG(kern, 9, y);
-    ARG(kern, 10, ids);
-    ARG(kern, 11, a);
-    ARG(kern, 12, a2);
-    ARG(kern, 13, alpha);
-    ARG(kern, 14, limit);
-    status = enqueue(q, k, kern, "matmul_glu", MOECL_OPC_EXPERTS, 2,
-                     (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256,
-                     n_vec, 256);
+    status = moecl_kenqueue(q, k, kern, "matmul", moecl_matmul_class(w), 2, g0, g1, l0);
 cleanup:
     return status;
 }
@@ -774,7 +629,7 @@ enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kern
     enum moecl_status status = MOECL_OK;
     const struct moecl_qweight *w = dw->w;
     if (dw->format < 0 || dw->format >= k->n_formats || !n_tokens || w->n_experts > 0)
-        return bad_shape("embed: bad format, no tokens, or an expert stack");
+        return moecl_bad_shape("embed: bad format, no tokens, or an expert stack");
     cl_kernel kern = k->formats[dw->format].embed;
     struct moecl_qmm_args a;
     memset(&a, 0, sizeof a);
@@ -795,8 +650,8 @@ enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kern
     ARG(kern, 3, tokens);
     ARG(kern, 4, y);
     ARG(kern, 5, a);
-    status = enqueue(q, k, kern, "embed", MOECL_OPC_EMBED, 2, (a.cols + group - 1) / group,
-                     n_tokens, k->local_rows);
+    status = moecl_kenqueue(q, k, kern, "embed", MOECL_OPC_EMBED, 2, (a.cols + group - 1) / group,
+                            n_tokens, k->local_rows);
 cleanup:
     return status;
 }
@@ -806,7 +661,7 @@ enum moecl_status moecl_launch_rmsnorm(cl_command_queue q, const struct moecl_ke
                                        uint32_t n_rows, uint32_t n, float eps) {
     enum moecl_status status = MOECL_OK;
     if (!n_rows || !n || w_dt < 0)
-        return bad_shape("rmsnorm: empty or bad weight dtype");
+        return moecl_bad_shape("rmsnorm: empty or bad weight dtype");
     cl_ulong off = w_offset;
     cl_uint dt = (cl_uint)w_dt;
     if (k->lanes == 1 && n <= 4096) {
@@ -820,8 +675,8 @@ enum moecl_status moecl_launch_rmsnorm(cl_command_queue q, const struct moecl_ke
         ARG(k->rmsnorm_wg_f32, 5, n);
         ARG(k->rmsnorm_wg_f32, 6, eps);
         ARG(k->rmsnorm_wg_f32, 7, fast);
-        return enqueue(q, k, k->rmsnorm_wg_f32, "rmsnorm_wg_f32", MOECL_OPC_NORM, 1,
-                       (size_t)n_rows * 256, 1, 256);
+        return moecl_kenqueue(q, k, k->rmsnorm_wg_f32, "rmsnorm_wg_f32", MOECL_OPC_NORM, 1,
+                              (size_t)n_rows * 256, 1, 256);
     }
     ARG(k->rmsnorm_f32, 0, x);
     ARG(k->rmsnorm_f32, 1, y);
@@ -831,7 +686,7 @@ enum moecl_status moecl_launch_rmsnorm(cl_command_queue q, const struct moecl_ke
     ARG(k->rmsnorm_f32, 5, n_rows);
     ARG(k->rmsnorm_f32, 6, n);
     ARG(k->rmsnorm_f32, 7, eps);
-    status = enqueue(q, k, k->rmsnorm_f32, "rmsnorm_f32", MOECL_OPC_NORM, 1, n_rows, 1, 1);
+    status = moecl_kenqueue(q, k, k->rmsnorm_f32, "rmsnorm_f32", MOECL_OPC_NORM, 1, n_rows, 1, 1);
 cleanup:
     return status;
 }
@@ -844,7 +699,7 @@ enum moecl_status moecl_launch_rope2(cl_command_queue q, const struct moecl_kern
     enum moecl_status status = MOECL_OK;
     if (!n_tokens || !n_heads || !head_dim || head_dim % 2 || stride < n_heads * head_dim ||
         (n_heads2 && stride2 < n_heads2 * head_dim))
-        return bad_shape("rope: empty, odd head_dim, or stride below heads*head_dim");
+        return moecl_bad_shape("rope: empty, odd head_dim, or stride below heads*head_dim");
     ARG(k->rope_f32, 0, x);
     ARG(k->rope_f32, 1, inv_freq);
     ARG(k->rope_f32, 2, n_tokens);
@@ -860,9 +715,9 @@ enum moecl_status moecl_launch_rope2(cl_command_queue q, const struct moecl_kern
     ARG(k->rope_f32, 9, second);
     ARG(k->rope_f32, 10, n_heads2);
     ARG(k->rope_f32, 11, stride2);
-    status = enqueue(q, k, k->rope_f32, "rope_f32", MOECL_OPC_ROPE, 2,
-                     (size_t)(n_heads + n_heads2) * (head_dim / 2 / pairs), n_tokens,
-                     k->lanes == 1 ? 64 : 1);
+    status = moecl_kenqueue(q, k, k->rope_f32, "rope_f32", MOECL_OPC_ROPE, 2,
+                            (size_t)(n_heads + n_heads2) * (head_dim / 2 / pairs), n_tokens,
+                            k->lanes == 1 ? 64 : 1);
 cleanup:
     return status;
 }
@@ -879,14 +734,14 @@ enum moecl_status moecl_launch_add(cl_command_queue q, const struct moecl_kernel
                                    cl_mem y, uint32_t n) {
     enum moecl_status status = MOECL_OK;
     if (!n)
-        return bad_shape("add: empty");
+        return moecl_bad_shape("add: empty");
     ARG(k->add_f32, 0, x);
     ARG(k->add_f32, 1, y);
     cl_uint run = k->lanes == 1 ? 1u : 64u; /* elements per work-item: GPUs one */
     ARG(k->add_f32, 2, n);
     ARG(k->add_f32, 3, run);
-    status = enqueue(q, k, k->add_f32, "add_f32", MOECL_OPC_COMBINE, 1, (n + run - 1) / run, 1,
-                     k->lanes == 1 ? 64 : k->local_rows);
+    status = moecl_kenqueue(q, k, k->add_f32, "add_f32", MOECL_OPC_COMBINE, 1, (n + run - 1) / run,
+                            1, k->lanes == 1 ? 64 : k->local_rows);
 cleanup:
     return status;
 }
@@ -898,8 +753,8 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     if (!a->n_tokens || !a->n_kv_heads || a->n_heads % a->n_kv_heads || !a->head_dim ||
         a->head_dim > 256 || !a->cache_cap || (a->window && a->window > a->cache_cap) ||
         (!a->window && a->pos0 > a->cache_cap))
-        return bad_shape("attn: heads not a multiple of kv heads, head_dim over 256, or a "
-                         "window/context the cache cannot hold");
+        return moecl_bad_shape("attn: heads not a multiple of kv heads, head_dim over 256, or a "
+                               "window/context the cache cannot hold");
     /* GPUs: a work-group per (head, token) (attention.cl), the same arithmetic; in fast
      * numerics on CPUs vectors along the head dimension, on GPUs a work-group of 256 per (head,
      * token) for decode-sized chunks (on an H100 it measured slower than the exact work-group
@@ -919,14 +774,14 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     ARG(kern, 6, out);
     MOECL_CL_CALL(clSetKernelArg(kern, 7, sizeof *a, a));
     if (k->lanes == 1 && fast)
-        status = enqueue(q, k, kern, "attn_fast_wg_f32", MOECL_OPC_ATTENTION, 2,
-                         (size_t)a->n_heads * 256, a->n_tokens, 256);
+        status = moecl_kenqueue(q, k, kern, "attn_fast_wg_f32", MOECL_OPC_ATTENTION, 2,
+                                (size_t)a->n_heads * 256, a->n_tokens, 256);
     else if (k->lanes == 1)
-        status = enqueue(q, k, kern, "attn_sinks_wg_f32", MOECL_OPC_ATTENTION, 2,
-                         (size_t)a->n_heads * 64, a->n_tokens, 64);
+        status = moecl_kenqueue(q, k, kern, "attn_sinks_wg_f32", MOECL_OPC_ATTENTION, 2,
+                                (size_t)a->n_heads * 64, a->n_tokens, 64);
     else
-        status = enqueue(q, k, kern, fast ? "attn_fast_f32" : "attn_sinks_f32", MOECL_OPC_ATTENTION,
-                         2, a->n_heads, a->n_tokens, 1);
+        status = moecl_kenqueue(q, k, kern, fast ? "attn_fast_f32" : "attn_sinks_f32",
+                                MOECL_OPC_ATTENTION, 2, a->n_heads, a->n_tokens, 1);
 cleanup:
     return status;
 }
@@ -937,7 +792,7 @@ enum moecl_status moecl_launch_kv_append(cl_command_queue q, const struct moecl_
                                          uint32_t kv_width, int kv_f16) {
     enum moecl_status status = MOECL_OK;
     if (!n_tokens || !cap || !kv_width)
-        return bad_shape("kv_append: empty");
+        return moecl_bad_shape("kv_append: empty");
     cl_kernel kern = kv_f16 ? k->kv_append_f16 : k->kv_append_f32;
     ARG(kern, 0, k_new);
     ARG(kern, 1, v_new);
@@ -949,8 +804,9 @@ enum moecl_status moecl_launch_kv_append(cl_command_queue q, const struct moecl_
     cl_uint run = k->lanes == 1 ? 1u : kv_width; /* elements per work-item: GPUs one */
     ARG(kern, 7, kv_width);
     ARG(kern, 8, run);
-    status = enqueue(q, k, kern, kv_f16 ? "kv_append_f16" : "kv_append_f32", MOECL_OPC_ATTENTION, 2,
-                     (kv_width + run - 1) / run, n_tokens, k->lanes == 1 ? 64 : 1);
+    status =
+        moecl_kenqueue(q, k, kern, kv_f16 ? "kv_append_f16" : "kv_append_f32", MOECL_OPC_ATTENTION,
+                       2, (kv_width + run - 1) / run, n_tokens, k->lanes == 1 ? 64 : 1);
 cleanup:
     return status;
 }
@@ -960,15 +816,15 @@ enum moecl_status moecl_launch_router_topk(cl_command_queue q, const struct moec
                                            uint32_t n_tokens, uint32_t n_experts, uint32_t top_k) {
     enum moecl_status status = MOECL_OK;
     if (!n_tokens || !top_k || top_k > n_experts || top_k > 32)
-        return bad_shape("router_topk: k must be in 1..min(experts, 32)");
+        return moecl_bad_shape("router_topk: k must be in 1..min(experts, 32)");
     ARG(k->router_topk_f32, 0, logits);
     ARG(k->router_topk_f32, 1, ids);
     ARG(k->router_topk_f32, 2, weights);
     ARG(k->router_topk_f32, 3, n_tokens);
     ARG(k->router_topk_f32, 4, n_experts);
     ARG(k->router_topk_f32, 5, top_k);
-    status =
-        enqueue(q, k, k->router_topk_f32, "router_topk_f32", MOECL_OPC_ROUTER, 1, n_tokens, 1, 1);
+    status = moecl_kenqueue(q, k, k->router_topk_f32, "router_topk_f32", MOECL_OPC_ROUTER, 1,
+                            n_tokens, 1, 1);
 cleanup:
     return status;
 }
@@ -978,7 +834,7 @@ enum moecl_status moecl_launch_swiglu(cl_command_queue q, const struct moecl_ker
                                       float limit) {
     enum moecl_status status = MOECL_OK;
     if (!n)
-        return bad_shape("swiglu: empty");
+        return moecl_bad_shape("swiglu: empty");
     ARG(k->swiglu_f32, 0, gate);
     ARG(k->swiglu_f32, 1, up);
     ARG(k->swiglu_f32, 2, n);
@@ -986,8 +842,8 @@ enum moecl_status moecl_launch_swiglu(cl_command_queue q, const struct moecl_ker
     ARG(k->swiglu_f32, 4, limit);
     cl_uint run = k->lanes == 1 ? 1u : 64u; /* elements per work-item: GPUs one */
     ARG(k->swiglu_f32, 5, run);
-    status = enqueue(q, k, k->swiglu_f32, "swiglu_f32", MOECL_OPC_SWIGLU, 1, (n + run - 1) / run, 1,
-                     k->lanes == 1 ? 64 : k->local_rows);
+    status = moecl_kenqueue(q, k, k->swiglu_f32, "swiglu_f32", MOECL_OPC_SWIGLU, 1,
+                            (n + run - 1) / run, 1, k->lanes == 1 ? 64 : k->local_rows);
 cleanup:
     return status;
 }
@@ -997,7 +853,7 @@ enum moecl_status moecl_launch_moe_combine(cl_command_queue q, const struct moec
                                            uint32_t n, uint32_t top_k) {
     enum moecl_status status = MOECL_OK;
     if (!n_tokens || !n || !top_k)
-        return bad_shape("moe_combine: empty");
+        return moecl_bad_shape("moe_combine: empty");
     ARG(k->moe_combine_f32, 0, x);
     ARG(k->moe_combine_f32, 1, y);
     ARG(k->moe_combine_f32, 2, weights);
@@ -1006,8 +862,8 @@ enum moecl_status moecl_launch_moe_combine(cl_command_queue q, const struct moec
     ARG(k->moe_combine_f32, 5, top_k);
     cl_uint run = k->lanes == 1 ? 1u : 64u; /* columns per work-item: GPUs one */
     ARG(k->moe_combine_f32, 6, run);
-    status = enqueue(q, k, k->moe_combine_f32, "moe_combine_f32", MOECL_OPC_COMBINE, 2,
-                     (n + run - 1) / run, n_tokens, k->lanes == 1 ? 64 : k->local_rows);
+    status = moecl_kenqueue(q, k, k->moe_combine_f32, "moe_combine_f32", MOECL_OPC_COMBINE, 2,
+                            (n + run - 1) / run, n_tokens, k->lanes == 1 ? 64 : k->local_rows);
 cleanup:
     return status;
 }

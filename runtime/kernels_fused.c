@@ -1,0 +1,153 @@
+/* Fused GPU decode launchers (kernels.h): the o-projection with its residual add, the
+ * attention's q/k/v in one launch, an expert's gate/up/SwiGLU in one launch. Each runs
+ * matmul_fmw's arithmetic (cl_kernels/qmatmul_fmw_gpu.cl) and gives the bits of the launches it
+ * replaces; each comes with a predicate saying where it applies. */
+#include "kernels_launch.h"
+
+#include <string.h>
+
+int moecl_matmul_add_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *dw,
+                             uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
+    if (!k->fmw_rows || !k->fast_numerics || k->lanes != 1 || dw->format < 0 ||
+        dw->format >= k->n_formats || !k->formats[dw->format].matmul_fmw || n_vec != 1 ||
+        dw->w->n_experts > 0)
+        return 0;
+    struct moecl_qmm_args a = moecl_qmm_args_of(dw, x_offset, x_stride, 1, 0, 0, n_vec, 0);
+    return a.rows >= 1024 && moecl_fmw_aligned(dw, &a);
+}
+
+enum moecl_status moecl_launch_matmul_add(cl_command_queue q, const struct moecl_kernels *k,
+                                          const struct moecl_dev_qweight *dw, cl_mem x,
+                                          uint32_t x_offset, uint32_t x_stride, cl_mem y,
+                                          int bias_mode) {
+    enum moecl_status status = MOECL_OK;
+    if (!moecl_matmul_add_fusable(k, dw, x_offset, x_stride, 1))
+        return moecl_bad_shape("matmul_add: not fusable here (moecl_matmul_add_fusable)");
+    if (bias_mode != MOECL_BIAS_NONE && !dw->w->bias)
+        bias_mode = MOECL_BIAS_NONE;
+    struct moecl_qmm_args a =
+        moecl_qmm_args_of(dw, x_offset, x_stride, 1, 0, (uint32_t)dw->w->rows, 1, bias_mode);
+    a.rows_per_item = k->fmw_rows;
+    a.residual = 1;
+    cl_kernel kern = k->formats[dw->format].matmul_fmw;
+    ARG(kern, 0, dw->wmem);
+    ARG(kern, 1, dw->smem);
+    ARG(kern, 2, dw->bmem);
+    ARG(kern, 3, dw->biasmem);
+    ARG(kern, 4, x);
+    ARG(kern, 5, y);
+    ARG(kern, 6, x);
+    ARG(kern, 7, a);
+    status = moecl_kenqueue(
+        q, k, kern, "matmul_add", moecl_matmul_class(dw->w), 2,
+        (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, 1, 256);
+cleanup:
+    return status;
+}
+
+int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
+                      uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
+    if (!k->fmw_qkv || !k->fmw_rows || !k->fast_numerics || k->lanes != 1 || n_vec != 1 ||
+        w[0]->format < 0 || w[0]->format >= k->n_formats || !k->formats[w[0]->format].matmul_fmw3)
+        return 0;
+    for (int i = 0; i < 3; i++) {
+        struct moecl_qmm_args a = moecl_qmm_args_of(w[i], x_offset, x_stride, 1, 0, 0, n_vec, 0);
+        if (w[i]->format != w[0]->format || w[i]->w->n_experts > 0 ||
+            w[i]->w->cols != w[0]->w->cols || !moecl_fmw_aligned(w[i], &a))
+            return 0;
+    }
+    return 1;
+}
+
+enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
+                                   const struct moecl_dev_qweight *const w[3], cl_mem x,
+                                   uint32_t x_offset, uint32_t x_stride, cl_mem const y[3],
+                                   const int bias_mode[3]) {
+    enum moecl_status status = MOECL_OK;
+    if (!moecl_qkv_fusable(k, w, x_offset, x_stride, 1))
+        return moecl_bad_shape("qkv: not fusable here (moecl_qkv_fusable)");
+    cl_kernel kern = k->formats[w[0]->format].matmul_fmw3;
+    size_t blocks = 0;
+    for (int i = 0; i < 3; i++) {
+        int bm = bias_mode[i] != MOECL_BIAS_NONE && !w[i]->w->bias ? MOECL_BIAS_NONE : bias_mode[i];
+        struct moecl_qmm_args a =
+            moecl_qmm_args_of(w[i], x_offset, x_stride, 1, 0, (uint32_t)w[i]->w->rows, 1, bm);
+        a.rows_per_item = k->fmw_rows;
+        blocks += (a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item);
+        ARG(kern, (cl_uint)(4 * i), w[i]->wmem);
+        ARG(kern, (cl_uint)(4 * i + 1), w[i]->smem);
+        ARG(kern, (cl_uint)(4 * i + 2), w[i]->bmem);
+        ARG(kern, (cl_uint)(4 * i + 3), w[i]->biasmem);
+        ARG(kern, (cl_uint)(13 + i), y[i]);
+        ARG(kern, (cl_uint)(16 + i), a);
+    }
+    ARG(kern, 12, x);
+    status = moecl_kenqueue(q, k, kern, "matmul_qkv", MOECL_OPC_ATTN_PROJ, 2, blocks * 256, 1, 256);
+cleanup:
+    return status;
+}
+
+int moecl_glu_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *gate,
+                      const struct moecl_dev_qweight *up, uint32_t x_offset, uint32_t x_stride,
+                      uint32_t n_vec) {
+    const struct moecl_qweight *g = gate->w, *u = up->w;
+    if (!k->fmw_glu || k->fmw_rows < 2 || !k->fast_numerics || k->lanes != 1 ||
+        gate->format != up->format || gate->format < 0 || gate->format >= k->n_formats)
+        return 0;
+    const struct moecl_format_kernels *f = &k->formats[gate->format];
+    if (!f->matmul_fmw_glu || g->n_experts <= 0 || n_vec > (uint32_t)g->n_experts)
+        return 0;
+    struct moecl_qmm_args a = moecl_qmm_args_of(gate, x_offset, x_stride, 1, 1, 0, n_vec, 0);
+    /* the same shape, strides and bias dtype: the kernel takes them from the gate's */
+    return u->rows == g->rows && u->cols == g->cols && u->n_experts == g->n_experts &&
+           u->weight_row_stride == g->weight_row_stride &&
+           u->weight_expert_stride == g->weight_expert_stride &&
+           u->scales_row_stride == g->scales_row_stride &&
+           u->scales_expert_stride == g->scales_expert_stride &&
+           u->biases_row_stride == g->biases_row_stride &&
+           u->biases_expert_stride == g->biases_expert_stride && !u->bias == !g->bias &&
+           (!g->bias ||
+            (u->bias_dtype == g->bias_dtype && u->bias_expert_stride == g->bias_expert_stride)) &&
+           a.rows >= 1024 && moecl_fmw_aligned(gate, &a) && moecl_fmw_aligned(up, &a);
+}
+
+enum moecl_status moecl_launch_glu(cl_command_queue q, const struct moecl_kernels *k,
+                                   const struct moecl_dev_qweight *gate,
+                                   const struct moecl_dev_qweight *up, cl_mem x, uint32_t x_offset,
+                                   uint32_t x_stride, uint32_t x_div, cl_mem ids, cl_mem y,
+                                   uint32_t y_stride, uint32_t n_vec, int bias_mode, float alpha,
+                                   float limit) {
+    enum moecl_status status = MOECL_OK;
+    if (!moecl_glu_fusable(k, gate, up, x_offset, x_stride, n_vec) || !x_div ||
+        y_stride < gate->w->rows)
+        return moecl_bad_shape("glu: gate and up not fusable here (moecl_glu_fusable)");
+    if (bias_mode != MOECL_BIAS_NONE && !gate->w->bias)
+        bias_mode = MOECL_BIAS_NONE;
+    struct moecl_qmm_args a =
+        moecl_qmm_args_of(gate, x_offset, x_stride, x_div, 1, y_stride, n_vec, bias_mode);
+    struct moecl_qmm_args a2 =
+        moecl_qmm_args_of(up, x_offset, x_stride, x_div, 1, y_stride, n_vec, bias_mode);
+    /* a warp's slots hold rows of both matrices: half of matmul_fmw's rows per warp each */
+    a.rows_per_item = k->fmw_rows / 2;
+    cl_kernel kern = k->formats[gate->format].matmul_fmw_glu;
+    ARG(kern, 0, gate->wmem);
+    ARG(kern, 1, gate->smem);
+    ARG(kern, 2, gate->bmem);
+    ARG(kern, 3, gate->biasmem);
+    ARG(kern, 4, up->wmem);
+    ARG(kern, 5, up->smem);
+    ARG(kern, 6, up->bmem);
+    ARG(kern, 7, up->biasmem);
+    ARG(kern, 8, x);
+    ARG(kern, 9, y);
+    ARG(kern, 10, ids);
+    ARG(kern, 11, a);
+    ARG(kern, 12, a2);
+    ARG(kern, 13, alpha);
+    ARG(kern, 14, limit);
+    status = moecl_kenqueue(
+        q, k, kern, "matmul_glu", MOECL_OPC_EXPERTS, 2,
+        (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, n_vec, 256);
+cleanup:
+    return status;
+}
