@@ -77,6 +77,18 @@ __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
     return dot;
 }
 
+/* The fp4 code table in local memory (mxfp4; nothing for affine). */
+inline void fw_lut(__local float *lut) {
+#if QMODE == MOECL_QM_MXFP4
+    uint lid = get_local_id(0);
+    if (lid < 16u)
+        lut[lid] = e2m1_to_f32(lid);
+    barrier(CLK_LOCAL_MEM_FENCE);
+#else
+    (void)lut;
+#endif
+}
+
 /* A product's output from its row sum v: the bias modes and roundings of matmul_fm. */
 inline float fw_out(float v, __global const uchar *bias, const struct moecl_qmm_args *a, ulong e,
                     uint ro) {
@@ -174,12 +186,7 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
                                   __global const int *ids, struct moecl_qmm_args a) {
     __local float red[8 * FW_RMAX * 32];
     __local float lut[16];
-#if QMODE == MOECL_QM_MXFP4
-    uint lid = get_local_id(0);
-    if (lid < 16u)
-        lut[lid] = e2m1_to_f32(lid);
-    barrier(CLK_LOCAL_MEM_FENCE);
-#endif
+    fw_lut(lut);
     uint R = a.rows_per_item, vec = get_group_id(1);
     uint r0 = get_group_id(0) * 8u * R;
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
@@ -203,12 +210,7 @@ MOECL_CAT(matmul_fmw3_f32_, WNAME)(
     struct moecl_qmm_args a0, struct moecl_qmm_args a1, struct moecl_qmm_args a2) {
     __local float red[8 * FW_RMAX * 32];
     __local float lut[16];
-#if QMODE == MOECL_QM_MXFP4
-    uint lid = get_local_id(0);
-    if (lid < 16u)
-        lut[lid] = e2m1_to_f32(lid);
-    barrier(CLK_LOCAL_MEM_FENCE);
-#endif
+    fw_lut(lut);
     uint R = a0.rows_per_item, blk = get_group_id(0);
     uint n0 = (a0.rows + 8u * R - 1u) / (8u * R), n1 = (a1.rows + 8u * R - 1u) / (8u * R);
     uint m = blk < n0 ? 0u : blk < n0 + n1 ? 1u : 2u;
@@ -238,12 +240,7 @@ MOECL_CAT(matmul_fmw_glu_f32_, WNAME)(__global const uchar *w, __global const uc
                                       struct moecl_qmm_args a2, float alpha, float limit) {
     __local float red[8 * FW_RMAX * 32];
     __local float lut[16];
-#if QMODE == MOECL_QM_MXFP4
-    uint lid = get_local_id(0);
-    if (lid < 16u)
-        lut[lid] = e2m1_to_f32(lid);
-    barrier(CLK_LOCAL_MEM_FENCE);
-#endif
+    fw_lut(lut);
     uint R = a.rows_per_item, vec = get_group_id(1);
     uint r0 = get_group_id(0) * 8u * R;
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;

@@ -467,6 +467,17 @@ cleanup:
 }
 
 /* A product's kernel arguments (struct moecl_qmm_args) before the launcher picks a kernel. */
+enum moecl_status moecl_set_weight_args(cl_kernel kern, cl_uint first,
+                                        const struct moecl_dev_qweight *dw) {
+    enum moecl_status status = MOECL_OK;
+    ARG(kern, first, dw->wmem);
+    ARG(kern, first + 1, dw->smem);
+    ARG(kern, first + 2, dw->bmem);
+    ARG(kern, first + 3, dw->biasmem);
+cleanup:
+    return status;
+}
+
 struct moecl_qmm_args moecl_qmm_args_of(const struct moecl_dev_qweight *dw, uint32_t x_offset,
                                         uint32_t x_stride, uint32_t x_div, int ids,
                                         uint32_t y_stride, uint32_t n_vec, int bias_mode) {
@@ -610,10 +621,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
         l0 = 1;
     }
     cl_mem idm = ids ? ids : x;
-    ARG(kern, 0, dw->wmem);
-    ARG(kern, 1, dw->smem);
-    ARG(kern, 2, dw->bmem);
-    ARG(kern, 3, dw->biasmem);
+    MOECL_TRY(moecl_set_weight_args(kern, 0, dw));
     ARG(kern, 4, xin);
     ARG(kern, 5, y);
     ARG(kern, 6, idm);

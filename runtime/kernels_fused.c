@@ -30,10 +30,7 @@ enum moecl_status moecl_launch_matmul_add(cl_command_queue q, const struct moecl
     a.rows_per_item = k->fmw_rows;
     a.residual = 1;
     cl_kernel kern = k->formats[dw->format].matmul_fmw;
-    ARG(kern, 0, dw->wmem);
-    ARG(kern, 1, dw->smem);
-    ARG(kern, 2, dw->bmem);
-    ARG(kern, 3, dw->biasmem);
+    MOECL_TRY(moecl_set_weight_args(kern, 0, dw));
     ARG(kern, 4, x);
     ARG(kern, 5, y);
     ARG(kern, 6, x);
@@ -74,10 +71,7 @@ enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernel
             moecl_qmm_args_of(w[i], x_offset, x_stride, 1, 0, (uint32_t)w[i]->w->rows, 1, bm);
         a.rows_per_item = k->fmw_rows;
         blocks += (a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item);
-        ARG(kern, (cl_uint)(4 * i), w[i]->wmem);
-        ARG(kern, (cl_uint)(4 * i + 1), w[i]->smem);
-        ARG(kern, (cl_uint)(4 * i + 2), w[i]->bmem);
-        ARG(kern, (cl_uint)(4 * i + 3), w[i]->biasmem);
+        MOECL_TRY(moecl_set_weight_args(kern, (cl_uint)(4 * i), w[i]));
         ARG(kern, (cl_uint)(13 + i), y[i]);
         ARG(kern, (cl_uint)(16 + i), a);
     }
@@ -130,14 +124,8 @@ enum moecl_status moecl_launch_glu(cl_command_queue q, const struct moecl_kernel
     /* a warp's slots hold rows of both matrices: half of matmul_fmw's rows per warp each */
     a.rows_per_item = k->fmw_rows / 2;
     cl_kernel kern = k->formats[gate->format].matmul_fmw_glu;
-    ARG(kern, 0, gate->wmem);
-    ARG(kern, 1, gate->smem);
-    ARG(kern, 2, gate->bmem);
-    ARG(kern, 3, gate->biasmem);
-    ARG(kern, 4, up->wmem);
-    ARG(kern, 5, up->smem);
-    ARG(kern, 6, up->bmem);
-    ARG(kern, 7, up->biasmem);
+    MOECL_TRY(moecl_set_weight_args(kern, 0, gate));
+    MOECL_TRY(moecl_set_weight_args(kern, 4, up));
     ARG(kern, 8, x);
     ARG(kern, 9, y);
     ARG(kern, 10, ids);
