@@ -263,6 +263,26 @@ static int launch_case(struct kenv *e, const struct qcase *qc, const struct moec
     return read_back(e, ym, y, (size_t)qc->n_vec * ys * 4);
 }
 
+/* Launches a case again with e's kernels as they are now set and counts the outputs whose bits
+ * differ from y's (-1 when the launch fails). */
+static int relaunch_differs(struct kenv *e, const struct qcase *qc,
+                            const struct moecl_dev_qweight *dw, cl_mem xm, size_t xs, cl_mem idm,
+                            cl_mem ym, size_t ys, const float *y) {
+    float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
+    int n = 0;
+    if (launch_case(e, qc, dw, xm, xs, idm, ym, ys, y2) != 0) {
+        n = -1;
+    } else {
+        for (int p = 0; p < qc->n_vec; p++)
+            for (int r = 0; r < qc->rows; r++) {
+                size_t i = (size_t)p * ys + (size_t)r;
+                n += memcmp(&y[i], &y2[i], 4) != 0;
+            }
+    }
+    free(y2);
+    return n;
+}
+
 /* The o-projection's fused residual add (moecl_launch_matmul_add) on a dense one-vector case:
  * into rows of random values, bit for bit the product and moecl_launch_add. Returns the outputs
  * that differ, -1 when not fusable or a launch failed. */
@@ -590,39 +610,19 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
         }
         if (g_fm && g_fm_lanes == 1 && bad >= 0) {
             /* the same inputs through matmul_fm's 8-vector tiles (no tiled kernel) */
-            float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
             uint32_t fmt_min = e.k.fmt_min;
             e.k.fmt_min = UINT32_MAX;
-            g_fmt_differs = 0;
-            if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y2) != 0) {
-                bad = -1;
-            } else {
-                for (int p = 0; p < qc->n_vec; p++)
-                    for (int r = 0; r < qc->rows; r++) {
-                        size_t i = (size_t)p * ys + (size_t)r;
-                        g_fmt_differs += memcmp(&y[i], &y2[i], 4) != 0;
-                    }
-            }
+            g_fmt_differs = relaunch_differs(&e, qc, &dw, xm, xs, idm, ym, ys, y);
+            bad = g_fmt_differs < 0 ? -1 : bad;
             e.k.fmt_min = fmt_min;
-            free(y2);
         }
         if (g_wide && g_fm_lanes == 1 && bad >= 0) {
             /* the same inputs through matmul_fm (no 16-byte loads) */
-            float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
             uint32_t fmw_rows = e.k.fmw_rows;
             e.k.fmw_rows = 0;
-            g_fmw_differs = 0;
-            if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y2) != 0) {
-                bad = -1;
-            } else {
-                for (int p = 0; p < qc->n_vec; p++)
-                    for (int r = 0; r < qc->rows; r++) {
-                        size_t i = (size_t)p * ys + (size_t)r;
-                        g_fmw_differs += memcmp(&y[i], &y2[i], 4) != 0;
-                    }
-            }
+            g_fmw_differs = relaunch_differs(&e, qc, &dw, xm, xs, idm, ym, ys, y);
+            bad = g_fmw_differs < 0 ? -1 : bad;
             e.k.fmw_rows = fmw_rows;
-            free(y2);
         }
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1 &&
             e.k.fmw_rows >= 1) {
@@ -639,19 +639,10 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
         }
         if (g_fm && bad >= 0) {
             /* the same inputs through the default kernel: count the outputs whose bits differ */
-            float *y2 = calloc((size_t)qc->n_vec * ys, sizeof(float));
             e.k.fast_numerics = 0;
-            if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y2) != 0) {
-                bad = -1;
-            } else {
-                for (int p = 0; p < qc->n_vec; p++)
-                    for (int r = 0; r < qc->rows; r++) {
-                        size_t i = (size_t)p * ys + (size_t)r;
-                        g_fm_differs += memcmp(&y[i], &y2[i], 4) != 0;
-                    }
-            }
+            g_fm_differs = relaunch_differs(&e, qc, &dw, xm, xs, idm, ym, ys, y);
+            bad = g_fm_differs < 0 ? -1 : bad;
             e.k.fast_numerics = 1;
-            free(y2);
         }
     } else {
         printf("  launch: %s\n", moecl_last_error());
