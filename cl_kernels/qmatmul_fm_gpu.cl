@@ -32,9 +32,9 @@
  * no int-to-float conversion; fp4: the E2M1 value from the table in local memory. */
 #if QMODE == MOECL_QM_AFFINE
 #define FM_CODE(word, j)                                                                           \
-    (as_float(0x4B000000u | (((word) >> ((j) * BITS)) & ((1u << BITS) - 1u))) - 8388608.0f)
+    (as_float(0x4B000000u | (((word) >> ((j)*BITS)) & ((1u << BITS) - 1u))) - 8388608.0f)
 #else
-#define FM_CODE(word, j) lut[((word) >> ((j) * 4u)) & 15u]
+#define FM_CODE(word, j) lut[((word) >> ((j)*4u)) & 15u]
 #endif
 
 /* Rows [r0, r0 + FM_WG_ROWS) of expert e against the vectors tp[0..nt) (tt = 1 or FM_T, a
@@ -49,8 +49,8 @@ fm_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
     __global const uchar *srow[FM_R], *brow[FM_R];
     for (uint i = 0; i < FM_R; i++) {
         ulong r = min(r0 + warp * FM_R + i, a->rows - 1);
-        wrow[i] = (__global const uint *)(w + a->w_offset + e * a->w_expert_stride +
-                                          r * a->w_row_stride);
+        wrow[i] =
+            (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + r * a->w_row_stride);
         srow[i] = sc + a->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
         brow[i] = bi + a->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
     }
@@ -132,7 +132,8 @@ fm_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
 }
 
 /* Work-group FM_WARPS * 32 per block of FM_WG_ROWS rows; column get_group_id(1) is the expert
- * (ids) or an output vector (use_ids 2: no work-groups for the experts nobody chose) or a block of a.tile vectors. Needs cols a multiple of FM_EPW (the launcher checks). */
+ * (ids) or an output vector (use_ids 2: no work-groups for the experts nobody chose) or a block of
+ * a.tile vectors. Needs cols a multiple of FM_EPW (the launcher checks). */
 __kernel __attribute__((reqd_work_group_size(FM_WARPS * 32, 1, 1))) void
 MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
                                  __global const uchar *bi, __global const uchar *bias,
@@ -197,8 +198,8 @@ MOECL_CAT(matmul_fmv_f32_, WNAME)(__global const uchar *w, __global const uchar 
     uint row = get_group_id(0) * a.rows_per_item + ri, vec = get_group_id(1);
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     ulong ro = min(row, a.rows - 1);
-    __global const uint *wrow = (__global const uint *)(w + a.w_offset + e * a.w_expert_stride +
-                                                        ro * a.w_row_stride);
+    __global const uint *wrow =
+        (__global const uint *)(w + a.w_offset + e * a.w_expert_stride + ro * a.w_row_stride);
     __global const uchar *srow = sc + a.s_offset + e * a.s_expert_stride + ro * a.s_row_stride;
     __global const uchar *brow = bi + a.b_offset + e * a.b_expert_stride + ro * a.b_row_stride;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
@@ -251,7 +252,7 @@ MOECL_CAT(matmul_fmv_f32_, WNAME)(__global const uchar *w, __global const uchar 
  * computed the same wherever it sits in a block) or a block of FMT_BN vectors. */
 #define FMT_BM 64
 #define FMT_BN 64
-#define FMT_BK 32 /* 64: pp512 1049 against 1068 tokens/s on an H100 */
+#define FMT_BK 32                 /* 64: pp512 1049 against 1068 tokens/s on an H100 */
 #define FMT_WPR (FMT_BK / FM_EPW) /* words per row in a block of columns */
 
 __attribute__((always_inline)) inline void
@@ -268,8 +269,8 @@ fmt_block(__global const uchar *w, __global const uchar *sc, __global const ucha
      * the columns of one vector (lid % FMT_BN), so their addresses are set up once */
     uint lr = lid % FMT_BM, lw = lid / FMT_BM, lv = lid % FMT_BN, lc = lid / FMT_BN;
     ulong ro = min(r0 + lr, a->rows - 1);
-    __global const uint *wrow = (__global const uint *)(w + a->w_offset + e * a->w_expert_stride +
-                                                        ro * a->w_row_stride);
+    __global const uint *wrow =
+        (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + ro * a->w_row_stride);
     __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + ro * a->s_row_stride;
     __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + ro * a->b_row_stride;
     __global const float *xrow =
@@ -341,6 +342,160 @@ fmt_block(__global const uchar *w, __global const uchar *sc, __global const ucha
     }
 }
 
+#if MOECL_TC
+/* The same block on NVIDIA's tensor cores (-DMOECL_TC=1: the host sets it for NVIDIA GPUs of
+ * compute capability 8 or more and builds again without it if the compiler refuses): tf32
+ * mma.sync m16n8k8 through inline PTX, float32 accumulators. A tf32 operand keeps 10 of float's
+ * 23 fraction bits, so every weight and input is split in two tf32 parts, v = hi + lo (each
+ * rounded to nearest), and a product is hi*hi + hi*lo + lo*hi: within about 2^-21 of the float
+ * product instead of 2^-11. Code times scale in mxfp4 and nvfp4 is exact in tf32 (its lo part
+ * is 0), so those take two products, not three. Weights and inputs sit row-major in local
+ * memory with 4 floats of padding (stride 36: a fragment's 32 loads hit 32 banks). Warp w
+ * computes rows 32 (w & 1) .. + 32 and vectors 16 (w >> 1) .. + 16: 2 x 2 tiles of 16 x 8. */
+#define TC_LD (FMT_BK + 4)
+#if QMODE == MOECL_QM_AFFINE
+#define TC_WLO 1 /* the weights need a lo part */
+#else
+#define TC_WLO 0
+#endif
+
+/* v rounded to tf32 (10 fraction bits, ties away from zero) */
+inline float tc_round(float v) {
+    return as_float((as_uint(v) + 0x1000u) & 0xFFFFE000u);
+}
+
+/* d += a * b for one 16 x 8 x 8 tile (fragments as the PTX ISA lays them out) */
+#define TC_MMA(d, a, b)                                                                            \
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "              \
+                 "{%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"                                      \
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                  \
+                 : "r"(as_uint(a[0])), "r"(as_uint(a[1])), "r"(as_uint(a[2])), "r"(as_uint(a[3])), \
+                   "r"(as_uint(b[0])), "r"(as_uint(b[1])), "f"(d[0]), "f"(d[1]), "f"(d[2]),        \
+                   "f"(d[3]))
+
+__attribute__((always_inline)) inline void
+fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+             __global const uchar *bias, __global const float *x, __global float *y,
+             const struct moecl_qmm_args *a, ulong e, uint r0, __local const uint *tp, uint nt,
+             __local const float *lut, __local float *ws, __local float *xs) {
+    uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
+    uint g = lane >> 2, t = lane & 3u, wm = (warp & 1u) * 32u, wn = (warp >> 1) * 16u;
+    float acc[2][2][4];
+    for (uint i = 0; i < 2; i++)
+        for (uint j = 0; j < 2; j++)
+            for (uint k = 0; k < 4; k++)
+                acc[i][j][k] = 0.0f;
+    /* staging: a work-item dequantizes words of row lr and copies two float4 of inputs
+     * (vector lv0 and lv0 + 32, columns 4 lc .. 4 lc + 3) */
+    uint lr = lid % FMT_BM, lw = lid / FMT_BM, lc = lid % (FMT_BK / 4u), lv0 = lid / (FMT_BK / 4u);
+    ulong ro = min(r0 + lr, a->rows - 1);
+    __global const uint *wrow =
+        (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + ro * a->w_row_stride);
+    __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + ro * a->s_row_stride;
+    __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + ro * a->b_row_stride;
+    __global const float *xr0 =
+        x + a->x_offset + (ulong)(tp[min(lv0, nt - 1)] / a->x_div) * a->x_stride;
+    __global const float *xr1 =
+        x + a->x_offset + (ulong)(tp[min(lv0 + 32u, nt - 1)] / a->x_div) * a->x_stride;
+    for (uint k0 = 0; k0 < a->cols; k0 += FMT_BK) {
+        for (uint wi = lw; wi < FMT_WPR; wi += 256u / FMT_BM) {
+            uint c = k0 + wi * FM_EPW, word = 0;
+            float s = 0.0f, b = 0.0f;
+            if (c < a->cols) {
+                word = wrow[c / FM_EPW];
+                uint gi = c / GROUP;
+#if QMODE == MOECL_QM_AFFINE
+                s = load_dt(srow, 0, gi, WDT);
+                b = load_dt(brow, 0, gi, WDT);
+#elif QMODE == MOECL_QM_MXFP4
+                s = e8m0_to_f32(srow[gi]);
+#else
+                s = e4m3_to_f32(srow[gi]);
+#endif
+            }
+#pragma unroll
+            for (uint j = 0; j < FM_EPW; j++)
+#if QMODE == MOECL_QM_AFFINE
+                ws[lr * TC_LD + wi * FM_EPW + j] = fma(FM_CODE(word, j), s, b);
+#else
+                ws[lr * TC_LD + wi * FM_EPW + j] = FM_CODE(word, j) * s;
+#endif
+        }
+        uint c = k0 + 4u * lc;
+        float4 z = (float4)(0.0f);
+        vstore4(c < a->cols ? vload4(0, xr0 + c) : z, 0, xs + lv0 * TC_LD + 4u * lc);
+        vstore4(c < a->cols ? vload4(0, xr1 + c) : z, 0, xs + (lv0 + 32u) * TC_LD + 4u * lc);
+        barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+        for (uint kk = 0; kk < FMT_BK; kk += 8u) {
+            float ah[2][4], al[2][4], bh[2][2], bl[2][2];
+#pragma unroll
+            for (uint i = 0; i < 2; i++) {
+                __local const float *p = ws + (wm + 16u * i + g) * TC_LD + kk + t;
+                float v[4] = {p[0], p[8u * TC_LD], p[4], p[8u * TC_LD + 4u]};
+#pragma unroll
+                for (uint k = 0; k < 4; k++) {
+                    ah[i][k] = tc_round(v[k]);
+                    al[i][k] = tc_round(v[k] - ah[i][k]);
+                }
+            }
+#pragma unroll
+            for (uint j = 0; j < 2; j++) {
+                __local const float *p = xs + (wn + 8u * j + g) * TC_LD + kk + t;
+                float v[2] = {p[0], p[4]};
+#pragma unroll
+                for (uint k = 0; k < 2; k++) {
+                    bh[j][k] = tc_round(v[k]);
+                    bl[j][k] = tc_round(v[k] - bh[j][k]);
+                }
+            }
+#pragma unroll
+            for (uint i = 0; i < 2; i++)
+#pragma unroll
+                for (uint j = 0; j < 2; j++) {
+#if TC_WLO
+                    TC_MMA(acc[i][j], al[i], bh[j]);
+#endif
+                    TC_MMA(acc[i][j], ah[i], bl[j]);
+                    TC_MMA(acc[i][j], ah[i], bh[j]);
+                }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    /* accumulator k of tile (i, j): row wm + 16 i + g + 8 (k >> 1), vector wn + 8 j + 2 t + (k & 1)
+     */
+#pragma unroll
+    for (uint i = 0; i < 2; i++)
+#pragma unroll
+        for (uint k = 0; k < 4; k++) {
+            uint ro = r0 + wm + 16u * i + g + 8u * (k >> 1);
+            if (ro >= a->rows)
+                continue;
+            float bv = 0.0f;
+            if (a->bias_mode != MOECL_BIAS_NONE)
+                bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
+#pragma unroll
+            for (uint j = 0; j < 2; j++) {
+                uint v = wn + 8u * j + 2u * t + (k & 1u);
+                if (v >= nt)
+                    continue;
+                float s = acc[i][j][k];
+                y[(ulong)tp[v] * a->y_stride + ro] =
+                    a->bias_mode == MOECL_BIAS_FUSED   ? round_act(s + bv)
+                    : a->bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(s) + bv)
+                                                       : round_act(s);
+            }
+        }
+}
+#define FMT_BLOCK fmt_block_tc
+#define FMT_WS_FLOATS (FMT_BM * TC_LD)
+#define FMT_XS_FLOATS (FMT_BN * TC_LD)
+#else
+#define FMT_BLOCK fmt_block
+#define FMT_WS_FLOATS (FMT_BK * FMT_BM)
+#define FMT_XS_FLOATS (FMT_BK * FMT_BN)
+#endif
+
 /* Work-group 256 per block of FMT_BM rows; column get_group_id(1): the expert (use_ids 1) or
  * a block of FMT_BN vectors. Needs cols a multiple of FM_EPW (the launcher checks). */
 __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
@@ -348,8 +503,8 @@ MOECL_CAT(matmul_fmt_f32_, WNAME)(__global const uchar *w, __global const uchar 
                                   __global const uchar *bi, __global const uchar *bias,
                                   __global const float *x, __global float *y,
                                   __global const int *ids, struct moecl_qmm_args a) {
-    __local float ws[FMT_BK * FMT_BM];
-    __local float xs[FMT_BK * FMT_BN];
+    __local float ws[FMT_WS_FLOATS];
+    __local float xs[FMT_XS_FLOATS];
     __local float lut[16];
     __local uint tp[FMT_BN + 256];
     __local uint count;
@@ -362,7 +517,7 @@ MOECL_CAT(matmul_fmt_f32_, WNAME)(__global const uchar *w, __global const uchar 
         if (lid < FMT_BN)
             tp[lid] = p0 + min(lid, nt - 1);
         barrier(CLK_LOCAL_MEM_FENCE);
-        fmt_block(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, lut, ws, xs);
+        FMT_BLOCK(w, sc, bi, bias, x, y, &a, 0, r0, tp, nt, lut, ws, xs);
         return;
     }
     /* the vectors routed to expert `column`, gathered 256 ids at a time; a block runs whenever
@@ -379,7 +534,7 @@ MOECL_CAT(matmul_fmt_f32_, WNAME)(__global const uchar *w, __global const uchar 
         barrier(CLK_LOCAL_MEM_FENCE); /* every work-item has read count before it grows */
         while (n >= FMT_BN || (n > 0 && q0 + 256u >= a.n_vec)) {
             uint nt = min(n, (uint)FMT_BN);
-            fmt_block(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, lut, ws, xs);
+            FMT_BLOCK(w, sc, bi, bias, x, y, &a, column, r0, tp, nt, lut, ws, xs);
             /* the waiting rest moves to the front */
             uint rest = n - nt, mv = lid < rest ? tp[nt + lid] : 0;
             barrier(CLK_LOCAL_MEM_FENCE);

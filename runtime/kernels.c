@@ -9,6 +9,8 @@
 #include "cl_program.h"
 #include "kernels_launch.h"
 
+#include <CL/cl_ext.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +152,17 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     /* attention keeps its scores between passes on CPUs (a private array would spill on GPUs) */
     snprintf(opts, sizeof opts, "-DACT=%d -DMLX_CPU=1 -DATTN_ZCACHE=%d%s", act,
              (type & CL_DEVICE_TYPE_GPU) ? 0 : 1024, cr);
+    /* NVIDIA GPUs from compute capability 8 (tf32 mma.sync) run the tiled fast product on
+     * their tensor cores; $MOECL_TC=0 keeps float32 FMAs */
+    const char *tc_env = getenv("MOECL_TC");
+    cl_uint cc_major = 0;
+    if ((type & CL_DEVICE_TYPE_GPU) &&
+        clGetDeviceInfo(dev, CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV, sizeof cc_major, &cc_major,
+                        NULL) != CL_SUCCESS)
+        cc_major = 0;
+    int tc =
+        p->fast_numerics && p->lanes == 1 && cc_major >= 8 && !(tc_env && strcmp(tc_env, "0") == 0);
+    p->tensor_cores = tc;
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files,
                                      (int)(sizeof core_files / sizeof core_files[0]), opts,
                                      &p->core, NULL));
@@ -165,6 +178,23 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
                  f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), p->lanes,
                  p->fast_numerics, suffix, cr);
         p->formats[i] = *f;
+        if (tc) {
+            /* the tiled product on the tensor cores; a compiler that refuses the inline PTX
+             * builds the float32 one, unless $MOECL_TC=1 asked for them */
+            size_t len = strlen(opts);
+            snprintf(opts + len, sizeof opts - len, " -DMOECL_TC=1");
+            status = moecl_cl_program_build(ctx, dev, fmt_files, n_fmt_files, opts,
+                                            &p->format_programs[i], NULL);
+            if (status == MOECL_OK) {
+                p->n_formats = i + 1;
+                continue;
+            }
+            if (tc_env && strcmp(tc_env, "1") == 0)
+                goto cleanup;
+            status = MOECL_OK;
+            opts[len] = 0;
+            p->tensor_cores = tc = 0;
+        }
         if (moecl_cl_program_build(ctx, dev, fmt_files, n_fmt_files, opts, &p->format_programs[i],
                                    NULL) != MOECL_OK) {
             /* a compiler that rejects the fast kernels still gets the reference-order ones */

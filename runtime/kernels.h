@@ -81,6 +81,7 @@ struct moecl_programs {
     struct moecl_qformat formats[32];
     cl_program format_programs[32];
     int no_fast[32]; /* 1: built with -DMOECL_NO_FAST (the compiler rejected the fast kernels) */
+    int tensor_cores; /* 1: the tiled fast product runs on NVIDIA tensor cores (-DMOECL_TC=1) */
 };
 
 /* Builds the core program and one program per format in `formats`; seq_round selects MLX
