@@ -343,127 +343,161 @@ fmt_block(__global const uchar *w, __global const uchar *sc, __global const ucha
 }
 
 #if MOECL_TC
-/* The same block on NVIDIA's tensor cores (-DMOECL_TC=1: the host sets it for NVIDIA GPUs of
+/* The tiled product on NVIDIA's tensor cores (-DMOECL_TC=1: the host sets it for NVIDIA GPUs of
  * compute capability 8 or more and builds again without it if the compiler refuses): tf32
  * mma.sync m16n8k8 through inline PTX, float32 accumulators. A tf32 operand keeps 10 of float's
  * 23 fraction bits, so every weight and input is split in two tf32 parts, v = hi + lo (each
  * rounded to nearest), and a product is hi*hi + hi*lo + lo*hi: within about 2^-21 of the float
- * product instead of 2^-11. Code times scale in mxfp4 and nvfp4 is exact in tf32 (its lo part
- * is 0), so those take two products, not three. Weights and inputs sit row-major in local
- * memory with 4 floats of padding (stride 36: a fragment's 32 loads hit 32 banks). Warp w
- * computes rows 32 (w & 1) .. + 32 and vectors 16 (w >> 1) .. + 16: 2 x 2 tiles of 16 x 8. */
-#define TC_LD (FMT_BK + 4)
+ * product instead of 2^-11. Code times scale in mxfp4 and nvfp4 is exact in tf32 (no lo part),
+ * so those take two products, not three.
+ *
+ * A work-group of 8 warps computes TC_BM = 128 rows x 64 vectors, TC_BK = 16 columns at a time:
+ * the weights (dequantized and split) and the inputs (split) sit row-major in local memory as
+ * (hi, lo) pairs with 4 pairs of padding per row (a fragment's 32 loads hit distinct banks);
+ * a work-item loads the next block's words and inputs into registers while the warps multiply
+ * the current one. Warp w computes rows 32 (w & 3) .. + 32 and vectors 32 (w >> 2) .. + 32:
+ * 2 x 4 tiles of 16 x 8. */
+#define TC_BM 128
+#define TC_BK 16
+#define TC_LD (TC_BK + 4)
+#define TC_WPR (TC_BK / FM_EPW) /* words per row in a block of columns */
 #if QMODE == MOECL_QM_AFFINE
 #define TC_WLO 1 /* the weights need a lo part */
+typedef float2 tc_w;
+#define TC_WHI(v) (v).x
+#define TC_WSPLIT(v) tc_split(v)
 #else
 #define TC_WLO 0
+typedef float tc_w;
+#define TC_WHI(v) (v)
+#define TC_WSPLIT(v) (v)
 #endif
 
 /* v rounded to tf32 (10 fraction bits, ties away from zero) */
 inline float tc_round(float v) {
     return as_float((as_uint(v) + 0x1000u) & 0xFFFFE000u);
 }
+/* (hi, lo): v = hi + lo within 2^-22 |v|, both tf32 */
+inline float2 tc_split(float v) {
+    float h = tc_round(v);
+    return (float2)(h, tc_round(v - h));
+}
 
 /* d += a * b for one 16 x 8 x 8 tile (fragments as the PTX ISA lays them out) */
-#define TC_MMA(d, a, b)                                                                            \
+#define TC_MMA(d, a0, a1, a2, a3, b0, b1)                                                          \
     asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "              \
                  "{%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"                                      \
                  : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                  \
-                 : "r"(as_uint(a[0])), "r"(as_uint(a[1])), "r"(as_uint(a[2])), "r"(as_uint(a[3])), \
-                   "r"(as_uint(b[0])), "r"(as_uint(b[1])), "f"(d[0]), "f"(d[1]), "f"(d[2]),        \
-                   "f"(d[3]))
+                 : "r"(as_uint(a0)), "r"(as_uint(a1)), "r"(as_uint(a2)), "r"(as_uint(a3)),         \
+                   "r"(as_uint(b0)), "r"(as_uint(b1)), "f"(d[0]), "f"(d[1]), "f"(d[2]), "f"(d[3]))
 
 __attribute__((always_inline)) inline void
 fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
              __global const uchar *bias, __global const float *x, __global float *y,
              const struct moecl_qmm_args *a, ulong e, uint r0, __local const uint *tp, uint nt,
-             __local const float *lut, __local float *ws, __local float *xs) {
+             __local const float *lut, __local tc_w *ws, __local float2 *xs) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
-    uint g = lane >> 2, t = lane & 3u, wm = (warp & 1u) * 32u, wn = (warp >> 1) * 16u;
-    float acc[2][2][4];
+    uint g = lane >> 2, t = lane & 3u, wm = (warp & 3u) * 32u, wn = (warp >> 2) * 32u;
+    float acc[2][4][4];
     for (uint i = 0; i < 2; i++)
-        for (uint j = 0; j < 2; j++)
+        for (uint j = 0; j < 4; j++)
             for (uint k = 0; k < 4; k++)
                 acc[i][j][k] = 0.0f;
-    /* staging: a work-item dequantizes words of row lr and copies two float4 of inputs
-     * (vector lv0 and lv0 + 32, columns 4 lc .. 4 lc + 3) */
-    uint lr = lid % FMT_BM, lw = lid / FMT_BM, lc = lid % (FMT_BK / 4u), lv0 = lid / (FMT_BK / 4u);
+    /* staging: a work-item dequantizes words lw, lw + 2, ... of row lr and copies columns
+     * 4 lc .. 4 lc + 3 of vector lv */
+    uint lr = lid % TC_BM, lw = lid / TC_BM, lc = lid % (TC_BK / 4u), lv = lid / (TC_BK / 4u);
     ulong ro = min(r0 + lr, a->rows - 1);
     __global const uint *wrow =
         (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + ro * a->w_row_stride);
     __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + ro * a->s_row_stride;
     __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + ro * a->b_row_stride;
-    __global const float *xr0 =
-        x + a->x_offset + (ulong)(tp[min(lv0, nt - 1)] / a->x_div) * a->x_stride;
-    __global const float *xr1 =
-        x + a->x_offset + (ulong)(tp[min(lv0 + 32u, nt - 1)] / a->x_div) * a->x_stride;
-    for (uint k0 = 0; k0 < a->cols; k0 += FMT_BK) {
-        for (uint wi = lw; wi < FMT_WPR; wi += 256u / FMT_BM) {
-            uint c = k0 + wi * FM_EPW, word = 0;
-            float s = 0.0f, b = 0.0f;
-            if (c < a->cols) {
-                word = wrow[c / FM_EPW];
-                uint gi = c / GROUP;
+    __global const float *xr =
+        x + a->x_offset + (ulong)(tp[min(lv, nt - 1)] / a->x_div) * a->x_stride + 4u * lc;
+#define TC_NW ((TC_WPR + 256u / TC_BM - 1u) / (256u / TC_BM)) /* words per work-item */
+    uint word[TC_NW];
+    float s[TC_NW], b[TC_NW];
+    float4 xv;
+    /* the registers for the block of columns k0 */
+#define TC_FETCH(k0)                                                                               \
+    do {                                                                                           \
+        for (uint n = 0; n < TC_NW; n++) {                                                         \
+            uint wi = lw + n * (256u / TC_BM), c = (k0) + wi * FM_EPW, gi = c / GROUP;             \
+            int in = wi < TC_WPR && c < a->cols;                                                   \
+            word[n] = in ? wrow[c / FM_EPW] : 0u;                                                  \
+            TC_SCALES(n, gi, in);                                                                  \
+        }                                                                                          \
+        xv = (k0) + 4u * lc < a->cols ? vload4(0, xr + (k0)) : (float4)(0.0f);                     \
+    } while (0)
 #if QMODE == MOECL_QM_AFFINE
-                s = load_dt(srow, 0, gi, WDT);
-                b = load_dt(brow, 0, gi, WDT);
+#define TC_SCALES(n, gi, in)                                                                       \
+    (s[n] = in ? load_dt(srow, 0, gi, WDT) : 0.0f, b[n] = in ? load_dt(brow, 0, gi, WDT) : 0.0f)
 #elif QMODE == MOECL_QM_MXFP4
-                s = e8m0_to_f32(srow[gi]);
+#define TC_SCALES(n, gi, in) (s[n] = in ? e8m0_to_f32(srow[gi]) : 0.0f, b[n] = 0.0f)
 #else
-                s = e4m3_to_f32(srow[gi]);
+#define TC_SCALES(n, gi, in) (s[n] = in ? e4m3_to_f32(srow[gi]) : 0.0f, b[n] = 0.0f)
 #endif
-            }
+    TC_FETCH(0u);
+    for (uint k0 = 0; k0 < a->cols; k0 += TC_BK) {
+        /* the registers into local memory, split */
 #pragma unroll
-            for (uint j = 0; j < FM_EPW; j++)
+        for (uint n = 0; n < TC_NW; n++) {
+            uint wi = lw + n * (256u / TC_BM);
+            if (wi < TC_WPR)
+#pragma unroll
+                for (uint j = 0; j < FM_EPW; j++)
 #if QMODE == MOECL_QM_AFFINE
-                ws[lr * TC_LD + wi * FM_EPW + j] = fma(FM_CODE(word, j), s, b);
+                    ws[lr * TC_LD + wi * FM_EPW + j] =
+                        TC_WSPLIT(fma(FM_CODE(word[n], j), s[n], b[n]));
 #else
-                ws[lr * TC_LD + wi * FM_EPW + j] = FM_CODE(word, j) * s;
+                    ws[lr * TC_LD + wi * FM_EPW + j] = FM_CODE(word[n], j) * s[n];
 #endif
         }
-        uint c = k0 + 4u * lc;
-        float4 z = (float4)(0.0f);
-        vstore4(c < a->cols ? vload4(0, xr0 + c) : z, 0, xs + lv0 * TC_LD + 4u * lc);
-        vstore4(c < a->cols ? vload4(0, xr1 + c) : z, 0, xs + (lv0 + 32u) * TC_LD + 4u * lc);
+        __local float2 *xd = xs + lv * TC_LD + 4u * lc;
+        xd[0] = tc_split(xv.x);
+        xd[1] = tc_split(xv.y);
+        xd[2] = tc_split(xv.z);
+        xd[3] = tc_split(xv.w);
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (k0 + TC_BK < a->cols)
+            TC_FETCH(k0 + TC_BK);
 #pragma unroll
-        for (uint kk = 0; kk < FMT_BK; kk += 8u) {
-            float ah[2][4], al[2][4], bh[2][2], bl[2][2];
+        for (uint kk = 0; kk < TC_BK; kk += 8u) {
+            tc_w av[2][4];
+            float2 bv[4][2];
 #pragma unroll
             for (uint i = 0; i < 2; i++) {
-                __local const float *p = ws + (wm + 16u * i + g) * TC_LD + kk + t;
-                float v[4] = {p[0], p[8u * TC_LD], p[4], p[8u * TC_LD + 4u]};
-#pragma unroll
-                for (uint k = 0; k < 4; k++) {
-                    ah[i][k] = tc_round(v[k]);
-                    al[i][k] = tc_round(v[k] - ah[i][k]);
-                }
+                __local const tc_w *p = ws + (wm + 16u * i + g) * TC_LD + kk + t;
+                av[i][0] = p[0];
+                av[i][1] = p[8u * TC_LD];
+                av[i][2] = p[4];
+                av[i][3] = p[8u * TC_LD + 4u];
             }
 #pragma unroll
-            for (uint j = 0; j < 2; j++) {
-                __local const float *p = xs + (wn + 8u * j + g) * TC_LD + kk + t;
-                float v[2] = {p[0], p[4]};
-#pragma unroll
-                for (uint k = 0; k < 2; k++) {
-                    bh[j][k] = tc_round(v[k]);
-                    bl[j][k] = tc_round(v[k] - bh[j][k]);
-                }
+            for (uint j = 0; j < 4; j++) {
+                __local const float2 *p = xs + (wn + 8u * j + g) * TC_LD + kk + t;
+                bv[j][0] = p[0];
+                bv[j][1] = p[4];
             }
 #pragma unroll
             for (uint i = 0; i < 2; i++)
 #pragma unroll
-                for (uint j = 0; j < 2; j++) {
+                for (uint j = 0; j < 4; j++) {
 #if TC_WLO
-                    TC_MMA(acc[i][j], al[i], bh[j]);
+                    TC_MMA(acc[i][j], av[i][0].y, av[i][1].y, av[i][2].y, av[i][3].y, bv[j][0].x,
+                           bv[j][1].x);
 #endif
-                    TC_MMA(acc[i][j], ah[i], bl[j]);
-                    TC_MMA(acc[i][j], ah[i], bh[j]);
+                    TC_MMA(acc[i][j], TC_WHI(av[i][0]), TC_WHI(av[i][1]), TC_WHI(av[i][2]),
+                           TC_WHI(av[i][3]), bv[j][0].y, bv[j][1].y);
+                    TC_MMA(acc[i][j], TC_WHI(av[i][0]), TC_WHI(av[i][1]), TC_WHI(av[i][2]),
+                           TC_WHI(av[i][3]), bv[j][0].x, bv[j][1].x);
                 }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    /* accumulator k of tile (i, j): row wm + 16 i + g + 8 (k >> 1), vector wn + 8 j + 2 t + (k & 1)
-     */
+#undef TC_FETCH
+#undef TC_SCALES
+    /* accumulator k of tile (i, j): row wm + 16 i + g + 8 (k >> 1), vector wn + 8 j + 2 t +
+     * (k & 1) */
 #pragma unroll
     for (uint i = 0; i < 2; i++)
 #pragma unroll
@@ -471,29 +505,35 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
             uint ro = r0 + wm + 16u * i + g + 8u * (k >> 1);
             if (ro >= a->rows)
                 continue;
-            float bv = 0.0f;
+            float bb = 0.0f;
             if (a->bias_mode != MOECL_BIAS_NONE)
-                bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
+                bb = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
 #pragma unroll
-            for (uint j = 0; j < 2; j++) {
+            for (uint j = 0; j < 4; j++) {
                 uint v = wn + 8u * j + 2u * t + (k & 1u);
                 if (v >= nt)
                     continue;
-                float s = acc[i][j][k];
+                float sum = acc[i][j][k];
                 y[(ulong)tp[v] * a->y_stride + ro] =
-                    a->bias_mode == MOECL_BIAS_FUSED   ? round_act(s + bv)
-                    : a->bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(s) + bv)
-                                                       : round_act(s);
+                    a->bias_mode == MOECL_BIAS_FUSED   ? round_act(sum + bb)
+                    : a->bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(sum) + bb)
+                                                       : round_act(sum);
             }
         }
 }
 #define FMT_BLOCK fmt_block_tc
-#define FMT_WS_FLOATS (FMT_BM * TC_LD)
-#define FMT_XS_FLOATS (FMT_BN * TC_LD)
+#define FMT_ROWS TC_BM
+#define FMT_WS_T tc_w
+#define FMT_XS_T float2
+#define FMT_WS_N (TC_BM * TC_LD)
+#define FMT_XS_N (FMT_BN * TC_LD)
 #else
 #define FMT_BLOCK fmt_block
-#define FMT_WS_FLOATS (FMT_BK * FMT_BM)
-#define FMT_XS_FLOATS (FMT_BK * FMT_BN)
+#define FMT_ROWS FMT_BM
+#define FMT_WS_T float
+#define FMT_XS_T float
+#define FMT_WS_N (FMT_BK * FMT_BM)
+#define FMT_XS_N (FMT_BK * FMT_BN)
 #endif
 
 /* Work-group 256 per block of FMT_BM rows; column get_group_id(1): the expert (use_ids 1) or
@@ -503,15 +543,15 @@ MOECL_CAT(matmul_fmt_f32_, WNAME)(__global const uchar *w, __global const uchar 
                                   __global const uchar *bi, __global const uchar *bias,
                                   __global const float *x, __global float *y,
                                   __global const int *ids, struct moecl_qmm_args a) {
-    __local float ws[FMT_WS_FLOATS];
-    __local float xs[FMT_XS_FLOATS];
+    __local FMT_WS_T ws[FMT_WS_N];
+    __local FMT_XS_T xs[FMT_XS_N];
     __local float lut[16];
     __local uint tp[FMT_BN + 256];
     __local uint count;
     uint lid = get_local_id(0);
     if (lid < 16u)
         lut[lid] = e2m1_to_f32(lid);
-    uint r0 = get_group_id(0) * FMT_BM, column = get_group_id(1);
+    uint r0 = get_group_id(0) * FMT_ROWS, column = get_group_id(1);
     if (!a.use_ids) {
         uint p0 = column * FMT_BN, nt = min((uint)FMT_BN, a.n_vec - p0);
         if (lid < FMT_BN)

@@ -259,6 +259,7 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* GPU fast products: vectors per column (per expert) from which the tiled kernel runs */
     const char *fmt_min = getenv("MOECL_FMT_MIN");
     k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
+    k->fmt_rows = p->tensor_cores ? 128u : 64u;
     /* GPU decode products with 16-byte loads: rows per warp ($MOECL_FMW: 1 .. the kernel's
      * FW_RMAX; 0 = off) */
     const char *fmw = getenv("MOECL_FMW");
@@ -602,10 +603,10 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
             g1 = n_vec;
         } else if (k->formats[dw->format].matmul_fmt &&
                    n_vec >= k->fmt_min * (ids ? (uint32_t)w->n_experts : 1u)) {
-            /* many vectors: 64 x 64 blocks through local memory; columns are experts (ids)
-             * or blocks of 64 vectors */
+            /* many vectors: blocks of k->fmt_rows rows x 64 vectors through local memory;
+             * columns are experts (ids) or blocks of 64 vectors */
             kern = k->formats[dw->format].matmul_fmt;
-            g0 = (size_t)(a.rows + 63) / 64 * 256;
+            g0 = (size_t)(a.rows + k->fmt_rows - 1) / k->fmt_rows * 256;
             g1 = ids ? (size_t)w->n_experts : (n_vec + 63) / 64;
         }
         l0 = 256;
