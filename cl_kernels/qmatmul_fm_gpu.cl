@@ -351,26 +351,37 @@ fmt_block(__global const uchar *w, __global const uchar *sc, __global const ucha
  * product instead of 2^-11. Code times scale in mxfp4 and nvfp4 is exact in tf32 (no lo part),
  * so those take two products, not three.
  *
- * A work-group of 8 warps computes TC_BM = 128 rows x 64 vectors, TC_BK = 16 columns at a time:
- * the weights (dequantized and split) and the inputs (split) sit row-major in local memory as
- * (hi, lo) pairs with 4 pairs of padding per row (a fragment's 32 loads hit distinct banks);
- * a work-item loads the next block's words and inputs into registers while the warps multiply
- * the current one. Warp w computes rows 32 (w & 3) .. + 32 and vectors 32 (w >> 2) .. + 32:
- * 2 x 4 tiles of 16 x 8. */
-#define TC_BM 128
-#define TC_BK 16
+ * A work-group of 8 warps computes TC_BM = 64 rows x 64 vectors, TC_BK = 32 columns at a time;
+ * weights (dequantized) and inputs sit row-major in local memory, TC_PRESPLIT: as (hi, lo)
+ * pairs split once when stored (else split per fragment), with 4 elements of padding per row (a
+ * fragment's loads hit distinct banks). TC_PREFETCH: a work-item loads the next block's words
+ * and inputs into registers while the warps multiply the current one. Warp w computes rows
+ * 32 (w & 1) .. + 32 and vectors 16 (w >> 1) .. + 16: 2 x 2 tiles of 16 x 8. */
+#ifndef TC_PRESPLIT
+#define TC_PRESPLIT 1
+#endif
+#ifndef TC_PREFETCH
+#define TC_PREFETCH 1
+#endif
+#define TC_BM 64
+#define TC_BK 32
 #define TC_LD (TC_BK + 4)
-#define TC_WPR (TC_BK / FM_EPW) /* words per row in a block of columns */
+#define TC_WPR (TC_BK / FM_EPW)                               /* words per row and block */
+#define TC_NW ((TC_WPR + 256u / TC_BM - 1u) / (256u / TC_BM)) /* words per work-item */
 #if QMODE == MOECL_QM_AFFINE
 #define TC_WLO 1 /* the weights need a lo part */
-typedef float2 tc_w;
-#define TC_WHI(v) (v).x
-#define TC_WSPLIT(v) tc_split(v)
 #else
 #define TC_WLO 0
+#endif
+#if TC_PRESPLIT && TC_WLO
+typedef float2 tc_w;
+#else
 typedef float tc_w;
-#define TC_WHI(v) (v)
-#define TC_WSPLIT(v) (v)
+#endif
+#if TC_PRESPLIT
+typedef float2 tc_x;
+#else
+typedef float tc_x;
 #endif
 
 /* v rounded to tf32 (10 fraction bits, ties away from zero) */
@@ -382,6 +393,37 @@ inline float2 tc_split(float v) {
     float h = tc_round(v);
     return (float2)(h, tc_round(v - h));
 }
+/* an operand as stored -> (hi, lo) */
+inline float2 tc_pair_w(tc_w v) {
+#if TC_PRESPLIT && TC_WLO
+    return v;
+#elif TC_WLO
+    return tc_split(v);
+#else
+    return (float2)(v, 0.0f);
+#endif
+}
+inline float2 tc_pair_x(tc_x v) {
+#if TC_PRESPLIT
+    return v;
+#else
+    return tc_split(v);
+#endif
+}
+inline tc_w tc_store_w(float v) {
+#if TC_PRESPLIT && TC_WLO
+    return tc_split(v);
+#else
+    return v;
+#endif
+}
+inline tc_x tc_store_x(float v) {
+#if TC_PRESPLIT
+    return tc_split(v);
+#else
+    return v;
+#endif
+}
 
 /* d += a * b for one 16 x 8 x 8 tile (fragments as the PTX ISA lays them out) */
 #define TC_MMA(d, a0, a1, a2, a3, b0, b1)                                                          \
@@ -391,54 +433,69 @@ inline float2 tc_split(float v) {
                  : "r"(as_uint(a0)), "r"(as_uint(a1)), "r"(as_uint(a2)), "r"(as_uint(a3)),         \
                    "r"(as_uint(b0)), "r"(as_uint(b1)), "f"(d[0]), "f"(d[1]), "f"(d[2]), "f"(d[3]))
 
+/* the registers of a block of columns: words, their groups' scales, two float4 of inputs */
+struct tc_regs {
+    uint word[TC_NW];
+    float s[TC_NW], b[TC_NW];
+    float4 x0, x1;
+};
+
+__attribute__((always_inline)) inline void
+tc_fetch(struct tc_regs *r, __global const uint *wrow, __global const uchar *srow,
+         __global const uchar *brow, __global const float *xr0, __global const float *xr1,
+         uint cols, uint k0, uint lw, uint lc) {
+#pragma unroll
+    for (uint n = 0; n < TC_NW; n++) {
+        uint wi = lw + n * (256u / TC_BM), c = k0 + wi * FM_EPW, gi = c / GROUP;
+        int in = wi < TC_WPR && c < cols;
+        r->word[n] = in ? wrow[c / FM_EPW] : 0u;
+#if QMODE == MOECL_QM_AFFINE
+        r->s[n] = in ? load_dt(srow, 0, gi, WDT) : 0.0f;
+        r->b[n] = in ? load_dt(brow, 0, gi, WDT) : 0.0f;
+#elif QMODE == MOECL_QM_MXFP4
+        r->s[n] = in ? e8m0_to_f32(srow[gi]) : 0.0f;
+        r->b[n] = 0.0f;
+#else
+        r->s[n] = in ? e4m3_to_f32(srow[gi]) : 0.0f;
+        r->b[n] = 0.0f;
+#endif
+    }
+    uint c = k0 + 4u * lc;
+    r->x0 = c < cols ? vload4(0, xr0 + c) : (float4)(0.0f);
+    r->x1 = c < cols ? vload4(0, xr1 + c) : (float4)(0.0f);
+}
+
 __attribute__((always_inline)) inline void
 fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
              __global const uchar *bias, __global const float *x, __global float *y,
              const struct moecl_qmm_args *a, ulong e, uint r0, __local const uint *tp, uint nt,
-             __local const float *lut, __local tc_w *ws, __local float2 *xs) {
+             __local const float *lut, __local tc_w *ws, __local tc_x *xs) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
-    uint g = lane >> 2, t = lane & 3u, wm = (warp & 3u) * 32u, wn = (warp >> 2) * 32u;
-    float acc[2][4][4];
+    uint g = lane >> 2, t = lane & 3u, wm = (warp & 1u) * 32u, wn = (warp >> 1) * 16u;
+    float acc[2][2][4];
     for (uint i = 0; i < 2; i++)
-        for (uint j = 0; j < 4; j++)
+        for (uint j = 0; j < 2; j++)
             for (uint k = 0; k < 4; k++)
                 acc[i][j][k] = 0.0f;
-    /* staging: a work-item dequantizes words lw, lw + 2, ... of row lr and copies columns
-     * 4 lc .. 4 lc + 3 of vector lv */
+    /* staging: a work-item dequantizes words lw, lw + 4, ... of row lr and copies columns
+     * 4 lc .. 4 lc + 3 of vectors lv and lv + 32 */
     uint lr = lid % TC_BM, lw = lid / TC_BM, lc = lid % (TC_BK / 4u), lv = lid / (TC_BK / 4u);
     ulong ro = min(r0 + lr, a->rows - 1);
     __global const uint *wrow =
         (__global const uint *)(w + a->w_offset + e * a->w_expert_stride + ro * a->w_row_stride);
     __global const uchar *srow = sc + a->s_offset + e * a->s_expert_stride + ro * a->s_row_stride;
     __global const uchar *brow = bi + a->b_offset + e * a->b_expert_stride + ro * a->b_row_stride;
-    __global const float *xr =
-        x + a->x_offset + (ulong)(tp[min(lv, nt - 1)] / a->x_div) * a->x_stride + 4u * lc;
-#define TC_NW ((TC_WPR + 256u / TC_BM - 1u) / (256u / TC_BM)) /* words per work-item */
-    uint word[TC_NW];
-    float s[TC_NW], b[TC_NW];
-    float4 xv;
-    /* the registers for the block of columns k0 */
-#define TC_FETCH(k0)                                                                               \
-    do {                                                                                           \
-        for (uint n = 0; n < TC_NW; n++) {                                                         \
-            uint wi = lw + n * (256u / TC_BM), c = (k0) + wi * FM_EPW, gi = c / GROUP;             \
-            int in = wi < TC_WPR && c < a->cols;                                                   \
-            word[n] = in ? wrow[c / FM_EPW] : 0u;                                                  \
-            TC_SCALES(n, gi, in);                                                                  \
-        }                                                                                          \
-        xv = (k0) + 4u * lc < a->cols ? vload4(0, xr + (k0)) : (float4)(0.0f);                     \
-    } while (0)
-#if QMODE == MOECL_QM_AFFINE
-#define TC_SCALES(n, gi, in)                                                                       \
-    (s[n] = in ? load_dt(srow, 0, gi, WDT) : 0.0f, b[n] = in ? load_dt(brow, 0, gi, WDT) : 0.0f)
-#elif QMODE == MOECL_QM_MXFP4
-#define TC_SCALES(n, gi, in) (s[n] = in ? e8m0_to_f32(srow[gi]) : 0.0f, b[n] = 0.0f)
-#else
-#define TC_SCALES(n, gi, in) (s[n] = in ? e4m3_to_f32(srow[gi]) : 0.0f, b[n] = 0.0f)
-#endif
-    TC_FETCH(0u);
+    __global const float *xr0 =
+        x + a->x_offset + (ulong)(tp[min(lv, nt - 1)] / a->x_div) * a->x_stride;
+    __global const float *xr1 =
+        x + a->x_offset + (ulong)(tp[min(lv + 32u, nt - 1)] / a->x_div) * a->x_stride;
+    struct tc_regs r;
+    tc_fetch(&r, wrow, srow, brow, xr0, xr1, a->cols, 0u, lw, lc);
     for (uint k0 = 0; k0 < a->cols; k0 += TC_BK) {
-        /* the registers into local memory, split */
+#if !TC_PREFETCH
+        if (k0)
+            tc_fetch(&r, wrow, srow, brow, xr0, xr1, a->cols, k0, lw, lc);
+#endif
 #pragma unroll
         for (uint n = 0; n < TC_NW; n++) {
             uint wi = lw + n * (256u / TC_BM);
@@ -447,55 +504,59 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
                 for (uint j = 0; j < FM_EPW; j++)
 #if QMODE == MOECL_QM_AFFINE
                     ws[lr * TC_LD + wi * FM_EPW + j] =
-                        TC_WSPLIT(fma(FM_CODE(word[n], j), s[n], b[n]));
+                        tc_store_w(fma(FM_CODE(r.word[n], j), r.s[n], r.b[n]));
 #else
-                    ws[lr * TC_LD + wi * FM_EPW + j] = FM_CODE(word[n], j) * s[n];
+                    ws[lr * TC_LD + wi * FM_EPW + j] = tc_store_w(FM_CODE(r.word[n], j) * r.s[n]);
 #endif
         }
-        __local float2 *xd = xs + lv * TC_LD + 4u * lc;
-        xd[0] = tc_split(xv.x);
-        xd[1] = tc_split(xv.y);
-        xd[2] = tc_split(xv.z);
-        xd[3] = tc_split(xv.w);
+        __local tc_x *xd = xs + lv * TC_LD + 4u * lc;
+        xd[0] = tc_store_x(r.x0.x);
+        xd[1] = tc_store_x(r.x0.y);
+        xd[2] = tc_store_x(r.x0.z);
+        xd[3] = tc_store_x(r.x0.w);
+        xd += 32u * TC_LD;
+        xd[0] = tc_store_x(r.x1.x);
+        xd[1] = tc_store_x(r.x1.y);
+        xd[2] = tc_store_x(r.x1.z);
+        xd[3] = tc_store_x(r.x1.w);
         barrier(CLK_LOCAL_MEM_FENCE);
+#if TC_PREFETCH
         if (k0 + TC_BK < a->cols)
-            TC_FETCH(k0 + TC_BK);
+            tc_fetch(&r, wrow, srow, brow, xr0, xr1, a->cols, k0 + TC_BK, lw, lc);
+#endif
 #pragma unroll
         for (uint kk = 0; kk < TC_BK; kk += 8u) {
-            tc_w av[2][4];
-            float2 bv[4][2];
+            float2 av[2][4], bv[2][2];
 #pragma unroll
             for (uint i = 0; i < 2; i++) {
                 __local const tc_w *p = ws + (wm + 16u * i + g) * TC_LD + kk + t;
-                av[i][0] = p[0];
-                av[i][1] = p[8u * TC_LD];
-                av[i][2] = p[4];
-                av[i][3] = p[8u * TC_LD + 4u];
+                av[i][0] = tc_pair_w(p[0]);
+                av[i][1] = tc_pair_w(p[8u * TC_LD]);
+                av[i][2] = tc_pair_w(p[4]);
+                av[i][3] = tc_pair_w(p[8u * TC_LD + 4u]);
             }
 #pragma unroll
-            for (uint j = 0; j < 4; j++) {
-                __local const float2 *p = xs + (wn + 8u * j + g) * TC_LD + kk + t;
-                bv[j][0] = p[0];
-                bv[j][1] = p[4];
+            for (uint j = 0; j < 2; j++) {
+                __local const tc_x *p = xs + (wn + 8u * j + g) * TC_LD + kk + t;
+                bv[j][0] = tc_pair_x(p[0]);
+                bv[j][1] = tc_pair_x(p[4]);
             }
 #pragma unroll
             for (uint i = 0; i < 2; i++)
 #pragma unroll
-                for (uint j = 0; j < 4; j++) {
+                for (uint j = 0; j < 2; j++) {
 #if TC_WLO
                     TC_MMA(acc[i][j], av[i][0].y, av[i][1].y, av[i][2].y, av[i][3].y, bv[j][0].x,
                            bv[j][1].x);
 #endif
-                    TC_MMA(acc[i][j], TC_WHI(av[i][0]), TC_WHI(av[i][1]), TC_WHI(av[i][2]),
-                           TC_WHI(av[i][3]), bv[j][0].y, bv[j][1].y);
-                    TC_MMA(acc[i][j], TC_WHI(av[i][0]), TC_WHI(av[i][1]), TC_WHI(av[i][2]),
-                           TC_WHI(av[i][3]), bv[j][0].x, bv[j][1].x);
+                    TC_MMA(acc[i][j], av[i][0].x, av[i][1].x, av[i][2].x, av[i][3].x, bv[j][0].y,
+                           bv[j][1].y);
+                    TC_MMA(acc[i][j], av[i][0].x, av[i][1].x, av[i][2].x, av[i][3].x, bv[j][0].x,
+                           bv[j][1].x);
                 }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-#undef TC_FETCH
-#undef TC_SCALES
     /* accumulator k of tile (i, j): row wm + 16 i + g + 8 (k >> 1), vector wn + 8 j + 2 t +
      * (k & 1) */
 #pragma unroll
@@ -509,7 +570,7 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
             if (a->bias_mode != MOECL_BIAS_NONE)
                 bb = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, ro, a->bias_dt);
 #pragma unroll
-            for (uint j = 0; j < 4; j++) {
+            for (uint j = 0; j < 2; j++) {
                 uint v = wn + 8u * j + 2u * t + (k & 1u);
                 if (v >= nt)
                     continue;
@@ -524,7 +585,7 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
 #define FMT_BLOCK fmt_block_tc
 #define FMT_ROWS TC_BM
 #define FMT_WS_T tc_w
-#define FMT_XS_T float2
+#define FMT_XS_T tc_x
 #define FMT_WS_N (TC_BM * TC_LD)
 #define FMT_XS_N (FMT_BN * TC_LD)
 #else

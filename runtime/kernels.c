@@ -259,7 +259,7 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* GPU fast products: vectors per column (per expert) from which the tiled kernel runs */
     const char *fmt_min = getenv("MOECL_FMT_MIN");
     k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
-    k->fmt_rows = p->tensor_cores ? 128u : 64u;
+    k->fmt_rows = 64u;
     /* GPU decode products with 16-byte loads: rows per warp ($MOECL_FMW: 1 .. the kernel's
      * FW_RMAX; 0 = off) */
     const char *fmw = getenv("MOECL_FMW");
