@@ -163,6 +163,8 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     int tc =
         p->fast_numerics && p->lanes == 1 && cc_major >= 8 && !(tc_env && strcmp(tc_env, "0") == 0);
     p->tensor_cores = tc;
+    const char *tc_vecs = getenv("MOECL_TC_VECS");
+    p->tc_vecs = tc_vecs && strcmp(tc_vecs, "64") == 0 ? 64 : 128;
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files,
                                      (int)(sizeof core_files / sizeof core_files[0]), opts,
                                      &p->core, NULL));
@@ -182,7 +184,7 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
             /* the tiled product on the tensor cores; a compiler that refuses the inline PTX
              * builds the float32 one, unless $MOECL_TC=1 asked for them */
             size_t len = strlen(opts);
-            snprintf(opts + len, sizeof opts - len, " -DMOECL_TC=1");
+            snprintf(opts + len, sizeof opts - len, " -DMOECL_TC=1 -DTC_BN=%d", p->tc_vecs);
             status = moecl_cl_program_build(ctx, dev, fmt_files, n_fmt_files, opts,
                                             &p->format_programs[i], NULL);
             if (status == MOECL_OK) {
@@ -259,7 +261,7 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* GPU fast products: vectors per column (per expert) from which the tiled kernel runs */
     const char *fmt_min = getenv("MOECL_FMT_MIN");
     k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
-    k->fmt_rows = 64u;
+    k->fmt_vecs = p->tensor_cores ? (uint32_t)p->tc_vecs : 64u;
     /* GPU decode products with 16-byte loads: rows per warp ($MOECL_FMW: 1 .. the kernel's
      * FW_RMAX; 0 = off) */
     const char *fmw = getenv("MOECL_FMW");
@@ -603,11 +605,11 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
             g1 = n_vec;
         } else if (k->formats[dw->format].matmul_fmt &&
                    n_vec >= k->fmt_min * (ids ? (uint32_t)w->n_experts : 1u)) {
-            /* many vectors: blocks of k->fmt_rows rows x 64 vectors through local memory;
-             * columns are experts (ids) or blocks of 64 vectors */
+            /* many vectors: blocks of 64 rows x k->fmt_vecs vectors through local memory;
+             * columns are experts (ids) or blocks of vectors */
             kern = k->formats[dw->format].matmul_fmt;
-            g0 = (size_t)(a.rows + k->fmt_rows - 1) / k->fmt_rows * 256;
-            g1 = ids ? (size_t)w->n_experts : (n_vec + 63) / 64;
+            g0 = (size_t)(a.rows + 63) / 64 * 256;
+            g1 = ids ? (size_t)w->n_experts : (n_vec + k->fmt_vecs - 1) / k->fmt_vecs;
         }
         l0 = 256;
     } else if (fm && k->lanes > 1) {
