@@ -363,6 +363,9 @@ fmt_block(__global const uchar *w, __global const uchar *sc, __global const ucha
 #ifndef TC_BN
 #define TC_BN 64
 #endif
+#ifndef TC_SPLIT
+#define TC_SPLIT 3 /* 1: hi parts only (tf32 products; measurement) */
+#endif
 #define TC_BM 64
 #define TC_BK 32
 #define TC_LD (TC_BK + 4)
@@ -383,12 +386,11 @@ inline float tc_round(float v) {
 
 /* d += a * b for one 16 x 8 x 8 tile (fragments as the PTX ISA lays them out) */
 #define TC_MMA(d, a, b)                                                                            \
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "              \
-                 "{%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"                                      \
-                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                  \
-                 : "r"(as_uint(a[0])), "r"(as_uint(a[1])), "r"(as_uint(a[2])), "r"(as_uint(a[3])), \
-                   "r"(as_uint(b[0])), "r"(as_uint(b[1])), "f"(d[0]), "f"(d[1]), "f"(d[2]),        \
-                   "f"(d[3]))
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "                       \
+        "{%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"                                               \
+        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                           \
+        : "r"(as_uint(a[0])), "r"(as_uint(a[1])), "r"(as_uint(a[2])), "r"(as_uint(a[3])),          \
+          "r"(as_uint(b[0])), "r"(as_uint(b[1])), "f"(d[0]), "f"(d[1]), "f"(d[2]), "f"(d[3]))
 
 /* the registers of a block of columns: words, their groups' scales, the inputs */
 struct tc_regs {
@@ -472,7 +474,7 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
         if (wn < nt) {
 #pragma unroll
             for (uint kk = 0; kk < TC_BK; kk += 8u) {
-                float ah[2][4], al[2][4];
+                float ah[2][4], al[2][4], bh[TC_NT][2], bl[TC_NT][2];
 #pragma unroll
                 for (uint i = 0; i < 2; i++) {
                     __local const float *p = ws + (wm + 16u * i + g) * TC_LD + kk + t;
@@ -485,24 +487,34 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
                 }
 #pragma unroll
                 for (uint j = 0; j < TC_NT; j++) {
-                    if (wn + 8u * j >= nt)
-                        break;
                     __local const float *p = xs + (wn + 8u * j + g) * TC_LD + kk + t;
-                    float v[2] = {p[0], p[4]}, bh[2], bl[2];
+                    float v[2] = {p[0], p[4]};
 #pragma unroll
                     for (uint k = 0; k < 2; k++) {
-                        bh[k] = tc_round(v[k]);
-                        bl[k] = tc_round(v[k] - bh[k]);
-                    }
-#pragma unroll
-                    for (uint i = 0; i < 2; i++) {
-#if TC_WLO
-                        TC_MMA(acc[i][j], al[i], bh);
-#endif
-                        TC_MMA(acc[i][j], ah[i], bl);
-                        TC_MMA(acc[i][j], ah[i], bh);
+                        bh[j][k] = tc_round(v[k]);
+                        bl[j][k] = tc_round(v[k] - bh[j][k]);
                     }
                 }
+                /* the small products first, each pass over every tile (independent chains) */
+#if TC_WLO && TC_SPLIT > 1
+#pragma unroll
+                for (uint i = 0; i < 2; i++)
+#pragma unroll
+                    for (uint j = 0; j < TC_NT; j++)
+                        TC_MMA(acc[i][j], al[i], bh[j]);
+#endif
+#if TC_SPLIT > 1
+#pragma unroll
+                for (uint i = 0; i < 2; i++)
+#pragma unroll
+                    for (uint j = 0; j < TC_NT; j++)
+                        TC_MMA(acc[i][j], ah[i], bl[j]);
+#endif
+#pragma unroll
+                for (uint i = 0; i < 2; i++)
+#pragma unroll
+                    for (uint j = 0; j < TC_NT; j++)
+                        TC_MMA(acc[i][j], ah[i], bh[j]);
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
