@@ -279,6 +279,8 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
      * keeps the exact ones */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
     k->fast_attention = p->fast_numerics && !(fa && strcmp(fa, "0") == 0);
+    const char *at = getenv("MOECL_ATTN_TILE");
+    k->attn_tile = !(at && strcmp(at, "0") == 0);
 #define X(name) MOECL_TRY(make_kernel(p->core, #name, &k->name));
     MOECL_CORE_KERNELS(X)
 #undef X
@@ -803,7 +805,13 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     int fast = k->fast_attention &&
                (k->lanes == 1 ? a->n_tokens <= MOECL_GPU_FAST_ATTN_TOKENS && a->head_dim % 4 == 0
                               : a->head_dim % 16 == 0);
-    cl_kernel kern = fast            ? (k->lanes == 1 ? k->attn_fast_wg_f32 : k->attn_fast_f32)
+    /* GPU prefill chunks in fast numerics: a work-group per (head, 32 queries), key tiles in
+     * local memory (head_dim up to 64) */
+    int tile = k->fast_attention && k->attn_tile && k->lanes == 1 &&
+               a->n_tokens > MOECL_GPU_FAST_ATTN_TOKENS && a->head_dim % 4 == 0 &&
+               a->head_dim <= 64;
+    cl_kernel kern = tile            ? k->attn_fast_tile_f32
+                     : fast          ? (k->lanes == 1 ? k->attn_fast_wg_f32 : k->attn_fast_f32)
                      : k->lanes == 1 ? k->attn_sinks_wg_f32
                                      : k->attn_sinks_f32;
     ARG(kern, 0, qbuf);
@@ -814,7 +822,10 @@ enum moecl_status moecl_launch_attn(cl_command_queue q, const struct moecl_kerne
     ARG(kern, 5, sinks);
     ARG(kern, 6, out);
     MOECL_CL_CALL(clSetKernelArg(kern, 7, sizeof *a, a));
-    if (k->lanes == 1 && fast)
+    if (tile)
+        status = moecl_kenqueue(q, k, kern, "attn_fast_tile_f32", MOECL_OPC_ATTENTION, 2,
+                                (size_t)a->n_heads * 256, (a->n_tokens + 31) / 32, 256);
+    else if (k->lanes == 1 && fast)
         status = moecl_kenqueue(q, k, kern, "attn_fast_wg_f32", MOECL_OPC_ATTENTION, 2,
                                 (size_t)a->n_heads * 256, a->n_tokens, 256);
     else if (k->lanes == 1)

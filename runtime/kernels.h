@@ -32,6 +32,7 @@
     X(attn_sinks_wg_f32)                                                                           \
     X(attn_fast_f32)                                                                               \
     X(attn_fast_wg_f32)                                                                            \
+    X(attn_fast_tile_f32)                                                                          \
     X(kv_append_f32)                                                                               \
     X(kv_append_f16)                                                                               \
     X(router_topk_f32)                                                                             \
@@ -141,6 +142,7 @@ struct moecl_kernels {
                               matmul_fmv) */
     int fmw_glu;           /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
     int fmw_qkv;           /* GPU: q, k and v in one matmul_fmw3 ($MOECL_FMW_QKV) */
+    int attn_tile;         /* GPU prefill chunks: attn_fast_tile_f32 ($MOECL_ATTN_TILE=0: off) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
                          */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */

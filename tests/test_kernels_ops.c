@@ -248,9 +248,10 @@ static uint32_t g_attn_shift, g_attn_rotate;
 /* One chunk of n queries at pos0 against a ring of `cap` slots holding the previous positions,
  * window `win` (0 = causal only); GQA 4 query heads on 2 kv heads. Returns bad outputs. */
 static uint32_t g_attn_f16; /* attn_case: the ring holds halves (struct moecl_attn_args.kv_f16) */
+static int g_attn_d = 16;   /* attn_case: head_dim (at most 64) */
 
 static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t seed) {
-    int H = 4, KVH = 2, D = 16, total = pos0 + n;
+    int H = 4, KVH = 2, D = g_attn_d, total = pos0 + n;
     uint64_t st = seed;
     float *Kall = randv((size_t)total * KVH * D, &st, 1.0f);
     float *Vall = randv((size_t)total * KVH * D, &st, 1.0f);
@@ -332,7 +333,7 @@ static int attn_case(struct kenv *e, int pos0, int n, int cap, int win, uint64_t
             }
             for (int t = 0; t < n; t++) {
                 int p = pos0 + t, lo = win && p + 1 > win ? p + 1 - win : 0;
-                double ref[16];
+                double ref[64];
                 ref_attn(Q + ((size_t)t * H + h) * D, Kh, Vh, sinks[h], lo, p, D, 0.25, ref);
                 for (int d = 0; d < D; d++)
                     bad += !near(out[((size_t)t * H + h) * D + d], ref[d]);
@@ -463,18 +464,43 @@ static void attention_fast_cases(const char *lanes) {
     unsetenv("MOECL_FAST_ATTENTION");
     kenv_lanes_restore(&old);
     REQUIRE(opened == 0);
-    static const int cases[][4] = {{5, 7, 8, 8},       {13, 20, 8, 8},    {8, 1, 8, 8},
-                                   {0, 11, 8, 8},      {30, 5, 64, 0},    {0, 1, 64, 0},
-                                   {300, 1, 128, 128}, {1500, 3, 2048, 0}};
+    /* pos0, tokens, ring slots, window, head_dim; from 17 tokens on GPUs the key-tiled kernel
+     * (attn_fast_tile_f32): blocks of 32 queries, a ring that wraps under a window, tiles
+     * cut by the window and by the last query, head_dim 16 and 64 */
+    static const int cases[][5] = {
+        {5, 7, 8, 8, 16},    {13, 20, 8, 8, 16},    {8, 1, 8, 8, 16},       {0, 11, 8, 8, 16},
+        {30, 5, 64, 0, 16},  {0, 1, 64, 0, 16},     {300, 1, 128, 128, 16}, {1500, 3, 2048, 0, 16},
+        {0, 70, 128, 0, 64}, {200, 45, 64, 64, 64}, {30, 33, 128, 0, 16},   {100, 40, 64, 50, 64},
+        {0, 17, 32, 0, 32}};
+    int tile_differs = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         g_attn_f16 = i % 2; /* every other case on a half ring */
+        g_attn_d = cases[i][4];
+        size_t nf = (size_t)cases[i][1] * 4 * (size_t)g_attn_d;
+        float *o1 = calloc(nf, 4), *o2 = calloc(nf, 4);
+        g_attn_out = o1;
         int bad = attn_case(&e, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 120 + i);
+        if (e.k.lanes == 1 && cases[i][1] > 16) {
+            /* the same case through the per-query work-groups: some bits differ where the
+             * tiled kernel ran (its sums run in another order) */
+            e.k.attn_tile = 0;
+            g_attn_out = o2;
+            bad += attn_case(&e, cases[i][0], cases[i][1], cases[i][2], cases[i][3], 120 + i);
+            e.k.attn_tile = 1;
+            tile_differs += memcmp(o1, o2, nf * 4) != 0;
+        }
+        g_attn_out = NULL;
         g_attn_f16 = 0;
+        g_attn_d = 16;
+        free(o1);
+        free(o2);
         if (bad)
             moecl_test_fail(__FILE__, __LINE__, "%s: case %zu (pos0 %d, %d tokens): %d bad",
                             e.k.lanes == 1 ? "work-group" : "vector", i, cases[i][0], cases[i][1],
                             bad);
     }
+    if (e.k.lanes == 1)
+        CHECK(tile_differs > 0);
     kenv_close(&e);
 }
 
