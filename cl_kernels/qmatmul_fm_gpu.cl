@@ -367,10 +367,13 @@ fmt_block(__global const uchar *w, __global const uchar *sc, __global const ucha
 #define TC_SPLIT 3 /* 1: hi parts only (tf32 products; measurement) */
 #endif
 #define TC_BM 64
+#ifndef TC_BK
 #define TC_BK 32
+#endif
 #define TC_LD (TC_BK + 4)
 #define TC_NT (TC_BN / 32)                                    /* n tiles per warp */
-#define TC_NX (TC_BN / 32)                                    /* float4 of inputs per item */
+#define TC_XR (1024u / TC_BK)                                 /* vectors per staging sweep */
+#define TC_NX (TC_BN / TC_XR)                                 /* float4 of inputs per work-item */
 #define TC_WPR (TC_BK / FM_EPW)                               /* words per row and block */
 #define TC_NW ((TC_WPR + 256u / TC_BM - 1u) / (256u / TC_BM)) /* words per work-item */
 #if QMODE == MOECL_QM_AFFINE
@@ -439,7 +442,7 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
             for (uint k = 0; k < 4; k++)
                 acc[i][j][k] = 0.0f;
     /* staging: a work-item dequantizes words lw, lw + 4, ... of row lr and copies columns
-     * 4 lc .. 4 lc + 3 of vectors lv, lv + 32, ... */
+     * 4 lc .. 4 lc + 3 of vectors lv, lv + TC_XR, ... */
     uint lr = lid % TC_BM, lw = lid / TC_BM, lc = lid % (TC_BK / 4u), lv = lid / (TC_BK / 4u);
     ulong ro = min(r0 + lr, a->rows - 1);
     __global const uint *wrow =
@@ -449,7 +452,7 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
     __global const float *xr[TC_NX];
 #pragma unroll
     for (uint n = 0; n < TC_NX; n++)
-        xr[n] = x + a->x_offset + (ulong)(tp[min(lv + 32u * n, nt - 1)] / a->x_div) * a->x_stride;
+        xr[n] = x + a->x_offset + (ulong)(tp[min(lv + TC_XR * n, nt - 1)] / a->x_div) * a->x_stride;
     struct tc_regs r;
     tc_fetch(&r, wrow, srow, brow, xr, a->cols, 0u, lw, lc);
     for (uint k0 = 0; k0 < a->cols; k0 += TC_BK) {
@@ -467,7 +470,7 @@ fmt_block_tc(__global const uchar *w, __global const uchar *sc, __global const u
         }
 #pragma unroll
         for (uint n = 0; n < TC_NX; n++)
-            vstore4(r.x[n], 0, xs + (lv + 32u * n) * TC_LD + 4u * lc);
+            vstore4(r.x[n], 0, xs + (lv + TC_XR * n) * TC_LD + 4u * lc);
         barrier(CLK_LOCAL_MEM_FENCE);
         if (k0 + TC_BK < a->cols)
             tc_fetch(&r, wrow, srow, brow, xr, a->cols, k0 + TC_BK, lw, lc);
