@@ -132,9 +132,10 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "";
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
                                              "attention_fast.cl", "moe.cl"};
-    static const char *const fmt_files[] = {"fwd_common.cl", "qmatmul.cl", "qmatmul_fm_cpu.cl",
-                                            "qmatmul_fm_gpu.cl", "qmatmul_fmw_gpu.cl"};
-    const int n_fmt_files = fast_numerics ? 5 : 2;
+    static const char *const fmt_files[] = {"fwd_common.cl",     "qmatmul.cl",
+                                            "qmatmul_fm_cpu.cl", "qmatmul_fm_gpu.cl",
+                                            "qmatmul_tc_gpu.cl", "qmatmul_fmw_gpu.cl"};
+    const int n_fmt_files = fast_numerics ? 6 : 2;
     p->seq_round = seq_round && act != MOECL_ACT_F32;
     p->fast_numerics = fast_numerics && !p->seq_round;
     /* rows per vector of the fast product: one per work-item on GPUs; 16 on CPUs whose native
@@ -165,6 +166,8 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     p->tensor_cores = tc;
     const char *tc_vecs = getenv("MOECL_TC_VECS");
     p->tc_vecs = tc_vecs && strcmp(tc_vecs, "64") == 0 ? 64 : 128;
+    const char *tc_rows = getenv("MOECL_TC_ROWS");
+    p->tc_rows = tc_rows && strcmp(tc_rows, "128") == 0 ? 128 : 64;
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files,
                                      (int)(sizeof core_files / sizeof core_files[0]), opts,
                                      &p->core, NULL));
@@ -184,7 +187,8 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
             /* the tiled product on the tensor cores; a compiler that refuses the inline PTX
              * builds the float32 one, unless $MOECL_TC=1 asked for them */
             size_t len = strlen(opts);
-            snprintf(opts + len, sizeof opts - len, " -DMOECL_TC=1 -DTC_BN=%d", p->tc_vecs);
+            snprintf(opts + len, sizeof opts - len, " -DMOECL_TC=1 -DTC_BN=%d -DTC_BM=%d",
+                     p->tc_vecs, p->tc_rows);
             status = moecl_cl_program_build(ctx, dev, fmt_files, n_fmt_files, opts,
                                             &p->format_programs[i], NULL);
             if (status == MOECL_OK) {
@@ -262,6 +266,7 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     const char *fmt_min = getenv("MOECL_FMT_MIN");
     k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
     k->fmt_vecs = p->tensor_cores ? (uint32_t)p->tc_vecs : 64u;
+    k->fmt_rows = p->tensor_cores ? (uint32_t)p->tc_rows : 64u;
     /* GPU decode products with 16-byte loads: rows per warp ($MOECL_FMW: 1 .. the kernel's
      * FW_RMAX; 0 = off) */
     const char *fmw = getenv("MOECL_FMW");
@@ -607,10 +612,10 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
             g1 = n_vec;
         } else if (k->formats[dw->format].matmul_fmt &&
                    n_vec >= k->fmt_min * (ids ? (uint32_t)w->n_experts : 1u)) {
-            /* many vectors: blocks of 64 rows x k->fmt_vecs vectors through local memory;
+            /* many vectors: blocks of k->fmt_rows rows x k->fmt_vecs vectors through local memory;
              * columns are experts (ids) or blocks of vectors */
             kern = k->formats[dw->format].matmul_fmt;
-            g0 = (size_t)(a.rows + 63) / 64 * 256;
+            g0 = (size_t)(a.rows + k->fmt_rows - 1) / k->fmt_rows * 256;
             g1 = ids ? (size_t)w->n_experts : (n_vec + k->fmt_vecs - 1) / k->fmt_vecs;
         }
         l0 = 256;

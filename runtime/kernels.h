@@ -84,6 +84,7 @@ struct moecl_programs {
     int no_fast[32];  /* 1: built with -DMOECL_NO_FAST (the compiler rejected the fast kernels) */
     int tensor_cores; /* 1: the tiled fast product runs on NVIDIA tensor cores (-DMOECL_TC=1) */
     int tc_vecs;      /* and its vectors per block (-DTC_BN: 128, $MOECL_TC_VECS=64) */
+    int tc_rows;      /* and its rows per block (-DTC_BM: 64, $MOECL_TC_ROWS=128) */
 };
 
 /* Builds the core program and one program per format in `formats`; seq_round selects MLX
@@ -137,6 +138,7 @@ struct moecl_kernels {
     int fast_numerics;     /* use matmul_fm where the format has it (moecl_programs) */
     uint32_t fmt_min;      /* GPU: vectors per column from which matmul_fmt runs ($MOECL_FMT_MIN) */
     uint32_t fmt_vecs;     /* and its vectors per block: p->tc_vecs on tensor cores, else 64 */
+    uint32_t fmt_rows;     /* and its rows per work-group: p->tc_rows on tensor cores, else 64 */
     uint32_t fmw_rows;     /* GPU: rows per warp of matmul_fmw (1 .. 8; 0 = off; $MOECL_FMW) */
     uint32_t fmw_min_rows; /* GPU: rows from which a lone product takes matmul_fmw (1024; below:
                               matmul_fmv) */
