@@ -315,10 +315,10 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
                                    D->input_norm.dt, n, H, cfg->rms_norm_eps));
     const struct moecl_dev_qweight *const qkv[3] = {&D->q, &D->k, &D->v};
     if (moecl_qkv_fusable(k, qkv, 0, H, n)) {
-        /* decode on a GPU: the three products in one launch */
+        /* GPU fast numerics (decode, or a prefill chunk): the three products in one launch */
         cl_mem const outs[3] = {Q, Kc, Vc};
         const int modes[3] = {bias_mode_of(&D->q), bias_mode_of(&D->k), bias_mode_of(&D->v)};
-        MOECL_TRY(moecl_launch_qkv(q, k, qkv, XN, 0, H, outs, modes));
+        MOECL_TRY(moecl_launch_qkv(q, k, qkv, XN, 0, H, n, outs, modes));
     } else {
         MOECL_TRY(
             moecl_launch_matmul(q, k, &D->q, XN, 0, H, 1, NULL, Q, QW, n, bias_mode_of(&D->q)));

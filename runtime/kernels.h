@@ -46,6 +46,7 @@
     X(matmul_fm, "matmul_fm_f32_")                                                                 \
     X(matmul_fm_prep, "matmul_fm_prep_f32_")                                                       \
     X(matmul_fmt, "matmul_fmt_f32_")                                                               \
+    X(matmul_fmt3, "matmul_fmt3_f32_")                                                             \
     X(matmul_fmv, "matmul_fmv_f32_")                                                               \
     X(matmul_fmw, "matmul_fmw_f32_")                                                               \
     X(matmul_fmw_glu, "matmul_fmw_glu_f32_")                                                       \
@@ -187,15 +188,16 @@ MOECL_WUR enum moecl_status moecl_launch_matmul_add(cl_command_queue q,
                                                     uint32_t x_offset, uint32_t x_stride, cl_mem y,
                                                     int bias_mode);
 
-/* Three dense products of one input vector (the attention's q, k, v) in one launch:
- * y_i = w_i . x with each one's bias mode, as matmul_fmw computes them. Only where
- * moecl_qkv_fusable says so (GPU fast numerics, one format with matmul_fmw, its alignments);
- * else a shape error. */
+/* Three dense products of the same n_vec input vectors (the attention's q, k, v) in one
+ * launch: y_i = w_i . x (rows of y_i w_i's rows apart) with each one's bias mode, bit for bit
+ * as moecl_launch_matmul computes them: one vector as matmul_fmw (decode), from k->fmt_min
+ * vectors as matmul_fmt (prefill). Only where moecl_qkv_fusable says so (GPU fast numerics,
+ * one format with those kernels, their alignments); else a shape error. */
 int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
                       uint32_t x_offset, uint32_t x_stride, uint32_t n_vec);
 MOECL_WUR enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
                                              const struct moecl_dev_qweight *const w[3], cl_mem x,
-                                             uint32_t x_offset, uint32_t x_stride,
+                                             uint32_t x_offset, uint32_t x_stride, uint32_t n_vec,
                                              cl_mem const y[3], const int bias_mode[3]);
 
 /* An expert stack's gate and up products and their clamped SwiGLU (swiglu_f32's arithmetic) in

@@ -304,6 +304,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmt_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmt));
+        snprintf(name, sizeof name, "matmul_fmt3_f32_%s", suffix);
+        if (k->formats[i].matmul_fmt)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmt3));
         snprintf(name, sizeof name, "matmul_fmv_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmv));

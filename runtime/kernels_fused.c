@@ -44,13 +44,22 @@ cleanup:
 
 int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
                       uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
-    if (!k->fmw_qkv || !k->fmw_rows || !k->fast_numerics || k->lanes != 1 || n_vec != 1 ||
-        w[0]->format < 0 || w[0]->format >= k->n_formats || !k->formats[w[0]->format].matmul_fmw3)
+    if (!k->fmw_qkv || !k->fast_numerics || k->lanes != 1 || w[0]->format < 0 ||
+        w[0]->format >= k->n_formats)
+        return 0;
+    const struct moecl_format_kernels *f = &k->formats[w[0]->format];
+    if (n_vec == 1 ? !k->fmw_rows || !f->matmul_fmw3
+                   : !f->matmul_fm || !f->matmul_fmt3 || n_vec < k->fmt_min)
         return 0;
     for (int i = 0; i < 3; i++) {
+        const struct moecl_qweight *wi = w[i]->w;
         struct moecl_qmm_args a = moecl_qmm_args_of(w[i], x_offset, x_stride, 1, 0, 0, n_vec, 0);
-        if (w[i]->format != w[0]->format || w[i]->w->n_experts > 0 ||
-            w[i]->w->cols != w[0]->w->cols || !moecl_fmw_aligned(w[i], &a))
+        if (w[i]->format != w[0]->format || wi->n_experts > 0 || wi->cols != w[0]->w->cols ||
+            x_stride < wi->cols)
+            return 0;
+        /* the conditions under which moecl_launch_matmul takes matmul_fmw / matmul_fmt */
+        if (n_vec == 1 ? !moecl_fmw_aligned(w[i], &a)
+                       : wi->bits <= 0 || wi->cols % (32 / wi->bits) != 0)
             return 0;
     }
     return 1;
@@ -58,25 +67,33 @@ int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qwei
 
 enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
                                    const struct moecl_dev_qweight *const w[3], cl_mem x,
-                                   uint32_t x_offset, uint32_t x_stride, cl_mem const y[3],
-                                   const int bias_mode[3]) {
+                                   uint32_t x_offset, uint32_t x_stride, uint32_t n_vec,
+                                   cl_mem const y[3], const int bias_mode[3]) {
     enum moecl_status status = MOECL_OK;
-    if (!moecl_qkv_fusable(k, w, x_offset, x_stride, 1))
+    if (!moecl_qkv_fusable(k, w, x_offset, x_stride, n_vec))
         return moecl_bad_shape("qkv: not fusable here (moecl_qkv_fusable)");
-    cl_kernel kern = k->formats[w[0]->format].matmul_fmw3;
+    cl_kernel kern =
+        n_vec == 1 ? k->formats[w[0]->format].matmul_fmw3 : k->formats[w[0]->format].matmul_fmt3;
     size_t blocks = 0;
     for (int i = 0; i < 3; i++) {
         int bm = bias_mode[i] != MOECL_BIAS_NONE && !w[i]->w->bias ? MOECL_BIAS_NONE : bias_mode[i];
         struct moecl_qmm_args a =
-            moecl_qmm_args_of(w[i], x_offset, x_stride, 1, 0, (uint32_t)w[i]->w->rows, 1, bm);
-        a.rows_per_item = k->fmw_rows;
-        blocks += (a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item);
+            moecl_qmm_args_of(w[i], x_offset, x_stride, 1, 0, (uint32_t)w[i]->w->rows, n_vec, bm);
+        if (n_vec == 1) {
+            a.rows_per_item = k->fmw_rows;
+            blocks += (a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item);
+        } else {
+            a.rows_per_item = 32; /* as moecl_launch_matmul sets them for matmul_fmt */
+            a.tile = 8;
+            blocks += (a.rows + k->fmt_rows - 1) / k->fmt_rows;
+        }
         MOECL_TRY(moecl_set_weight_args(kern, (cl_uint)(4 * i), w[i]));
         ARG(kern, (cl_uint)(13 + i), y[i]);
         ARG(kern, (cl_uint)(16 + i), a);
     }
     ARG(kern, 12, x);
-    status = moecl_kenqueue(q, k, kern, "matmul_qkv", MOECL_OPC_ATTN_PROJ, 2, blocks * 256, 1, 256);
+    status = moecl_kenqueue(q, k, kern, "matmul_qkv", MOECL_OPC_ATTN_PROJ, 2, blocks * 256,
+                            n_vec == 1 ? 1 : (n_vec + k->fmt_vecs - 1) / k->fmt_vecs, 256);
 cleanup:
     return status;
 }

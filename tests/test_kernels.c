@@ -317,11 +317,13 @@ static int add_check(struct kenv *e, const struct qcase *qc, const struct moecl_
 }
 
 /* The attention's q/k/v in one launch (moecl_launch_qkv) on views of a case's experts 0, 1 and
- * 2 as three dense matrices of rows, rows - 100 and 70 rows (other offsets, other numbers of
- * work-groups), input vector 0: bit for bit three products launched apart (through matmul_fmw
- * at any row count). Returns the outputs that differ, -1 when not fusable or a launch failed. */
+ * 2 as three dense matrices of rows, rows - 100 (at least half) and 70 (at most rows) rows
+ * (other offsets, other numbers of work-groups), input vectors 0 .. nv - 1 (1: decode,
+ * matmul_fmw3; more: prefill, matmul_fmt3): bit for bit three products launched apart (through
+ * matmul_fmw at any row count, or matmul_fmt). Returns the outputs that differ, -1 when not
+ * fusable or a launch failed. */
 static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_qweight *qw,
-                     const struct moecl_dev_qweight *dw, cl_mem xm, size_t xs) {
+                     const struct moecl_dev_qweight *dw, cl_mem xm, size_t xs, uint32_t nv) {
     struct moecl_qweight vq[3];
     struct moecl_dev_qweight vd[3];
     const struct moecl_dev_qweight *ws[3];
@@ -331,7 +333,9 @@ static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_
     for (int i = 0; i < 3; i++) {
         vq[i] = *qw;
         vq[i].n_experts = 0;
-        vq[i].rows = i == 0 ? qw->rows : i == 1 ? qw->rows - 100 : 70;
+        vq[i].rows = i == 0   ? qw->rows
+                     : i == 1 ? (qw->rows - 100 > qw->rows / 2 ? qw->rows - 100 : qw->rows / 2 + 1)
+                              : (qw->rows < 70 ? qw->rows : 70);
         vd[i] = *dw;
         vd[i].w = &vq[i];
         vd[i].w_offset += (size_t)i * qw->weight_expert_stride;
@@ -340,23 +344,23 @@ static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_
         vd[i].bias_offset += (size_t)i * qw->bias_expert_stride;
         ws[i] = &vd[i];
         modes[i] = qc->with_bias && i != 1 ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE;
-        ya[i] = buf_out(e, (size_t)vq[i].rows * 4);
-        yb[i] = buf_out(e, (size_t)vq[i].rows * 4);
-        total += (size_t)vq[i].rows;
+        ya[i] = buf_out(e, (size_t)vq[i].rows * nv * 4);
+        yb[i] = buf_out(e, (size_t)vq[i].rows * nv * 4);
+        total += (size_t)vq[i].rows * nv;
     }
     float *a = calloc(total, sizeof(float)), *b = calloc(total, sizeof(float));
-    if (moecl_qkv_fusable(&e->k, ws, 0, (uint32_t)xs, 1) &&
-        moecl_launch_qkv(e->q, &e->k, ws, xm, 0, (uint32_t)xs, ya, modes) == MOECL_OK) {
+    if (moecl_qkv_fusable(&e->k, ws, 0, (uint32_t)xs, nv) &&
+        moecl_launch_qkv(e->q, &e->k, ws, xm, 0, (uint32_t)xs, nv, ya, modes) == MOECL_OK) {
         size_t off = 0;
         uint32_t min_rows = e->k.fmw_min_rows;
         e->k.fmw_min_rows = 1;
         for (int i = 0; i < 3 && ok; i++) {
             size_t n = (size_t)vq[i].rows;
             ok = moecl_launch_matmul(e->q, &e->k, ws[i], xm, 0, (uint32_t)xs, 1, NULL, yb[i],
-                                     (uint32_t)n, 1, modes[i]) == MOECL_OK &&
-                 read_back(e, ya[i], a + off, n * 4) == 0 &&
-                 read_back(e, yb[i], b + off, n * 4) == 0;
-            off += n;
+                                     (uint32_t)n, nv, modes[i]) == MOECL_OK &&
+                 read_back(e, ya[i], a + off, n * nv * 4) == 0 &&
+                 read_back(e, yb[i], b + off, n * nv * 4) == 0;
+            off += n * nv;
         }
         e->k.fmw_min_rows = min_rows;
         if (ok) {
@@ -624,6 +628,12 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             bad = g_fmw_differs < 0 ? -1 : bad;
             e.k.fmw_rows = fmw_rows;
         }
+        if (g_fmt && g_fm_lanes == 1 && bad >= 0 && qc->with_ids && E >= 3) {
+            /* three experts as q, k, v of the case's input vectors in one launch */
+            g_glu_diff = qkv_check(&e, qc, &qw, &dw, xm, xs, (uint32_t)(qc->n_vec / qc->x_div));
+            if (g_glu_diff != 0)
+                bad = bad ? bad : 1;
+        }
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1 &&
             e.k.fmw_rows >= 1) {
             g_glu_diff = add_check(&e, qc, &dw, xm, xs, seed);
@@ -633,7 +643,7 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && qc->with_ids && E >= 2 && e.k.fmw_rows >= 2) {
             g_glu_diff = glu_check(&e, qc, &qw, &dw, xm, xs, ids);
             if (g_glu_diff == 0 && E >= 3)
-                g_glu_diff = qkv_check(&e, qc, &qw, &dw, xm, xs);
+                g_glu_diff = qkv_check(&e, qc, &qw, &dw, xm, xs, 1);
             if (g_glu_diff != 0)
                 bad = bad ? bad : 1;
         }
