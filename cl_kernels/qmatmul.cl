@@ -133,9 +133,9 @@ inline void decode_group_seq(__global const uchar *wrow, __global const uchar *s
 
 /* y[p][r] for p in this work-item's tile; see struct moecl_qmm_args. */
 __kernel void MOECL_CAT(matmul_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
-                                           __global const uchar *bi, __global const uchar *bias,
-                                           __global const float *x, __global float *y,
-                                           __global const int *ids, struct moecl_qmm_args a) {
+                                            __global const uchar *bi, __global const uchar *bias,
+                                            __global const float *x, __global float *y,
+                                            __global const int *ids, struct moecl_qmm_args a) {
     uint r = get_global_id(0);
     uint p0 = get_global_id(1) * a.tile;
     if (r >= a.rows || p0 >= a.n_vec)
@@ -190,7 +190,7 @@ __kernel void MOECL_CAT(matmul_f32_, WNAME)(__global const uchar *w, __global co
     if (a.bias_mode != MOECL_BIAS_NONE)
         bv = load_dt(bias, a.bias_offset + e * a.bias_expert_stride, r, a.bias_dt);
     for (uint t = 0; t < np; t++) {
-        float v = a.bias_mode == MOECL_BIAS_FUSED ? round_act(acc[t] + bv)
+        float v = a.bias_mode == MOECL_BIAS_FUSED   ? round_act(acc[t] + bv)
                   : a.bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(acc[t]) + bv)
                                                     : round_act(acc[t]);
         y[(ulong)(p0 + t) * a.y_stride + r] = v;
@@ -201,8 +201,8 @@ __kernel void MOECL_CAT(matmul_f32_, WNAME)(__global const uchar *w, __global co
  * g, token t). a.rows = vocabulary size; a.n_vec = tokens; an out-of-range id gives zeros (the
  * host validates ids first). */
 __kernel void MOECL_CAT(embed_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
-                                          __global const uchar *bi, __global const int *tokens,
-                                          __global float *y, struct moecl_qmm_args a) {
+                                           __global const uchar *bi, __global const int *tokens,
+                                           __global float *y, struct moecl_qmm_args a) {
     uint g = get_global_id(0), t = get_global_id(1);
     uint n_groups = (a.cols + QGROUP - 1) / QGROUP;
     if (g >= n_groups || t >= a.n_vec)
@@ -320,14 +320,17 @@ inline uint dense_tile(uint p, uint p1, uint *tp, uint tmax) {
 #define LANE_GATHER(rows, wi) WORD_AT(rows, 0, wi)
 #elif LANES == 8
 #define LANE_GATHER(rows, wi)                                                                      \
-    ((uint8)(WORD_AT(rows, 0, wi), WORD_AT(rows, 1, wi), WORD_AT(rows, 2, wi), WORD_AT(rows, 3, wi), WORD_AT(rows, 4, wi),      \
-             WORD_AT(rows, 5, wi), WORD_AT(rows, 6, wi), WORD_AT(rows, 7, wi)))
+    ((uint8)(WORD_AT(rows, 0, wi), WORD_AT(rows, 1, wi), WORD_AT(rows, 2, wi),                     \
+             WORD_AT(rows, 3, wi), WORD_AT(rows, 4, wi), WORD_AT(rows, 5, wi),                     \
+             WORD_AT(rows, 6, wi), WORD_AT(rows, 7, wi)))
 #else
 #define LANE_GATHER(rows, wi)                                                                      \
-    ((uint16)(WORD_AT(rows, 0, wi), WORD_AT(rows, 1, wi), WORD_AT(rows, 2, wi), WORD_AT(rows, 3, wi), WORD_AT(rows, 4, wi),     \
-              WORD_AT(rows, 5, wi), WORD_AT(rows, 6, wi), WORD_AT(rows, 7, wi), WORD_AT(rows, 8, wi), WORD_AT(rows, 9, wi),     \
-              WORD_AT(rows, 10, wi), WORD_AT(rows, 11, wi), WORD_AT(rows, 12, wi), WORD_AT(rows, 13, wi),                 \
-              WORD_AT(rows, 14, wi), WORD_AT(rows, 15, wi)))
+    ((uint16)(WORD_AT(rows, 0, wi), WORD_AT(rows, 1, wi), WORD_AT(rows, 2, wi),                    \
+              WORD_AT(rows, 3, wi), WORD_AT(rows, 4, wi), WORD_AT(rows, 5, wi),                    \
+              WORD_AT(rows, 6, wi), WORD_AT(rows, 7, wi), WORD_AT(rows, 8, wi),                    \
+              WORD_AT(rows, 9, wi), WORD_AT(rows, 10, wi), WORD_AT(rows, 11, wi),                  \
+              WORD_AT(rows, 12, wi), WORD_AT(rows, 13, wi), WORD_AT(rows, 14, wi),                 \
+              WORD_AT(rows, 15, wi)))
 #endif
 
 /* FP4 (E2M1) codes (0..15 in each lane) -> values (as e2m1_to_f32). On x86 CPUs one table
@@ -337,8 +340,8 @@ inline uint dense_tile(uint p, uint p1, uint *tp, uint tmax) {
 #endif
 #if LANES == 16 && defined(__AVX512F__) && __has_builtin(__builtin_ia32_permvarsf512)
 inline VF e2m1_vec(VU c) {
-    const float16 t = (float16)(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
-                                -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+    const float16 t = (float16)(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f, -1.0f,
+                                -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
     return __builtin_ia32_permvarsf512(t, as_int16(c));
 }
 #elif LANES == 8 && defined(__AVX2__) && __has_builtin(__builtin_ia32_permvarsf256)
@@ -369,10 +372,11 @@ inline VF e2m1_vec(VU c) {
 /* Rows [r0, r0 + LANES) (clamped to the last row) of expert e against the vectors tp[0..tt)
  * (tt a constant after inlining: 1 or FAST_T; entries past nt repeat the last vector), of
  * which the first nt are written. */
-__attribute__((always_inline)) inline void fast_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
-                      __global const uchar *bias, __global const float *x, __global float *y,
-                      const struct moecl_qmm_args *a, ulong e, uint r0, const uint *tp, uint nt,
-                      const uint tt) {
+__attribute__((always_inline)) inline void
+fast_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+          __global const uchar *bias, __global const float *x, __global float *y,
+          const struct moecl_qmm_args *a, ulong e, uint r0, const uint *tp, uint nt,
+          const uint tt) {
     __global const float *xv[FAST_T];
     for (uint t = 0; t < FAST_T; t++)
         xv[t] = x + a->x_offset + (ulong)(tp[min(t, nt - 1)] / a->x_div) * a->x_stride;
@@ -418,13 +422,13 @@ __attribute__((always_inline)) inline void fast_rows(__global const uchar *w, __
 #pragma unroll
             for (uint j = 0; j < EPW; j++) {
                 uint col = g * QGROUP + k * EPW + j;
-#if QMODE == MOECL_QM_AFFINE && BITS == 4 && LANES == 16 && defined(__AVX512F__) &&             \
+#if QMODE == MOECL_QM_AFFINE && BITS == 4 && LANES == 16 && defined(__AVX512F__) &&                \
     __has_builtin(__builtin_ia32_permvarsf512)
                 /* the code's float by lookup: vpermps reads only the index's low 4 bits */
-                VF qf = __builtin_ia32_permvarsf512(
-                    (float16)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, 6.0f, 7.0f, 8.0f, 9.0f, 10.0f,
-                              11.0f, 12.0f, 13.0f, 14.0f, 15.0f),
-                    as_int16(words >> (j * BITS)));
+                VF qf = __builtin_ia32_permvarsf512((float16)(0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f,
+                                                              6.0f, 7.0f, 8.0f, 9.0f, 10.0f, 11.0f,
+                                                              12.0f, 13.0f, 14.0f, 15.0f),
+                                                    as_int16(words >> (j * BITS)));
                 VF wv = qf * s + b;
                 FAST_ACC(acc, wv)
 #elif QMODE == MOECL_QM_AFFINE
@@ -490,9 +494,10 @@ __attribute__((always_inline)) inline void fast_rows(__global const uchar *w, __
 }
 
 __kernel void MOECL_CAT(matmul_fast_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
-                                               __global const uchar *bi, __global const uchar *bias,
-                                               __global const float *x, __global float *y,
-                                               __global const int *ids, struct moecl_qmm_args a) {
+                                                 __global const uchar *bi,
+                                                 __global const uchar *bias,
+                                                 __global const float *x, __global float *y,
+                                                 __global const int *ids, struct moecl_qmm_args a) {
     uint rb0 = get_global_id(0) * a.rows_per_item;
     if (rb0 >= a.rows)
         return;
@@ -521,3 +526,20 @@ __kernel void MOECL_CAT(matmul_fast_f32_, WNAME)(__global const uchar *w, __glob
     }
 }
 #endif /* MOECL_NO_FAST */
+
+/* Three products in one launch (the attention's q, k, v: matmul_fmw3, matmul_fmt3): their
+ * parameters, and the pick of product m's arguments (am), weights and output (y). */
+#define QMM3_PARAMS                                                                                \
+    __global const uchar *w0, __global const uchar *sc0, __global const uchar *bi0,                \
+        __global const uchar *bias0, __global const uchar *w1, __global const uchar *sc1,          \
+        __global const uchar *bi1, __global const uchar *bias1, __global const uchar *w2,          \
+        __global const uchar *sc2, __global const uchar *bi2, __global const uchar *bias2,         \
+        __global const float *x, __global float *y0, __global float *y1, __global float *y2,       \
+        struct moecl_qmm_args a0, struct moecl_qmm_args a1, struct moecl_qmm_args a2
+#define QMM3_PICK(m)                                                                               \
+    struct moecl_qmm_args am = (m) == 0u ? a0 : (m) == 1u ? a1 : a2;                               \
+    __global const uchar *w = (m) == 0u ? w0 : (m) == 1u ? w1 : w2;                                \
+    __global const uchar *sc = (m) == 0u ? sc0 : (m) == 1u ? sc1 : sc2;                            \
+    __global const uchar *bi = (m) == 0u ? bi0 : (m) == 1u ? bi1 : bi2;                            \
+    __global const uchar *bias = (m) == 0u ? bias0 : (m) == 1u ? bias1 : bias2;                    \
+    __global float *y = (m) == 0u ? y0 : (m) == 1u ? y1 : y2

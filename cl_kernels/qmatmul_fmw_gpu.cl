@@ -23,8 +23,8 @@
 #if FAST_NUMERICS && LANES == 1 && !defined(MOECL_NO_FAST)
 #if (QMODE == MOECL_QM_AFFINE && (BITS == 2 || BITS == 4 || BITS == 8) && GROUP * BITS >= 128) ||  \
     QMODE == MOECL_QM_MXFP4
-#define FW_EPV (128 / BITS)  /* elements per 16-byte load */
-#define FW_FH (16 / BITS)    /* fields per half word */
+#define FW_EPV (128 / BITS) /* elements per 16-byte load */
+#define FW_FH (16 / BITS)   /* fields per half word */
 #ifndef FW_RMAX
 #define FW_RMAX 4
 #endif
@@ -107,9 +107,9 @@ __attribute__((always_inline)) inline void
 fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
         __global const uchar *bias, __global const uchar *w2, __global const uchar *sc2,
         __global const uchar *bi2, __global const uchar *bias2, __global const float *xr,
-        __global float *y, const struct moecl_qmm_args *a, const struct moecl_qmm_args *a2,
-        ulong e, uint r0, uint vec, uint R, uint nm, float alpha, float limit,
-        __local const float *lut, __local float *red) {
+        __global float *y, const struct moecl_qmm_args *a, const struct moecl_qmm_args *a2, ulong e,
+        uint r0, uint vec, uint R, uint nm, float alpha, float limit, __local const float *lut,
+        __local float *red) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
     uint T = nm * R; /* rows of this warp, both matrices */
     __global const uint4 *wrow[FW_RMAX];
@@ -200,26 +200,15 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
 /* Three dense products of one input vector in one launch (the attention's q, k and v): the
  * work-groups of a0's rows first, then a1's, then a2's; each as matmul_fmw computes it (the same
  * bits), into y0, y1, y2. All three share the format and a0.rows_per_item. */
-__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
-MOECL_CAT(matmul_fmw3_f32_, WNAME)(
-    __global const uchar *w0, __global const uchar *sc0, __global const uchar *bi0,
-    __global const uchar *bias0, __global const uchar *w1, __global const uchar *sc1,
-    __global const uchar *bi1, __global const uchar *bias1, __global const uchar *w2,
-    __global const uchar *sc2, __global const uchar *bi2, __global const uchar *bias2,
-    __global const float *x, __global float *y0, __global float *y1, __global float *y2,
-    struct moecl_qmm_args a0, struct moecl_qmm_args a1, struct moecl_qmm_args a2) {
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void MOECL_CAT(matmul_fmw3_f32_,
+                                                                         WNAME)(QMM3_PARAMS) {
     __local float red[8 * FW_RMAX * 32];
     __local float lut[16];
     fw_lut(lut);
     uint R = a0.rows_per_item, blk = get_group_id(0);
     uint n0 = (a0.rows + 8u * R - 1u) / (8u * R), n1 = (a1.rows + 8u * R - 1u) / (8u * R);
     uint m = blk < n0 ? 0u : blk < n0 + n1 ? 1u : 2u;
-    struct moecl_qmm_args am = m == 0u ? a0 : m == 1u ? a1 : a2;
-    __global const uchar *w = m == 0u ? w0 : m == 1u ? w1 : w2;
-    __global const uchar *sc = m == 0u ? sc0 : m == 1u ? sc1 : sc2;
-    __global const uchar *bi = m == 0u ? bi0 : m == 1u ? bi1 : bi2;
-    __global const uchar *bias = m == 0u ? bias0 : m == 1u ? bias1 : bias2;
-    __global float *y = m == 0u ? y0 : m == 1u ? y1 : y2;
+    QMM3_PICK(m);
     uint r0 = (blk - (m == 0u ? 0u : m == 1u ? n0 : n0 + n1)) * 8u * R;
     __global const float *xr = x + am.x_offset;
     fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &am, &am, 0, r0, 0, R, 1u, 0.0f, 0.0f, lut,
@@ -231,13 +220,12 @@ MOECL_CAT(matmul_fmw3_f32_, WNAME)(
  * roundings as two matmul_fmw launches give them. a: the gate's arguments (shape, strides, the
  * output act), a2: the up's offsets (same shape and format). */
 __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
-MOECL_CAT(matmul_fmw_glu_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
-                                      __global const uchar *bi, __global const uchar *bias,
-                                      __global const uchar *w2, __global const uchar *sc2,
-                                      __global const uchar *bi2, __global const uchar *bias2,
-                                      __global const float *x, __global float *y,
-                                      __global const int *ids, struct moecl_qmm_args a,
-                                      struct moecl_qmm_args a2, float alpha, float limit) {
+MOECL_CAT(matmul_fmw_glu_f32_,
+          WNAME)(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
+                 __global const uchar *bias, __global const uchar *w2, __global const uchar *sc2,
+                 __global const uchar *bi2, __global const uchar *bias2, __global const float *x,
+                 __global float *y, __global const int *ids, struct moecl_qmm_args a,
+                 struct moecl_qmm_args a2, float alpha, float limit) {
     __local float red[8 * FW_RMAX * 32];
     __local float lut[16];
     fw_lut(lut);

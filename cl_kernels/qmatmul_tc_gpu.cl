@@ -281,14 +281,8 @@ MOECL_CAT(matmul_fmt_f32_, WNAME)(__global const uchar *w, __global const uchar 
  * numerics' moecl_launch_qkv): the row blocks of product 0, then 1, then 2 along dimension 0,
  * blocks of FMT_COLS vectors along dimension 1. Each block is computed as matmul_fmt computes
  * it, so the outputs are bit for bit those of three launches. */
-__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
-MOECL_CAT(matmul_fmt3_f32_, WNAME)(
-    __global const uchar *w0, __global const uchar *sc0, __global const uchar *bi0,
-    __global const uchar *bias0, __global const uchar *w1, __global const uchar *sc1,
-    __global const uchar *bi1, __global const uchar *bias1, __global const uchar *w2,
-    __global const uchar *sc2, __global const uchar *bi2, __global const uchar *bias2,
-    __global const float *x, __global float *y0, __global float *y1, __global float *y2,
-    struct moecl_qmm_args a0, struct moecl_qmm_args a1, struct moecl_qmm_args a2) {
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void MOECL_CAT(matmul_fmt3_f32_,
+                                                                         WNAME)(QMM3_PARAMS) {
     __local float ws[FMT_WS_N];
     __local float xs[FMT_XS_N];
     __local float lut[16];
@@ -298,12 +292,7 @@ MOECL_CAT(matmul_fmt3_f32_, WNAME)(
         lut[lid] = e2m1_to_f32(lid);
     uint n0 = (a0.rows + FMT_ROWS - 1u) / FMT_ROWS, n1 = (a1.rows + FMT_ROWS - 1u) / FMT_ROWS;
     uint m = blk < n0 ? 0u : blk < n0 + n1 ? 1u : 2u;
-    struct moecl_qmm_args am = m == 0u ? a0 : m == 1u ? a1 : a2;
-    __global const uchar *w = m == 0u ? w0 : m == 1u ? w1 : w2;
-    __global const uchar *sc = m == 0u ? sc0 : m == 1u ? sc1 : sc2;
-    __global const uchar *bi = m == 0u ? bi0 : m == 1u ? bi1 : bi2;
-    __global const uchar *bias = m == 0u ? bias0 : m == 1u ? bias1 : bias2;
-    __global float *y = m == 0u ? y0 : m == 1u ? y1 : y2;
+    QMM3_PICK(m);
     uint r0 = (blk - (m == 0u ? 0u : m == 1u ? n0 : n0 + n1)) * FMT_ROWS;
     uint p0 = get_group_id(1) * FMT_COLS, nt = min((uint)FMT_COLS, am.n_vec - p0);
     if (lid < FMT_COLS)
