@@ -3,7 +3,8 @@
  *
  * One vector per column (a decode step: a dense product of one vector, or a token's top-k with a
  * column per output vector). A work-group of 8 warps owns 8 * R consecutive rows, a warp R of
- * them (R = a.rows_per_item: 1, 2 or 4). In step s, work-item `lane` of a warp loads the 16
+ * them (R = FW_T, a build option the host passes as a.rows_per_item too; FW_T / 2 rows of each
+ * matrix for the gate/up pair). In step s, work-item `lane` of a warp loads the 16
  * bytes (FW_EPV elements, inside one quantization group) at index s * 32 + lane of each of its
  * R rows and the FW_EPV input elements beside them (float4 loads, used for all R rows); the
  * warp reads 512 contiguous bytes of each row per step. The launcher checks the alignments
@@ -25,8 +26,10 @@
     QMODE == MOECL_QM_MXFP4
 #define FW_EPV (128 / BITS) /* elements per 16-byte load */
 #define FW_FH (16 / BITS)   /* fields per half word */
-#ifndef FW_RMAX
-#define FW_RMAX 4
+/* rows of a warp (both matrices of a gate/up pair): a build option, so every loop over them has
+ * a fixed trip count and the rows' chains interleave */
+#ifndef FW_T
+#define FW_T 4
 #endif
 
 /* The lane's FW_EPV inputs at element `base` (prescaled for the affine fields) and their sum. */
@@ -77,6 +80,23 @@ __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
     return dot;
 }
 
+/* Unit u of a row (16 bytes) with its group's scale and bias (mxfp4: the scale, b 0). */
+__attribute__((always_inline)) inline void fw_load(__global const uint4 *wr,
+                                                   __global const uchar *sr,
+                                                   __global const uchar *br, uint u, uint4 *v,
+                                                   float *s, float *b) {
+    uint g = u * FW_EPV / GROUP;
+    *v = wr[u];
+#if QMODE == MOECL_QM_AFFINE
+    *s = load_dt(sr, 0, g, WDT);
+    *b = load_dt(br, 0, g, WDT);
+#else
+    (void)br;
+    *s = e8m0_to_f32(sr[g]);
+    *b = 0.0f;
+#endif
+}
+
 /* The fp4 code table in local memory (mxfp4; nothing for affine). */
 inline void fw_lut(__local float *lut) {
 #if QMODE == MOECL_QM_MXFP4
@@ -101,69 +121,77 @@ inline float fw_out(float v, __global const uchar *bias, const struct moecl_qmm_
 }
 
 /* Rows r0 + warp * R .. R - 1 of expert e against the input row xr, into y's vector `vec`: of
- * one matrix (nm 1: w, a), or of two with the same shape and format (nm 2: the expert gate w, a
- * and up w2, a2, whose clamped SwiGLU goes to y; a warp then holds R rows of each). */
+ * one matrix (nm 1: w, a; R = FW_T), or of two with the same shape and format (nm 2: the expert
+ * gate w, a and up w2, a2, whose clamped SwiGLU goes to y; R = FW_T / 2 rows of each). */
 __attribute__((always_inline)) inline void
 fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
         __global const uchar *bias, __global const uchar *w2, __global const uchar *sc2,
         __global const uchar *bi2, __global const uchar *bias2, __global const float *xr,
         __global float *y, const struct moecl_qmm_args *a, const struct moecl_qmm_args *a2, ulong e,
-        uint r0, uint vec, uint R, uint nm, float alpha, float limit, __local const float *lut,
+        uint r0, uint vec, uint nm, float alpha, float limit, __local const float *lut,
         __local float *red) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
-    uint T = nm * R; /* rows of this warp, both matrices */
-    __global const uint4 *wrow[FW_RMAX];
-    __global const uchar *srow[FW_RMAX], *brow[FW_RMAX];
+    const uint R = FW_T / nm; /* rows of each matrix */
+    __global const uint4 *wrow[FW_T];
+    __global const uchar *srow[FW_T], *brow[FW_T];
 #pragma unroll
-    for (uint i = 0; i < FW_RMAX; i++) {
-        uint m = min(i, T - 1) / R; /* the matrix of slot i */
+    for (uint i = 0; i < FW_T; i++) {
+        uint m = i / R; /* the matrix of slot i */
         const struct moecl_qmm_args *am = m ? a2 : a;
-        ulong r = min(r0 + warp * R + min(i, T - 1) % R, a->rows - 1);
+        ulong r = min(r0 + warp * R + i % R, a->rows - 1);
         wrow[i] = (__global const uint4 *)((m ? w2 : w) + am->w_offset + e * a->w_expert_stride +
                                            r * a->w_row_stride);
         srow[i] = (m ? sc2 : sc) + am->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
         brow[i] = (m ? bi2 : bi) + am->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
     }
-    float acc[FW_RMAX];
+    float acc[FW_T];
 #pragma unroll
-    for (uint i = 0; i < FW_RMAX; i++)
+    for (uint i = 0; i < FW_T; i++)
         acc[i] = 0.0f;
     uint n_units = a->cols / FW_EPV;
-    for (uint u = lane; u < n_units; u += 32u) {
-        uint4 v[FW_RMAX];
+    /* each step's weights, scales and biases are loaded a step ahead, so their latency overlaps
+     * the products */
+    uint4 v[FW_T];
+    float sn[FW_T], bn[FW_T];
+    uint u0 = min(lane, n_units - 1u);
 #pragma unroll
-        for (uint i = 0; i < FW_RMAX; i++)
-            if (i < T)
-                v[i] = wrow[i][u];
+    for (uint i = 0; i < FW_T; i++)
+        fw_load(wrow[i], srow[i], brow[i], u0, &v[i], &sn[i], &bn[i]);
+    for (uint u = lane; u < n_units; u += 32u) {
+        uint4 cur[FW_T];
+        float sc_[FW_T], bc_[FW_T];
+        uint un = min(u + 32u, n_units - 1u);
+#pragma unroll
+        for (uint i = 0; i < FW_T; i++) {
+            cur[i] = v[i];
+            sc_[i] = sn[i];
+            bc_[i] = bn[i];
+            fw_load(wrow[i], srow[i], brow[i], un, &v[i], &sn[i], &bn[i]);
+        }
         float xs[FW_EPV];
         float xsum = fw_inputs(xr, u * FW_EPV, xs);
-        uint g = u * FW_EPV / GROUP;
 #pragma unroll
-        for (uint i = 0; i < FW_RMAX; i++) {
-            if (i < T) {
-                float dot = fw_dot(v[i], xs, lut);
+        for (uint i = 0; i < FW_T; i++) {
+            float dot = fw_dot(cur[i], xs, lut);
 #if QMODE == MOECL_QM_AFFINE
-                float s = load_dt(srow[i], 0, g, WDT), b = load_dt(brow[i], 0, g, WDT);
-                acc[i] = fma(s, dot, fma(b, xsum, acc[i]));
+            acc[i] = fma(sc_[i], dot, fma(bc_[i], xsum, acc[i]));
 #else
-                acc[i] = fma(e8m0_to_f32(srow[i][g]), dot, acc[i]);
+            (void)xsum;
+            acc[i] = fma(sc_[i], dot, acc[i]);
 #endif
-            }
         }
     }
     /* each row's 32 lane sums as a tree */
-    __local float *wr = red + warp * (FW_RMAX * 32u);
+    __local float *wr = red + warp * (FW_T * 32u);
 #pragma unroll
-    for (uint i = 0; i < FW_RMAX; i++)
-        if (i < T)
-            wr[i * 32u + lane] = acc[i];
+    for (uint i = 0; i < FW_T; i++)
+        wr[i * 32u + lane] = acc[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint st = 16u; st > 0u; st >>= 1) {
         if (lane < st)
 #pragma unroll
-            for (uint i = 0; i < FW_RMAX; i++)
-                if (i < T)
-                    wr[i * 32u + lane] += wr[i * 32u + lane + st];
+            for (uint i = 0; i < FW_T; i++)
+                wr[i * 32u + lane] += wr[i * 32u + lane + st];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     uint ro = r0 + warp * R + lane;
@@ -184,17 +212,14 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
                                   __global const uchar *bi, __global const uchar *bias,
                                   __global const float *x, __global float *y,
                                   __global const int *ids, struct moecl_qmm_args a) {
-    __local float red[8 * FW_RMAX * 32];
+    __local float red[8 * FW_T * 32];
     __local float lut[16];
     fw_lut(lut);
-    uint R = a.rows_per_item, vec = get_group_id(1);
-    uint r0 = get_group_id(0) * 8u * R;
+    uint vec = get_group_id(1);
+    uint r0 = get_group_id(0) * 8u * FW_T;
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
-    /* (one call with R at run time: PoCL miscompiled three inlined copies, one per R, each
-     * with its barriers, behind a branch on R) */
-    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &a, &a, e, r0, vec, R, 1u, 0.0f, 0.0f, lut,
-            red);
+    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &a, &a, e, r0, vec, 1u, 0.0f, 0.0f, lut, red);
 }
 
 /* Three dense products of one input vector in one launch (the attention's q, k and v): the
@@ -202,17 +227,17 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
  * bits), into y0, y1, y2. All three share the format and a0.rows_per_item. */
 __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void MOECL_CAT(matmul_fmw3_f32_,
                                                                          WNAME)(QMM3_PARAMS) {
-    __local float red[8 * FW_RMAX * 32];
+    __local float red[8 * FW_T * 32];
     __local float lut[16];
     fw_lut(lut);
-    uint R = a0.rows_per_item, blk = get_group_id(0);
+    const uint R = FW_T;
+    uint blk = get_group_id(0);
     uint n0 = (a0.rows + 8u * R - 1u) / (8u * R), n1 = (a1.rows + 8u * R - 1u) / (8u * R);
     uint m = blk < n0 ? 0u : blk < n0 + n1 ? 1u : 2u;
     QMM3_PICK(m);
     uint r0 = (blk - (m == 0u ? 0u : m == 1u ? n0 : n0 + n1)) * 8u * R;
     __global const float *xr = x + am.x_offset;
-    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &am, &am, 0, r0, 0, R, 1u, 0.0f, 0.0f, lut,
-            red);
+    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &am, &am, 0, r0, 0, 1u, 0.0f, 0.0f, lut, red);
 }
 
 /* An expert's gate and up products and their clamped SwiGLU in one launch (decode: a column per
@@ -226,15 +251,15 @@ MOECL_CAT(matmul_fmw_glu_f32_,
                  __global const uchar *bi2, __global const uchar *bias2, __global const float *x,
                  __global float *y, __global const int *ids, struct moecl_qmm_args a,
                  struct moecl_qmm_args a2, float alpha, float limit) {
-    __local float red[8 * FW_RMAX * 32];
+    __local float red[8 * FW_T * 32];
     __local float lut[16];
     fw_lut(lut);
-    uint R = a.rows_per_item, vec = get_group_id(1);
-    uint r0 = get_group_id(0) * 8u * R;
+    uint vec = get_group_id(1);
+    uint r0 = get_group_id(0) * 8u * (FW_T / 2u);
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
-    fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, y, &a, &a2, e, r0, vec, R, 2u, alpha, limit,
-            lut, red);
+    fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, y, &a, &a2, e, r0, vec, 2u, alpha, limit, lut,
+            red);
 }
 #endif
 #endif

@@ -86,6 +86,8 @@ struct moecl_programs {
     int tensor_cores; /* 1: the tiled fast product runs on NVIDIA tensor cores (-DMOECL_TC=1) */
     int tc_vecs;      /* and its vectors per block (-DTC_BN: 128, $MOECL_TC_VECS=64) */
     int tc_rows;      /* and its rows per block (-DTC_BM: 64, $MOECL_TC_ROWS=128) */
+    int fmw_rows;     /* rows per warp of the 16-byte-load decode products (-DFW_T: 4; 0 = off,
+                       * 2 or 8 from $MOECL_FMW) */
 };
 
 /* Builds the core program and one program per format in `formats`; seq_round selects MLX
@@ -140,7 +142,7 @@ struct moecl_kernels {
     uint32_t fmt_min;      /* GPU: vectors per column from which matmul_fmt runs ($MOECL_FMT_MIN) */
     uint32_t fmt_vecs;     /* and its vectors per block: p->tc_vecs on tensor cores, else 64 */
     uint32_t fmt_rows;     /* and its rows per work-group: p->tc_rows on tensor cores, else 64 */
-    uint32_t fmw_rows;     /* GPU: rows per warp of matmul_fmw (1 .. 8; 0 = off; $MOECL_FMW) */
+    uint32_t fmw_rows;     /* GPU: rows per warp of matmul_fmw (p->fmw_rows; 0 = off) */
     uint32_t fmw_min_rows; /* GPU: rows from which a lone product takes matmul_fmw (1024; below:
                               matmul_fmv) */
     int fmw_glu;           /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */

@@ -164,6 +164,19 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     p->tc_vecs = tc_vecs && strcmp(tc_vecs, "64") == 0 ? 64 : 128;
     const char *tc_rows = getenv("MOECL_TC_ROWS");
     p->tc_rows = tc_rows && strcmp(tc_rows, "128") == 0 ? 128 : 64;
+    /* GPU decode products with 16-byte loads (matmul_fmw and its fusions): rows per warp, fixed
+     * when the program is built ($MOECL_FMW: 2, 4 or 8; 0 = off) */
+    const char *fmw = getenv("MOECL_FMW");
+    p->fmw_rows = 4;
+    if (fmw && *fmw) {
+        int r = atoi(fmw);
+        if (r != 0 && r != 2 && r != 4 && r != 8) {
+            status = moecl_error_set(MOECL_ERR_INVALID_ARG,
+                                     "$MOECL_FMW=%s: expected 0 (off), 2, 4 or 8 rows per warp", fmw);
+            goto cleanup;
+        }
+        p->fmw_rows = r;
+    }
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files,
                                      (int)(sizeof core_files / sizeof core_files[0]), opts,
                                      &p->core, NULL));
@@ -173,11 +186,11 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         moecl_qformat_suffix(f, suffix, sizeof suffix);
         snprintf(opts, sizeof opts,
                  "-DACT=%d -DMLX_CPU=1 -DSEQ_ACCUM=1 -DSEQ_ROUND=%d -DQMODE=%d -DBITS=%d "
-                 "-DGROUP=%d -DWDT=%d -DLANES=%d -DFAST_NUMERICS=%d "
+                 "-DGROUP=%d -DWDT=%d -DLANES=%d -DFAST_NUMERICS=%d -DFW_T=%d "
                  "-DWNAME=%s%s",
                  act, seq_round && act != MOECL_ACT_F32 ? 1 : 0, qm_code(f->mode), f->bits,
                  f->group_size ? f->group_size : 32, moecl_dt_code(f->wdt), p->lanes,
-                 p->fast_numerics, suffix, cr);
+                 p->fast_numerics, p->fmw_rows ? p->fmw_rows : 4, suffix, cr);
         p->formats[i] = *f;
         if (tc) {
             /* the tiled product on the tensor cores; a compiler that refuses the inline PTX
@@ -263,13 +276,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     k->fmt_min = fmt_min && atoi(fmt_min) > 0 ? (uint32_t)atoi(fmt_min) : 16u;
     k->fmt_vecs = p->tensor_cores ? (uint32_t)p->tc_vecs : 64u;
     k->fmt_rows = p->tensor_cores ? (uint32_t)p->tc_rows : 64u;
-    /* GPU decode products with 16-byte loads: rows per warp ($MOECL_FMW: 1 .. the kernel's
-     * FW_RMAX; 0 = off) */
-    const char *fmw = getenv("MOECL_FMW");
-    k->fmw_rows = 4u;
+    /* GPU decode products with 16-byte loads: rows per warp, as the programs were built */
+    k->fmw_rows = (uint32_t)p->fmw_rows;
     k->fmw_min_rows = 1024u;
-    if (fmw && *fmw && atoi(fmw) >= 0 && atoi(fmw) <= 8)
-        k->fmw_rows = (uint32_t)atoi(fmw);
     /* and an expert's gate, up and SwiGLU in one of them ($MOECL_FMW_GLU=0: three launches) */
     const char *glu = getenv("MOECL_FMW_GLU");
     k->fmw_glu = !(glu && strcmp(glu, "0") == 0);
