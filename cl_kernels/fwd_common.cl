@@ -167,3 +167,81 @@ inline float ref_sincos(float in, int sine) {
     return sine ? sin(in) : cos(in);
 #endif
 }
+
+/* ------------------------------------------------------------------ pieces shared by kernels */
+
+/* RMSNorm on GPUs: a work-group of RMS_WG work-items per row of n <= RMS_MAX elements. */
+#define RMS_WG 256
+#define RMS_MAX 4096
+
+/* 1 / sqrt(mean(x^2) + eps) of the row xr in fast numerics' order: work-item lid sums the
+ * squares of elements lid, lid + RMS_WG, ..., and the RMS_WG sums are added as a tree in
+ * part[RMS_WG]. Every work-item of the group gets the result. */
+inline float rms_inv_fast(__global const float *xr, __local float *part, uint n, float eps) {
+    uint lid = get_local_id(0);
+    float ss = 0.0f;
+    /* whole-trip loop: the row's loads issue together */
+#pragma unroll
+    for (uint k = 0; k < RMS_MAX / RMS_WG; k++) {
+        uint i = lid + k * RMS_WG;
+        if (i < n) {
+            float v = xr[i];
+            ss += v * v;
+        }
+    }
+    part[lid] = ss;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = RMS_WG / 2; s > 0; s >>= 1) {
+        if (lid < s)
+            part[lid] += part[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return 1.0f / sqrt(part[0] / (float)n + eps);
+}
+
+/* The router's choice for one token: ids[0..k) = the k largest of the n_experts logits l
+ * (largest first; among equal logits the higher expert index wins, as MLX's argpartition orders
+ * (value, index) pairs) and weights = softmax over the selected logits (float32, rounded to the
+ * activation dtype). Instantiated for logits in global and in local memory. */
+#define TOPK_MAX 32
+#define MOECL_TOPK_FN(NAME, AS)                                                                    \
+    inline void NAME(AS const float *l, uint n_experts, uint k, __global int *ids,                 \
+                     __global float *weights) {                                                    \
+        int sel[TOPK_MAX];                                                                         \
+        float val[TOPK_MAX];                                                                       \
+        ulong chosen = 0; /* the experts taken so far, as bits (up to 64; else a search) */        \
+        for (uint s = 0; s < k; s++) {                                                             \
+            int best = -1;                                                                         \
+            float bv = 0.0f;                                                                       \
+            for (uint e = 0; e < n_experts; e++) {                                                 \
+                int taken = 0;                                                                     \
+                if (n_experts <= 64)                                                               \
+                    taken = (int)((chosen >> e) & 1ul);                                            \
+                else                                                                               \
+                    for (uint u = 0; u < s; u++)                                                   \
+                        taken |= sel[u] == (int)e;                                                 \
+                if (taken)                                                                         \
+                    continue;                                                                      \
+                if (best < 0 || l[e] >= bv) {                                                      \
+                    best = (int)e;                                                                 \
+                    bv = l[e];                                                                     \
+                }                                                                                  \
+            }                                                                                      \
+            sel[s] = best;                                                                         \
+            val[s] = bv;                                                                           \
+            if (best >= 0 && best < 64)                                                            \
+                chosen |= 1ul << best;                                                             \
+        }                                                                                          \
+        float m = val[0], sum = 0.0f;                                                              \
+        for (uint s = 1; s < k; s++)                                                               \
+            m = fmax(m, val[s]);                                                                   \
+        for (uint s = 0; s < k; s++)                                                               \
+            sum += ref_exp(val[s] - m);                                                            \
+        float inv = 1.0f / sum; /* the reference multiplies by the reciprocal */                   \
+        for (uint s = 0; s < k; s++) {                                                             \
+            ids[s] = sel[s];                                                                       \
+            weights[s] = round_act(ref_exp(val[s] - m) * inv);                                     \
+        }                                                                                          \
+    }
+MOECL_TOPK_FN(topk_softmax_g, __global)
+MOECL_TOPK_FN(topk_softmax_l, __local)

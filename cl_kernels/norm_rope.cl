@@ -17,12 +17,10 @@ __kernel void rmsnorm_f32(__global const float *x, __global float *y, __global c
         yr[i] = round_act(round_act(xr[i] * inv) * load_dt(w, w_offset, i, w_dt));
 }
 
-/* The same for GPUs: a work-group of RMS_WG work-items per row, the row staged in local memory
- * (n <= RMS_MAX). fast == 0: the sum of squares in element order by one work-item (the bits of
- * rmsnorm_f32, without its long chain of global loads); 1: strided partial sums added as a tree
- * (fast numerics). */
-#define RMS_WG 256
-#define RMS_MAX 4096
+/* The same for GPUs: a work-group of RMS_WG work-items per row (n <= RMS_MAX). fast == 0: the
+ * sum of squares in element order by one work-item over the row staged in local memory (the bits
+ * of rmsnorm_f32, without its long chain of global loads); 1: rms_inv_fast's tree (fast
+ * numerics). */
 __kernel __attribute__((reqd_work_group_size(RMS_WG, 1, 1))) void
 rmsnorm_wg_f32(__global const float *x, __global float *y, __global const uchar *w, ulong w_offset,
                uint w_dt, uint n, float eps, uint fast) {
@@ -31,27 +29,19 @@ rmsnorm_wg_f32(__global const float *x, __global float *y, __global const uchar 
     uint lid = get_local_id(0), t = get_group_id(0);
     __global const float *xr = x + (ulong)t * n;
     __global float *yr = y + (ulong)t * n;
-    float ss = 0.0f;
-    /* whole-trip loops: the row's loads issue together instead of one latency per sweep (an
-     * H100 spent ~11 us per decode norm in the sweeps' dependent round trips) */
-#pragma unroll
-    for (uint k = 0; k < RMS_MAX / RMS_WG; k++) {
-        uint i = lid + k * RMS_WG;
-        if (i < n) {
-            float v = xr[i];
-            xs[i] = v;
-            ss += v * v;
-        }
-    }
-    part[lid] = ss;
-    barrier(CLK_LOCAL_MEM_FENCE);
+    float inv;
     if (fast) {
-        for (uint s = RMS_WG / 2; s > 0; s >>= 1) {
-            if (lid < s)
-                part[lid] += part[lid + s];
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
+        inv = rms_inv_fast(xr, part, n, eps);
     } else {
+        /* whole-trip loops: the row's loads issue together instead of one latency per sweep (an
+         * H100 spent ~11 us per decode norm in the sweeps' dependent round trips) */
+#pragma unroll
+        for (uint k = 0; k < RMS_MAX / RMS_WG; k++) {
+            uint i = lid + k * RMS_WG;
+            if (i < n)
+                xs[i] = xr[i];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
         if (lid == 0) {
             float acc = 0.0f;
             for (uint i = 0; i < n; i++)
@@ -59,13 +49,13 @@ rmsnorm_wg_f32(__global const float *x, __global float *y, __global const uchar 
             part[0] = acc;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        inv = 1.0f / sqrt(part[0] / (float)n + eps);
     }
-    float inv = 1.0f / sqrt(part[0] / (float)n + eps);
 #pragma unroll
     for (uint k = 0; k < RMS_MAX / RMS_WG; k++) {
         uint i = lid + k * RMS_WG;
         if (i < n)
-            yr[i] = round_act(round_act(xs[i] * inv) * load_dt(w, w_offset, i, w_dt));
+            yr[i] = round_act(round_act(xr[i] * inv) * load_dt(w, w_offset, i, w_dt));
     }
 }
 

@@ -32,29 +32,34 @@
 #define FW_T 4
 #endif
 
-/* The lane's FW_EPV inputs at element `base` (prescaled for the affine fields) and their sum. */
-__attribute__((always_inline)) inline float fw_inputs(__global const float *xr, uint base,
-                                                      float *xs) {
-    __global const float4 *x4 = (__global const float4 *)(xr + base);
-    float xsum = 0.0f;
-#pragma unroll
-    for (uint k = 0; k < FW_EPV / 4; k++) {
-        float4 v = x4[k];
-        xs[4 * k] = v.x;
-        xs[4 * k + 1] = v.y;
-        xs[4 * k + 2] = v.z;
-        xs[4 * k + 3] = v.w;
+/* The lane's FW_EPV inputs at element `base` of xr (prescaled for the affine fields) and their
+ * sum; fw_inputs_l for an input row in local memory. */
+#define FW_INPUTS_FN(NAME, AS)                                                                     \
+    __attribute__((always_inline)) inline float NAME(AS const float *xr, uint base, float *xs) {   \
+        AS const float4 *x4 = (AS const float4 *)(xr + base);                                      \
+        float xsum = 0.0f;                                                                         \
+        _Pragma("unroll") for (uint k = 0; k < FW_EPV / 4; k++) {                                  \
+            float4 v = x4[k];                                                                      \
+            xs[4 * k] = v.x;                                                                       \
+            xs[4 * k + 1] = v.y;                                                                   \
+            xs[4 * k + 2] = v.z;                                                                   \
+            xs[4 * k + 3] = v.w;                                                                   \
+        }                                                                                          \
+        FW_PRESCALE(xs, xsum)                                                                      \
+        return xsum;                                                                               \
     }
 #if QMODE == MOECL_QM_AFFINE
-#pragma unroll
-    for (uint j = 0; j < FW_EPV; j++) {
-        xsum += xs[j];
-        /* field n = j % (32 / BITS) of its word: 2^-(BITS * (n % FW_FH)) */
-        xs[j] *= 1.0f / (float)(1u << (BITS * ((j % (32 / BITS)) % FW_FH)));
+/* field n = j % (32 / BITS) of its word: x * 2^-(BITS * (n % FW_FH)), and the inputs' sum */
+#define FW_PRESCALE(xs, xsum)                                                                      \
+    _Pragma("unroll") for (uint j = 0; j < FW_EPV; j++) {                                          \
+        xsum += xs[j];                                                                             \
+        xs[j] *= 1.0f / (float)(1u << (BITS * ((j % (32 / BITS)) % FW_FH)));                       \
     }
+#else
+#define FW_PRESCALE(xs, xsum)
 #endif
-    return xsum;
-}
+FW_INPUTS_FN(fw_inputs, __global)
+FW_INPUTS_FN(fw_inputs_l, __local)
 
 /* sum_j xs[j] * code_j over one 16-byte load (xs prescaled: see above). */
 __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
@@ -122,14 +127,15 @@ inline float fw_out(float v, __global const uchar *bias, const struct moecl_qmm_
 
 /* Rows r0 + warp * R .. R - 1 of expert e against the input row xr, into y's vector `vec`: of
  * one matrix (nm 1: w, a; R = FW_T), or of two with the same shape and format (nm 2: the expert
- * gate w, a and up w2, a2, whose clamped SwiGLU goes to y; R = FW_T / 2 rows of each). */
+ * gate w, a and up w2, a2, whose clamped SwiGLU goes to y; R = FW_T / 2 rows of each). The input
+ * row is xl in local memory where given (not 0), else xr. */
 __attribute__((always_inline)) inline void
 fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
         __global const uchar *bias, __global const uchar *w2, __global const uchar *sc2,
         __global const uchar *bi2, __global const uchar *bias2, __global const float *xr,
-        __global float *y, const struct moecl_qmm_args *a, const struct moecl_qmm_args *a2, ulong e,
-        uint r0, uint vec, uint nm, float alpha, float limit, __local const float *lut,
-        __local float *red) {
+        __local const float *xl, __global float *y, const struct moecl_qmm_args *a,
+        const struct moecl_qmm_args *a2, ulong e, uint r0, uint vec, uint nm, float alpha,
+        float limit, __local const float *lut, __local float *red) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
     const uint R = FW_T / nm; /* rows of each matrix */
     __global const uint4 *wrow[FW_T];
@@ -169,7 +175,7 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
             fw_load(wrow[i], srow[i], brow[i], un, &v[i], &sn[i], &bn[i]);
         }
         float xs[FW_EPV];
-        float xsum = fw_inputs(xr, u * FW_EPV, xs);
+        float xsum = xl ? fw_inputs_l(xl, u * FW_EPV, xs) : fw_inputs(xr, u * FW_EPV, xs);
 #pragma unroll
         for (uint i = 0; i < FW_T; i++) {
             float dot = fw_dot(cur[i], xs, lut);
@@ -219,16 +225,22 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
     uint r0 = get_group_id(0) * 8u * FW_T;
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
-    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &a, &a, e, r0, vec, 1u, 0.0f, 0.0f, lut, red);
+    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, 0, y, &a, &a, e, r0, vec, 1u, 0.0f, 0.0f, lut,
+            red);
 }
 
 /* Three dense products of one input vector in one launch (the attention's q, k and v): the
  * work-groups of a0's rows first, then a1's, then a2's; each as matmul_fmw computes it (the same
- * bits), into y0, y1, y2. All three share the format and a0.rows_per_item. */
-__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void MOECL_CAT(matmul_fmw3_f32_,
-                                                                         WNAME)(QMM3_PARAMS) {
+ * bits), into y0, y1, y2. All three share the format and a0.rows_per_item. norm 1: the input is
+ * RMSNorm(x) with weight nw (offset nw_offset, MOECL_DT_* nw_dt), which every work-group
+ * computes into local memory as rmsnorm_wg_f32 does in fast numerics (the same bits); the
+ * columns are at most RMS_MAX (the launcher checks). */
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
+MOECL_CAT(matmul_fmw3_f32_, WNAME)(QMM3_PARAMS, __global const uchar *nw, ulong nw_offset,
+                                   uint nw_dt, float eps, uint norm) {
     __local float red[8 * FW_T * 32];
     __local float lut[16];
+    __local float4 xl4[RMS_MAX / 4];
     fw_lut(lut);
     const uint R = FW_T;
     uint blk = get_group_id(0);
@@ -237,7 +249,21 @@ __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void MOECL_CAT(matmul_
     QMM3_PICK(m);
     uint r0 = (blk - (m == 0u ? 0u : m == 1u ? n0 : n0 + n1)) * 8u * R;
     __global const float *xr = x + am.x_offset;
-    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, y, &am, &am, 0, r0, 0, 1u, 0.0f, 0.0f, lut, red);
+    /* the input row in local memory, normed or as it is (one fw_rows call: PoCL miscompiled
+     * inlined copies with their barriers behind a branch) */
+    __local float *xl = (__local float *)xl4;
+    uint lid = get_local_id(0), n = am.cols;
+    float inv = rms_inv_fast(xr, red, n, eps); /* (also when not used: no barriers in branches) */
+#pragma unroll
+    for (uint j = 0; j < RMS_MAX / RMS_WG; j++) {
+        uint i = lid + j * RMS_WG;
+        if (i < n)
+            xl[i] = norm ? round_act(round_act(xr[i] * inv) * load_dt(nw, nw_offset, i, nw_dt))
+                         : xr[i];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, xl, y, &am, &am, 0, r0, 0, 1u, 0.0f, 0.0f, lut,
+            red);
 }
 
 /* An expert's gate and up products and their clamped SwiGLU in one launch (decode: a column per
@@ -258,8 +284,8 @@ MOECL_CAT(matmul_fmw_glu_f32_,
     uint r0 = get_group_id(0) * 8u * (FW_T / 2u);
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
-    fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, y, &a, &a2, e, r0, vec, 2u, alpha, limit, lut,
-            red);
+    fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, 0, y, &a, &a2, e, r0, vec, 2u, alpha, limit,
+            lut, red);
 }
 #endif
 #endif

@@ -311,14 +311,20 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
     cl_mem KR = moecl_umem_view(um, L->k, a), VR = moecl_umem_view(um, L->v, a);
     cl_mem inv_freq = m->devs[a].inv_freq;
     /* attention: norm -> q, k, v (+bias) -> rope -> attend with sinks -> append kv */
-    MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->input_norm.mem, D->input_norm.offset,
-                                   D->input_norm.dt, n, H, cfg->rms_norm_eps));
     const struct moecl_dev_qweight *const qkv[3] = {&D->q, &D->k, &D->v};
+    const struct moecl_norm_w in_norm = {D->input_norm.mem, D->input_norm.offset,
+                                         D->input_norm.dt, cfg->rms_norm_eps};
+    /* decode on a GPU: the norm inside the q/k/v launch */
+    int norm_fused = !dump && moecl_qkv_norm_fusable(k, qkv, 0, H, n);
+    if (!norm_fused)
+        MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->input_norm.mem, D->input_norm.offset,
+                                       D->input_norm.dt, n, H, cfg->rms_norm_eps));
     if (moecl_qkv_fusable(k, qkv, 0, H, n)) {
         /* GPU fast numerics (decode, or a prefill chunk): the three products in one launch */
         cl_mem const outs[3] = {Q, Kc, Vc};
         const int modes[3] = {bias_mode_of(&D->q), bias_mode_of(&D->k), bias_mode_of(&D->v)};
-        MOECL_TRY(moecl_launch_qkv(q, k, qkv, XN, 0, H, n, outs, modes));
+        MOECL_TRY(moecl_launch_qkv(q, k, qkv, norm_fused ? X : XN, 0, H, n, outs, modes,
+                                   norm_fused ? &in_norm : NULL));
     } else {
         MOECL_TRY(
             moecl_launch_matmul(q, k, &D->q, XN, 0, H, 1, NULL, Q, QW, n, bias_mode_of(&D->q)));
@@ -367,11 +373,18 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
         MOECL_TRY(moecl_launch_add(q, k, X, TMP, n * H));
     }
     /* MoE: norm -> router -> top-k softmax [attention device] */
-    MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
-                                   D->post_norm.dt, n, H, cfg->rms_norm_eps));
-    MOECL_TRY(moecl_launch_matmul(q, k, &D->router, XN, 0, H, 1, NULL, RL, E, n,
-                                  bias_mode_of(&D->router)));
-    MOECL_TRY(moecl_launch_router_topk(q, k, RL, IDS, WTS, n, E, K));
+    if (!dump && moecl_route_fusable(k, &D->router, n, K)) {
+        /* decode on a GPU: the three in one launch */
+        MOECL_TRY(moecl_launch_route(q, k, &D->router, X, XN, D->post_norm.mem,
+                                     D->post_norm.offset, D->post_norm.dt, cfg->rms_norm_eps, IDS,
+                                     WTS, K, bias_mode_of(&D->router)));
+    } else {
+        MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
+                                       D->post_norm.dt, n, H, cfg->rms_norm_eps));
+        MOECL_TRY(moecl_launch_matmul(q, k, &D->router, XN, 0, H, 1, NULL, RL, E, n,
+                                      bias_mode_of(&D->router)));
+        MOECL_TRY(moecl_launch_router_topk(q, k, RL, IDS, WTS, n, E, K));
+    }
     if (dump) {
         dump_buffer(c, a, "l0_h1", X, (size_t)n * H);
         dump_buffer(c, a, "l0_router", RL, (size_t)n * E);

@@ -1,7 +1,8 @@
 /* Fused GPU decode launchers (kernels.h): the o-projection with its residual add, the
- * attention's q/k/v in one launch, an expert's gate/up/SwiGLU in one launch. Each runs
- * matmul_fmw's arithmetic (cl_kernels/qmatmul_fmw_gpu.cl) and gives the bits of the launches it
- * replaces; each comes with a predicate saying where it applies. */
+ * attention's q/k/v in one launch, an expert's gate/up/SwiGLU in one launch (matmul_fmw's
+ * arithmetic, cl_kernels/qmatmul_fmw_gpu.cl), the MoE norm, router and top-k in one launch
+ * (matmul_fmv's, qmatmul_fm_gpu.cl). Each gives the bits of the launches it replaces and comes
+ * with a predicate saying where it applies. */
 #include "kernels_launch.h"
 
 #include <string.h>
@@ -65,13 +66,22 @@ int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qwei
     return 1;
 }
 
+int moecl_qkv_norm_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
+                           uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
+    return k->qkv_norm && n_vec == 1 && w[0]->w->cols <= 4096 &&
+           moecl_qkv_fusable(k, w, x_offset, x_stride, n_vec);
+}
+
 enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
                                    const struct moecl_dev_qweight *const w[3], cl_mem x,
                                    uint32_t x_offset, uint32_t x_stride, uint32_t n_vec,
-                                   cl_mem const y[3], const int bias_mode[3]) {
+                                   cl_mem const y[3], const int bias_mode[3],
+                                   const struct moecl_norm_w *norm) {
     enum moecl_status status = MOECL_OK;
     if (!moecl_qkv_fusable(k, w, x_offset, x_stride, n_vec))
         return moecl_bad_shape("qkv: not fusable here (moecl_qkv_fusable)");
+    if (norm && (!moecl_qkv_norm_fusable(k, w, x_offset, x_stride, n_vec) || norm->dt < 0))
+        return moecl_bad_shape("qkv: the norm not fusable here (moecl_qkv_norm_fusable)");
     cl_kernel kern =
         n_vec == 1 ? k->formats[w[0]->format].matmul_fmw3 : k->formats[w[0]->format].matmul_fmt3;
     size_t blocks = 0;
@@ -92,6 +102,18 @@ enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernel
         ARG(kern, (cl_uint)(16 + i), a);
     }
     ARG(kern, 12, x);
+    if (n_vec == 1) {
+        /* matmul_fmw3's norm arguments (a weight buffer is set even when unused) */
+        cl_mem nw = norm ? norm->mem : x;
+        cl_ulong off = norm ? norm->offset : 0;
+        cl_uint dt = norm ? (cl_uint)norm->dt : 0u, on = norm ? 1u : 0u;
+        float eps = norm ? norm->eps : 0.0f;
+        ARG(kern, 19, nw);
+        ARG(kern, 20, off);
+        ARG(kern, 21, dt);
+        ARG(kern, 22, eps);
+        ARG(kern, 23, on);
+    }
     status = moecl_kenqueue(q, k, kern, "matmul_qkv", MOECL_OPC_ATTN_PROJ, 2, blocks * 256,
                             n_vec == 1 ? 1 : (n_vec + k->fmt_vecs - 1) / k->fmt_vecs, 256);
 cleanup:
@@ -153,6 +175,55 @@ enum moecl_status moecl_launch_glu(cl_command_queue q, const struct moecl_kernel
     status = moecl_kenqueue(
         q, k, kern, "matmul_glu", MOECL_OPC_EXPERTS, 2,
         (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, n_vec, 256);
+cleanup:
+    return status;
+}
+
+int moecl_route_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *router,
+                        uint32_t n_tokens, uint32_t top_k) {
+    const struct moecl_qweight *w = router->w;
+    if (!k->route || !k->fast_numerics || k->lanes != 1 || router->format < 0 ||
+        router->format >= k->n_formats || !k->formats[router->format].route_fmv ||
+        n_tokens != 1 || w->n_experts > 0 || w->bits <= 0)
+        return 0;
+    /* where moecl_launch_matmul runs matmul_fmv for this product, and the kernel's local
+     * arrays hold its chains (ROUTE_RED), the norm's row (RMS_MAX) and the logits (RMS_WG) */
+    uint32_t rows = (uint32_t)w->rows, cols = (uint32_t)w->cols;
+    uint32_t span = 32u * (8u / moecl_fmv_rows(rows));
+    return k->formats[router->format].matmul_fm && cols % (32u / (uint32_t)w->bits) == 0 &&
+           rows < 1024 && rows < k->fmw_min_rows && rows * span <= 8192 && cols <= 4096 &&
+           rows <= 256 && top_k >= 1 && top_k <= rows && top_k <= 32;
+}
+
+enum moecl_status moecl_launch_route(cl_command_queue q, const struct moecl_kernels *k,
+                                     const struct moecl_dev_qweight *router, cl_mem x, cl_mem xn,
+                                     cl_mem nw, size_t nw_offset, int nw_dt, float eps, cl_mem ids,
+                                     cl_mem weights, uint32_t top_k, int bias_mode) {
+    enum moecl_status status = MOECL_OK;
+    if (!moecl_route_fusable(k, router, 1, top_k) || nw_dt < 0)
+        return moecl_bad_shape("route: norm, router and top-k not fusable here "
+                               "(moecl_route_fusable)");
+    if (bias_mode != MOECL_BIAS_NONE && !router->w->bias)
+        bias_mode = MOECL_BIAS_NONE;
+    uint32_t H = (uint32_t)router->w->cols;
+    struct moecl_qmm_args a =
+        moecl_qmm_args_of(router, 0, H, 1, 0, (uint32_t)router->w->rows, 1, bias_mode);
+    a.rows_per_item = moecl_fmv_rows(a.rows);
+    cl_ulong off = nw_offset;
+    cl_uint dt = (cl_uint)nw_dt, kk = top_k;
+    cl_kernel kern = k->formats[router->format].route_fmv;
+    MOECL_TRY(moecl_set_weight_args(kern, 0, router));
+    ARG(kern, 4, x);
+    ARG(kern, 5, xn);
+    ARG(kern, 6, ids);
+    ARG(kern, 7, weights);
+    ARG(kern, 8, a);
+    ARG(kern, 9, nw);
+    ARG(kern, 10, off);
+    ARG(kern, 11, dt);
+    ARG(kern, 12, eps);
+    ARG(kern, 13, kk);
+    status = moecl_kenqueue(q, k, kern, "route", MOECL_OPC_ROUTER, 1, 256, 1, 256);
 cleanup:
     return status;
 }

@@ -197,6 +197,10 @@ static int g_fmt, g_fmt_differs;
 static int g_wide, g_fmw_differs;
 /* glu_check's (a g_wide case with ids) or add_check's (dense) result; -2: not run */
 static int g_glu_diff;
+/* q/k/v launches checked with the attention's norm inside (qkv_check, one vector) */
+static int g_qkv_norm_runs;
+/* a case run as a router: route_check's result in g_glu_diff */
+static int g_route, g_route_k;
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -316,6 +320,60 @@ static int add_check(struct kenv *e, const struct qcase *qc, const struct moecl_
     return diff;
 }
 
+/* Decode's routing in one launch (moecl_launch_route) with a dense case as the router: the case's
+ * input row as the residual x, a random bf16 norm weight, g_route_k experts per token: the
+ * normed row, ids and weights bit for bit those of the norm, the product (matmul_fmv) and the
+ * top-k launched apart. Returns the values that differ, -1 when not fusable or a launch failed. */
+static int route_check(struct kenv *e, const struct qcase *qc, const struct moecl_dev_qweight *dw,
+                       cl_mem xm, uint64_t seed) {
+    size_t n = (size_t)qc->cols, E = (size_t)qc->rows, K = (size_t)g_route_k;
+    uint16_t *nw = calloc(n, sizeof(uint16_t));
+    float *xa = calloc(n, sizeof(float)), *xb = calloc(n, sizeof(float));
+    float wa[32], wb[32];
+    int32_t ia[32], ib[32];
+    uint64_t st = seed;
+    for (size_t i = 0; i < n; i++)
+        nw[i] = f32_to_bf16_rne(1.0f + moecl_test_randf(&st) * 0.5f);
+    cl_mem nwm = buf_in(e, nw, n * 2), xna = buf_out(e, n * 4), xnb = buf_out(e, n * 4);
+    cl_mem lg = buf_out(e, E * 4), ida = buf_out(e, K * 4), idb = buf_out(e, K * 4);
+    cl_mem wam = buf_out(e, K * 4), wbm = buf_out(e, K * 4);
+    int bias = qc->with_bias ? MOECL_BIAS_AFTER : MOECL_BIAS_NONE, diff = -1;
+    const float eps = 1e-5f;
+    if (moecl_route_fusable(&e->k, dw, 1, (uint32_t)K) &&
+        moecl_launch_route(e->q, &e->k, dw, xm, xna, nwm, 0, MOECL_DT_BF16, eps, ida, wam,
+                           (uint32_t)K, bias) == MOECL_OK &&
+        moecl_launch_rmsnorm(e->q, &e->k, xm, xnb, nwm, 0, MOECL_DT_BF16, 1, (uint32_t)n, eps) ==
+            MOECL_OK &&
+        moecl_launch_matmul(e->q, &e->k, dw, xnb, 0, (uint32_t)n, 1, NULL, lg, (uint32_t)E, 1,
+                            bias) == MOECL_OK &&
+        moecl_launch_router_topk(e->q, &e->k, lg, idb, wbm, 1, (uint32_t)E, (uint32_t)K) ==
+            MOECL_OK &&
+        read_back(e, xna, xa, n * 4) == 0 && read_back(e, xnb, xb, n * 4) == 0 &&
+        read_back(e, ida, ia, K * 4) == 0 && read_back(e, idb, ib, K * 4) == 0 &&
+        read_back(e, wam, wa, K * 4) == 0 && read_back(e, wbm, wb, K * 4) == 0) {
+        diff = 0;
+        for (size_t i = 0; i < n; i++)
+            diff += memcmp(&xa[i], &xb[i], 4) != 0;
+        for (size_t i = 0; i < K; i++)
+            diff += (ia[i] != ib[i]) + (memcmp(&wa[i], &wb[i], 4) != 0);
+        if (diff)
+            printf("  route: %d values differ (first id %d / %d, weight %.9g / %.9g)\n", diff,
+                   ia[0], ib[0], wa[0], wb[0]);
+    }
+    clReleaseMemObject(nwm);
+    clReleaseMemObject(xna);
+    clReleaseMemObject(xnb);
+    clReleaseMemObject(lg);
+    clReleaseMemObject(ida);
+    clReleaseMemObject(idb);
+    clReleaseMemObject(wam);
+    clReleaseMemObject(wbm);
+    free(nw);
+    free(xa);
+    free(xb);
+    return diff;
+}
+
 /* The attention's q/k/v in one launch (moecl_launch_qkv) on views of a case's experts 0, 1 and
  * 2 as three dense matrices of rows, rows - 100 (at least half) and 70 (at most rows) rows
  * (other offsets, other numbers of work-groups), input vectors 0 .. nv - 1 (1: decode,
@@ -350,7 +408,7 @@ static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_
     }
     float *a = calloc(total, sizeof(float)), *b = calloc(total, sizeof(float));
     if (moecl_qkv_fusable(&e->k, ws, 0, (uint32_t)xs, nv) &&
-        moecl_launch_qkv(e->q, &e->k, ws, xm, 0, (uint32_t)xs, nv, ya, modes) == MOECL_OK) {
+        moecl_launch_qkv(e->q, &e->k, ws, xm, 0, (uint32_t)xs, nv, ya, modes, NULL) == MOECL_OK) {
         size_t off = 0;
         uint32_t min_rows = e->k.fmw_min_rows;
         e->k.fmw_min_rows = 1;
@@ -367,6 +425,34 @@ static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_
             diff = 0;
             for (size_t i = 0; i < total; i++)
                 diff += memcmp(&a[i], &b[i], 4) != 0;
+        }
+        if (ok && !diff && moecl_qkv_norm_fusable(&e->k, ws, 0, (uint32_t)xs, nv)) {
+            /* with the attention's norm inside: bit for bit the norm launched before */
+            size_t n = (size_t)qw->cols;
+            uint16_t *nw = calloc(n, sizeof(uint16_t));
+            uint64_t st = 77 + n;
+            for (size_t i = 0; i < n; i++)
+                nw[i] = f32_to_bf16_rne(1.0f + moecl_test_randf(&st) * 0.5f);
+            cl_mem nwm = buf_in(e, nw, n * 2), xnm = buf_out(e, xs * 4);
+            const struct moecl_norm_w nrm = {nwm, 0, MOECL_DT_BF16, 1e-5f};
+            ok = moecl_launch_qkv(e->q, &e->k, ws, xm, 0, (uint32_t)xs, 1, ya, modes, &nrm) ==
+                     MOECL_OK &&
+                 moecl_launch_rmsnorm(e->q, &e->k, xm, xnm, nwm, 0, MOECL_DT_BF16, 1,
+                                      (uint32_t)n, 1e-5f) == MOECL_OK &&
+                 moecl_launch_qkv(e->q, &e->k, ws, xnm, 0, (uint32_t)xs, 1, yb, modes, NULL) ==
+                     MOECL_OK;
+            for (int i = 0, o = 0; i < 3 && ok; o += vq[i].rows, i++)
+                ok = read_back(e, ya[i], a + o, (size_t)vq[i].rows * 4) == 0 &&
+                     read_back(e, yb[i], b + o, (size_t)vq[i].rows * 4) == 0;
+            diff = ok ? 0 : -1;
+            for (size_t i = 0; ok && i < total; i++)
+                diff += memcmp(&a[i], &b[i], 4) != 0;
+            if (diff)
+                printf("  q/k/v with the norm inside: %d outputs differ\n", diff);
+            g_qkv_norm_runs++;
+            clReleaseMemObject(nwm);
+            clReleaseMemObject(xnm);
+            free(nw);
         }
     }
     for (int i = 0; i < 3; i++) {
@@ -634,6 +720,8 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             if (g_glu_diff != 0)
                 bad = bad ? bad : 1;
         }
+        if (g_route && g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1)
+            g_glu_diff = route_check(&e, qc, &dw, xm, seed);
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1 &&
             e.k.fmw_rows >= 1) {
             g_glu_diff = add_check(&e, qc, &dw, xm, xs, seed);
@@ -1046,8 +1134,9 @@ TEST(kernel_matmul_fm_gpu_tiled) {
  * of a work-group's; gpt-oss's 2880 columns (90 units: a partial third sweep) and 4096 (whole
  * sweeps); a bias. Each case must be within the bound of its sum order and differ in some bits
  * from matmul_fm (so the wide kernel really ran). The cases per expert also run the fused
- * gate/up/SwiGLU (glu_check) and three of their experts as q/k/v in one launch (qkv_check), the
- * dense ones the product with its residual add (add_check): bit for bit the separate launches. */
+ * gate/up/SwiGLU (glu_check) and three of their experts as q/k/v in one launch (qkv_check, also
+ * with the attention's norm inside), the dense ones the product with its residual add
+ * (add_check): bit for bit the separate launches. */
 TEST(kernel_matmul_fm_gpu_wide) {
     struct kenv_lanes old = kenv_lanes_set("1");
     const char *prev = getenv("MOECL_FMW");
@@ -1080,11 +1169,59 @@ TEST(kernel_matmul_fm_gpu_wide) {
         }
     }
     g_wide = 0;
+    CHECK(g_qkv_norm_runs >= 3); /* per expert at each rows per warp */
     if (saved)
         setenv("MOECL_FMW", saved, 1);
     else
         unsetenv("MOECL_FMW");
     free(saved);
+    kenv_lanes_restore(&old);
+}
+
+/* Fast numerics, decode's routing in one launch (route_fmv; forced on PoCL with
+ * $MOECL_FAST_LANES=1): gpt-oss-20b's router (32 experts, 2880 columns, 4-bit g64 with a bias),
+ * 64 experts of 8-bit g32 (two rows per matmul_fmv work-group), 20 mxfp4 experts with top-3:
+ * the normed row, ids and weights bit for bit the three launches (route_check). A router of 256
+ * experts (matmul_fmv's chains do not fit the kernel's local array) is not fusable. */
+TEST(kernel_route_fused) {
+    struct kenv_lanes old = kenv_lanes_set("1");
+    struct qcase cases[] = {
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 32, 2880, 0, 1, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 8, 32, MOECL_DTYPE_BF16, 64, 512, 0, 1, 1, 0, 0},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 20, 2880, 0, 1, 1, 0, 1},
+    };
+    static const int ks[] = {4, 4, 3};
+    g_route = 1;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        g_glu_diff = -2;
+        g_route_k = ks[i];
+        if (run_fm_case(&cases[i], 4100 + i, 0, 1) != 0 || g_glu_diff != 0)
+            moecl_test_fail(__FILE__, __LINE__, "case %zu (%s b%d g%d): route %d", i,
+                            moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group,
+                            g_glu_diff);
+    }
+    g_route = 0;
+    struct kenv e;
+    const struct moecl_qformat f4 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16};
+    int opened = kenv_open_numerics(&e, MOECL_ACT_F32, 1, &f4, 1) == 0;
+    CHECK(opened);
+    if (opened) {
+        struct moecl_qweight qw = {0};
+        qw.mode = MOECL_QMODE_AFFINE;
+        qw.bits = 4;
+        qw.group_size = 64;
+        qw.rows = 256;
+        qw.cols = 2880;
+        struct moecl_dev_qweight dw = {0};
+        dw.w = &qw;
+        dw.format = 0;
+        CHECK(!moecl_route_fusable(&e.k, &dw, 1, 4));
+        qw.rows = 32;
+        CHECK(moecl_route_fusable(&e.k, &dw, 1, 4));
+        CHECK(!moecl_route_fusable(&e.k, &dw, 2, 4)); /* one token only */
+        CHECK(!moecl_route_fusable(&e.k, &dw, 1, 33)); /* k > experts */
+        kenv_close(&e);
+    }
     kenv_lanes_restore(&old);
 }
 
