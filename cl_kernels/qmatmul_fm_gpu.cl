@@ -182,47 +182,6 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
  * each row split among 8 / rows_per_item warps (so that small products such as the router's
  * still spread over many work-groups); a work-item runs one fma chain over every (32 * warps
  * per row)-th word of its row, the chains of a row are added as a tree in local memory. */
-/* One of matmul_fmv's chains: the fma chain of work-item `part` over words part, part + span, ...
- * of a row (weights wrow, scales srow, biases brow) against the input xr. */
-__attribute__((always_inline)) inline float fmv_chain(__global const uint *wrow,
-                                                      __global const uchar *srow,
-                                                      __global const uchar *brow,
-                                                      __global const float *xr, uint part,
-                                                      uint span, uint n_words,
-                                                      __local const float *lut) {
-    float acc = 0.0f;
-#pragma unroll 4
-    for (uint wi = part; wi < n_words; wi += span) {
-        uint word = wrow[wi], g = wi * FM_EPW / GROUP;
-#if QMODE == MOECL_QM_AFFINE
-        float s = load_dt(srow, 0, g, WDT), b = load_dt(brow, 0, g, WDT);
-#elif QMODE == MOECL_QM_MXFP4
-        float s = e8m0_to_f32(srow[g]);
-#else
-        float s = e4m3_to_f32(srow[g]);
-#endif
-#pragma unroll
-        for (uint j = 0; j < FM_EPW; j++)
-#if QMODE == MOECL_QM_AFFINE
-            acc = fma(xr[wi * FM_EPW + j], fma(FM_CODE(word, j), s, b), acc);
-#else
-            acc = fma(xr[wi * FM_EPW + j], FM_CODE(word, j) * s, acc);
-#endif
-    }
-    return acc;
-}
-
-/* A product's output from a row sum v (the bias modes of matmul_fm). */
-inline float fmv_out(float v, __global const uchar *bias, const struct moecl_qmm_args *a, ulong e,
-                     uint row) {
-    float bv = 0.0f;
-    if (a->bias_mode != MOECL_BIAS_NONE)
-        bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, row, a->bias_dt);
-    return a->bias_mode == MOECL_BIAS_FUSED   ? round_act(v + bv)
-           : a->bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(v) + bv)
-                                              : round_act(v);
-}
-
 __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
 MOECL_CAT(matmul_fmv_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
                                   __global const uchar *bi, __global const uchar *bias,
@@ -244,68 +203,42 @@ MOECL_CAT(matmul_fmv_f32_, WNAME)(__global const uchar *w, __global const uchar 
     __global const uchar *srow = sc + a.s_offset + e * a.s_expert_stride + ro * a.s_row_stride;
     __global const uchar *brow = bi + a.b_offset + e * a.b_expert_stride + ro * a.b_row_stride;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
-    red[lid] = fmv_chain(wrow, srow, brow, xr, part, span, a.cols / FM_EPW, lut);
+    float acc = 0.0f;
+    uint n_words = a.cols / FM_EPW;
+#pragma unroll 4
+    for (uint wi = part; wi < n_words; wi += span) {
+        uint word = wrow[wi], g = wi * FM_EPW / GROUP;
+#if QMODE == MOECL_QM_AFFINE
+        float s = load_dt(srow, 0, g, WDT), b = load_dt(brow, 0, g, WDT);
+#elif QMODE == MOECL_QM_MXFP4
+        float s = e8m0_to_f32(srow[g]);
+#else
+        float s = e4m3_to_f32(srow[g]);
+#endif
+#pragma unroll
+        for (uint j = 0; j < FM_EPW; j++)
+#if QMODE == MOECL_QM_AFFINE
+            acc = fma(xr[wi * FM_EPW + j], fma(FM_CODE(word, j), s, b), acc);
+#else
+            acc = fma(xr[wi * FM_EPW + j], FM_CODE(word, j) * s, acc);
+#endif
+    }
+    red[lid] = acc;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (uint st = span / 2; st > 0; st >>= 1) {
         if (part < st)
             red[lid] += red[lid + st];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (part == 0 && row < a.rows)
-        y[(ulong)vec * a.y_stride + row] = fmv_out(red[lid], bias, &a, e, row);
-}
-
-/* Decode's routing in one work-group per token (GPUs, fast numerics; the launcher checks
- * a.rows * span <= ROUTE_RED and a.cols <= RMS_MAX): the RMSNorm of x's row t with weight nw into
- * xn's row t, the router product of it (the module w, sc, bi, bias with arguments a, as
- * matmul_fmv computes it with a.rows_per_item rows per work-group: every row's span chains, then
- * its tree), and the top-k softmax into ids and wts (k per token): the bits of rmsnorm_wg_f32
- * (fast), matmul_fmv and router_topk_f32 launched in turn. */
-#define ROUTE_RED 8192
-__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
-MOECL_CAT(route_fmv_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
-                                 __global const uchar *bi, __global const uchar *bias,
-                                 __global const float *x, __global float *xn, __global int *ids,
-                                 __global float *wts, struct moecl_qmm_args a,
-                                 __global const uchar *nw, ulong nw_offset, uint nw_dt, float eps,
-                                 uint k) {
-    __local float red[ROUTE_RED];
-    __local float part[RMS_WG];
-    __local float lut[16];
-    uint lid = get_local_id(0), t = get_group_id(0), n = a.cols;
-    if (lid < 16u)
-        lut[lid] = e2m1_to_f32(lid);
-    __global const float *xr = x + (ulong)t * n;
-    __global float *yr = xn + (ulong)t * n;
-    float inv = rms_inv_fast(xr, part, n, eps);
-#pragma unroll
-    for (uint j = 0; j < RMS_MAX / RMS_WG; j++) {
-        uint i = lid + j * RMS_WG;
-        if (i < n)
-            yr[i] = round_act(round_act(xr[i] * inv) * load_dt(nw, nw_offset, i, nw_dt));
+    if (part == 0 && row < a.rows) {
+        float v = red[lid], bv = 0.0f;
+        if (a.bias_mode != MOECL_BIAS_NONE)
+            bv = load_dt(bias, a.bias_offset + e * a.bias_expert_stride, row, a.bias_dt);
+        y[(ulong)vec * a.y_stride + row] = a.bias_mode == MOECL_BIAS_FUSED ? round_act(v + bv)
+                                           : a.bias_mode == MOECL_BIAS_AFTER
+                                               ? round_act(round_act(v) + bv)
+                                               : round_act(v);
     }
-    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-    uint span = 32u * (8u / a.rows_per_item), cells = a.rows * span;
-    for (uint c = lid; c < cells; c += 256u) {
-        uint row = c / span;
-        __global const uint *wrow =
-            (__global const uint *)(w + a.w_offset + (ulong)row * a.w_row_stride);
-        red[c] = fmv_chain(wrow, sc + a.s_offset + (ulong)row * a.s_row_stride,
-                           bi + a.b_offset + (ulong)row * a.b_row_stride, yr, c % span, span,
-                           n / FM_EPW, lut);
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint st = span / 2; st > 0; st >>= 1) {
-        for (uint c = lid; c < cells; c += 256u)
-            if (c % span < st)
-                red[c] += red[c + st];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    for (uint row = lid; row < a.rows; row += 256u)
-        part[row] = fmv_out(red[row * span], bias, &a, 0, row);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0)
-        topk_softmax_l(part, a.rows, k, ids + (ulong)t * k, wts + (ulong)t * k);
 }
 
 /* Tiled product for many vectors (prefill, and the tokens routed to one expert): a work-group

@@ -266,6 +266,47 @@ MOECL_CAT(matmul_fmw3_f32_, WNAME)(QMM3_PARAMS, __global const uchar *nw, ulong 
             red);
 }
 
+/* Decode's routing in one work-group per token (GPUs, fast numerics): the RMSNorm of x's row t
+ * with weight nw (offset nw_offset, MOECL_DT_* nw_dt) into xn's row t (as rmsnorm_wg_f32 in fast
+ * numerics) and local memory, the router product of it into the logits' row t (the module w, sc,
+ * bi, bias with arguments a, as matmul_fmw computes it: blocks of 8 * FW_T rows in turn), and
+ * the top-k softmax into ids and wts (k per token): the bits of the three launched apart. The
+ * launcher checks a.cols <= RMS_MAX. */
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
+MOECL_CAT(route_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
+                                 __global const uchar *bi, __global const uchar *bias,
+                                 __global const float *x, __global float *xn,
+                                 __global float *logits, __global int *ids, __global float *wts,
+                                 struct moecl_qmm_args a, __global const uchar *nw,
+                                 ulong nw_offset, uint nw_dt, float eps, uint k) {
+    __local float red[8 * FW_T * 32];
+    __local float lut[16];
+    __local float4 xl4[RMS_MAX / 4];
+    __local float *xl = (__local float *)xl4;
+    fw_lut(lut);
+    uint lid = get_local_id(0), t = get_group_id(0), n = a.cols;
+    __global const float *xr = x + (ulong)t * n;
+    __global float *yr = xn + (ulong)t * n;
+    float inv = rms_inv_fast(xr, red, n, eps);
+#pragma unroll
+    for (uint j = 0; j < RMS_MAX / RMS_WG; j++) {
+        uint i = lid + j * RMS_WG;
+        if (i < n) {
+            float v = round_act(round_act(xr[i] * inv) * load_dt(nw, nw_offset, i, nw_dt));
+            xl[i] = v;
+            yr[i] = v;
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint r0 = 0; r0 < a.rows; r0 += 8u * FW_T)
+        fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, xl, logits, &a, &a, 0, r0, t, 1u, 0.0f, 0.0f,
+                lut, red);
+    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
+    if (lid == 0)
+        topk_softmax_g(logits + (ulong)t * a.y_stride, a.rows, k, ids + (ulong)t * k,
+                       wts + (ulong)t * k);
+}
+
 /* An expert's gate and up products and their clamped SwiGLU in one launch (decode: a column per
  * output vector): act[vec][r] = swiglu(gate_r . x, up_r . x) with each product's bias and
  * roundings as two matmul_fmw launches give them. a: the gate's arguments (shape, strides, the

@@ -375,9 +375,10 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
     /* MoE: norm -> router -> top-k softmax [attention device] */
     if (!dump && moecl_route_fusable(k, &D->router, n, K)) {
         /* decode on a GPU: the three in one launch */
-        MOECL_TRY(moecl_launch_route(q, k, &D->router, X, XN, D->post_norm.mem,
-                                     D->post_norm.offset, D->post_norm.dt, cfg->rms_norm_eps, IDS,
-                                     WTS, K, bias_mode_of(&D->router)));
+        const struct moecl_norm_w post = {D->post_norm.mem, D->post_norm.offset, D->post_norm.dt,
+                                          cfg->rms_norm_eps};
+        MOECL_TRY(moecl_launch_route(q, k, &D->router, X, XN, &post, RL, IDS, WTS, K,
+                                     bias_mode_of(&D->router)));
     } else {
         MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
                                        D->post_norm.dt, n, H, cfg->rms_norm_eps));

@@ -136,8 +136,6 @@ int moecl_fmw_aligned(const struct moecl_dev_qweight *dw, const struct moecl_qmm
            a->x_offset % 4 == 0 && a->x_stride % 4 == 0;
 }
 
-uint32_t moecl_fmv_rows(uint32_t rows) { return rows >= 256 ? 4u : rows >= 64 ? 2u : 1u; }
-
 /* At least `bytes` of fast-numerics scratch on q's context. A replaced buffer is released at
  * once: OpenCL keeps it until the commands already queued with it have finished. */
 static enum moecl_status fm_scratch_reserve(cl_command_queue q, struct moecl_fm_scratch *s,
@@ -263,7 +261,7 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
              * the larger products (experts 2.49 -> 2.99 ms per token, lm_head 0.45 -> 0.61) */
             kern = k->formats[dw->format].matmul_fmv;
             a.use_ids = ids ? 2u : 0u;
-            a.rows_per_item = moecl_fmv_rows(a.rows);
+            a.rows_per_item = a.rows >= 256 ? 4u : a.rows >= 64 ? 2u : 1u;
             g0 = (size_t)(a.rows + a.rows_per_item - 1) / a.rows_per_item * 256;
             g1 = n_vec;
         } else if (ids && n_vec <= (uint32_t)w->n_experts) {

@@ -48,10 +48,10 @@
     X(matmul_fmt, "matmul_fmt_f32_")                                                               \
     X(matmul_fmt3, "matmul_fmt3_f32_")                                                             \
     X(matmul_fmv, "matmul_fmv_f32_")                                                               \
-    X(route_fmv, "route_fmv_f32_")                                                                 \
     X(matmul_fmw, "matmul_fmw_f32_")                                                               \
     X(matmul_fmw_glu, "matmul_fmw_glu_f32_")                                                       \
     X(matmul_fmw3, "matmul_fmw3_f32_")                                                             \
+    X(route_fmw, "route_fmw_f32_")                                                                 \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -148,7 +148,7 @@ struct moecl_kernels {
                               matmul_fmv) */
     int fmw_glu;           /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
     int fmw_qkv;           /* GPU: q, k and v in one matmul_fmw3 ($MOECL_FMW_QKV) */
-    int route;             /* GPU: norm, router and top-k in one route_fmv ($MOECL_ROUTE) */
+    int route;             /* GPU: norm, router and top-k in one route_fmw ($MOECL_ROUTE) */
     int qkv_norm;          /* GPU: the attention's norm inside matmul_fmw3 ($MOECL_QKV_NORM) */
     int attn_tile;         /* GPU prefill chunks: attn_fast_tile_f32 ($MOECL_ATTN_TILE=0: off) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
@@ -233,16 +233,16 @@ moecl_launch_glu(cl_command_queue q, const struct moecl_kernels *k,
                  uint32_t y_stride, uint32_t n_vec, int bias_mode, float alpha, float limit);
 
 /* Decode's routing in one launch (GPU fast numerics, one token): xn = RMSNorm(x) with the weight
- * nw (offset nw_offset, MOECL_DT_* nw_dt), the router product xn . router (+bias) and its top-k
- * softmax into ids and weights (k per token): bit for bit moecl_launch_rmsnorm,
- * moecl_launch_matmul (matmul_fmv) and moecl_launch_router_topk. Only where moecl_route_fusable
- * says so; else a shape error. */
+ * norm, the router's logits xn . router (+bias) and their top-k softmax into ids and weights (k
+ * per token): bit for bit moecl_launch_rmsnorm, the product as matmul_fmw computes it (which
+ * moecl_launch_matmul takes from k->fmw_min_rows rows) and moecl_launch_router_topk. Only where
+ * moecl_route_fusable says so; else a shape error. */
 int moecl_route_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *router,
                         uint32_t n_tokens, uint32_t top_k);
 MOECL_WUR enum moecl_status moecl_launch_route(cl_command_queue q, const struct moecl_kernels *k,
                                                const struct moecl_dev_qweight *router, cl_mem x,
-                                               cl_mem xn, cl_mem nw, size_t nw_offset, int nw_dt,
-                                               float eps, cl_mem ids, cl_mem weights,
+                                               cl_mem xn, const struct moecl_norm_w *norm,
+                                               cl_mem logits, cl_mem ids, cl_mem weights,
                                                uint32_t top_k, int bias_mode);
 
 /* y[t] = embedding row tokens[t], dequantized, for t < n_tokens. */

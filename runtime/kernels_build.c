@@ -325,9 +325,6 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmv_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmv));
-        snprintf(name, sizeof name, "route_fmv_f32_%s", suffix);
-        if (k->formats[i].matmul_fmv)
-            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].route_fmv));
         /* and, for the formats whose groups hold whole 16-byte units, the decode product */
         snprintf(name, sizeof name, "matmul_fmw_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
@@ -338,6 +335,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmw3_f32_%s", suffix);
         if (k->formats[i].matmul_fmw)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw3));
+        snprintf(name, sizeof name, "route_fmw_f32_%s", suffix);
+        if (k->formats[i].matmul_fmw)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].route_fmw));
         /* the CPU kernels' input permutation comes with them */
         snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes != 1)

@@ -1,8 +1,8 @@
-/* Fused GPU decode launchers (kernels.h): the o-projection with its residual add, the
- * attention's q/k/v in one launch, an expert's gate/up/SwiGLU in one launch (matmul_fmw's
- * arithmetic, cl_kernels/qmatmul_fmw_gpu.cl), the MoE norm, router and top-k in one launch
- * (matmul_fmv's, qmatmul_fm_gpu.cl). Each gives the bits of the launches it replaces and comes
- * with a predicate saying where it applies. */
+/* Fused GPU decode launchers (kernels.h), all on matmul_fmw's arithmetic
+ * (cl_kernels/qmatmul_fmw_gpu.cl): the o-projection with its residual add, the attention's norm
+ * and q/k/v in one launch, an expert's gate/up/SwiGLU in one launch, the MoE norm, router and
+ * top-k in one work-group. Each gives the bits of the launches it replaces and comes with a
+ * predicate saying where it applies. */
 #include "kernels_launch.h"
 
 #include <string.h>
@@ -182,47 +182,45 @@ cleanup:
 int moecl_route_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *router,
                         uint32_t n_tokens, uint32_t top_k) {
     const struct moecl_qweight *w = router->w;
-    if (!k->route || !k->fast_numerics || k->lanes != 1 || router->format < 0 ||
-        router->format >= k->n_formats || !k->formats[router->format].route_fmv ||
-        n_tokens != 1 || w->n_experts > 0 || w->bits <= 0)
+    if (!k->route || !k->fmw_rows || !k->fast_numerics || k->lanes != 1 || router->format < 0 ||
+        router->format >= k->n_formats || !k->formats[router->format].route_fmw ||
+        n_tokens != 1 || w->n_experts > 0)
         return 0;
-    /* where moecl_launch_matmul runs matmul_fmv for this product, and the kernel's local
-     * arrays hold its chains (ROUTE_RED), the norm's row (RMS_MAX) and the logits (RMS_WG) */
-    uint32_t rows = (uint32_t)w->rows, cols = (uint32_t)w->cols;
-    uint32_t span = 32u * (8u / moecl_fmv_rows(rows));
-    return k->formats[router->format].matmul_fm && cols % (32u / (uint32_t)w->bits) == 0 &&
-           rows < 1024 && rows < k->fmw_min_rows && rows * span <= 8192 && cols <= 4096 &&
-           rows <= 256 && top_k >= 1 && top_k <= rows && top_k <= 32;
+    struct moecl_qmm_args a = moecl_qmm_args_of(router, 0, (uint32_t)w->cols, 1, 0, 0, 1, 0);
+    /* a router's size for one work-group; the norm's row fits the kernel's local array */
+    return moecl_fmw_aligned(router, &a) && w->rows < 1024 && w->cols <= 4096 && top_k >= 1 &&
+           top_k <= (uint32_t)w->rows && top_k <= 32;
 }
 
 enum moecl_status moecl_launch_route(cl_command_queue q, const struct moecl_kernels *k,
                                      const struct moecl_dev_qweight *router, cl_mem x, cl_mem xn,
-                                     cl_mem nw, size_t nw_offset, int nw_dt, float eps, cl_mem ids,
+                                     const struct moecl_norm_w *norm, cl_mem logits, cl_mem ids,
                                      cl_mem weights, uint32_t top_k, int bias_mode) {
     enum moecl_status status = MOECL_OK;
-    if (!moecl_route_fusable(k, router, 1, top_k) || nw_dt < 0)
+    if (!moecl_route_fusable(k, router, 1, top_k) || norm->dt < 0)
         return moecl_bad_shape("route: norm, router and top-k not fusable here "
                                "(moecl_route_fusable)");
     if (bias_mode != MOECL_BIAS_NONE && !router->w->bias)
         bias_mode = MOECL_BIAS_NONE;
-    uint32_t H = (uint32_t)router->w->cols;
-    struct moecl_qmm_args a =
-        moecl_qmm_args_of(router, 0, H, 1, 0, (uint32_t)router->w->rows, 1, bias_mode);
-    a.rows_per_item = moecl_fmv_rows(a.rows);
-    cl_ulong off = nw_offset;
-    cl_uint dt = (cl_uint)nw_dt, kk = top_k;
-    cl_kernel kern = k->formats[router->format].route_fmv;
+    uint32_t H = (uint32_t)router->w->cols, E = (uint32_t)router->w->rows;
+    struct moecl_qmm_args a = moecl_qmm_args_of(router, 0, H, 1, 0, E, 1, bias_mode);
+    a.rows_per_item = k->fmw_rows;
+    cl_ulong off = norm->offset;
+    cl_uint dt = (cl_uint)norm->dt, kk = top_k;
+    float eps = norm->eps;
+    cl_kernel kern = k->formats[router->format].route_fmw;
     MOECL_TRY(moecl_set_weight_args(kern, 0, router));
     ARG(kern, 4, x);
     ARG(kern, 5, xn);
-    ARG(kern, 6, ids);
-    ARG(kern, 7, weights);
-    ARG(kern, 8, a);
-    ARG(kern, 9, nw);
-    ARG(kern, 10, off);
-    ARG(kern, 11, dt);
-    ARG(kern, 12, eps);
-    ARG(kern, 13, kk);
+    ARG(kern, 6, logits);
+    ARG(kern, 7, ids);
+    ARG(kern, 8, weights);
+    ARG(kern, 9, a);
+    ARG(kern, 10, norm->mem);
+    ARG(kern, 11, off);
+    ARG(kern, 12, dt);
+    ARG(kern, 13, eps);
+    ARG(kern, 14, kk);
     status = moecl_kenqueue(q, k, kern, "route", MOECL_OPC_ROUTER, 1, 256, 1, 256);
 cleanup:
     return status;

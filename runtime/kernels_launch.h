@@ -19,8 +19,6 @@ int moecl_matmul_class(const struct moecl_qweight *w);
 enum moecl_status moecl_bad_shape(const char *what);
 /* matmul_fmw's alignments for this weight and these arguments (see kernels.c). */
 int moecl_fmw_aligned(const struct moecl_dev_qweight *dw, const struct moecl_qmm_args *a);
-/* matmul_fmv's rows per work-group for a product of `rows` rows. */
-uint32_t moecl_fmv_rows(uint32_t rows);
 /* Arguments first .. first + 3 of a product kernel: the weight's packed words, scales, affine
  * biases and output bias buffers. */
 MOECL_WUR enum moecl_status moecl_set_weight_args(cl_kernel kern, cl_uint first,
