@@ -2,14 +2,52 @@
  * with softmax over the selected logits, the clamped SwiGLU, and the weighted expert sum fused
  * with the residual add. */
 
-/* logits [n_tokens][n_experts] -> ids [n_tokens][k] and weights [n_tokens][k]: the top-k and
- * softmax of topk_softmax_g (fwd_common.cl). One work-item per token. */
+#define TOPK_MAX 32
+
+/* logits [n_tokens][n_experts] -> ids [n_tokens][k] (largest first; among equal logits the
+ * higher expert index wins, as MLX's argpartition orders (value, index) pairs) and weights [n_tokens][k] = softmax over the k selected logits (float32 accumulation,
+ * rounded to the activation dtype). One work-item per token. */
 __kernel void router_topk_f32(__global const float *logits, __global int *ids,
                               __global float *weights, uint n_tokens, uint n_experts, uint k) {
     uint t = get_global_id(0);
-    if (t < n_tokens)
-        topk_softmax_g(logits + (ulong)t * n_experts, n_experts, k, ids + (ulong)t * k,
-                       weights + (ulong)t * k);
+    if (t >= n_tokens)
+        return;
+    __global const float *l = logits + (ulong)t * n_experts;
+    int sel[TOPK_MAX];
+    float val[TOPK_MAX];
+    ulong chosen = 0; /* the experts taken so far, as bits (up to 64 experts; else a search) */
+    for (uint s = 0; s < k; s++) {
+        int best = -1;
+        float bv = 0.0f;
+        for (uint e = 0; e < n_experts; e++) {
+            int taken = 0;
+            if (n_experts <= 64)
+                taken = (int)((chosen >> e) & 1ul);
+            else
+                for (uint u = 0; u < s; u++)
+                    taken |= sel[u] == (int)e;
+            if (taken)
+                continue;
+            if (best < 0 || l[e] >= bv) {
+                best = (int)e;
+                bv = l[e];
+            }
+        }
+        sel[s] = best;
+        val[s] = bv;
+        if (best >= 0 && best < 64)
+            chosen |= 1ul << best;
+    }
+    float m = val[0], sum = 0.0f;
+    for (uint s = 1; s < k; s++)
+        m = fmax(m, val[s]);
+    for (uint s = 0; s < k; s++)
+        sum += ref_exp(val[s] - m);
+    float inv = 1.0f / sum; /* the reference multiplies by the reciprocal */
+    for (uint s = 0; s < k; s++) {
+        ids[(ulong)t * k + s] = sel[s];
+        weights[(ulong)t * k + s] = round_act(ref_exp(val[s] - m) * inv);
+    }
 }
 
 /* gate[i] = swiglu(gate[i], up[i]) in place, mlx-lm's gpt-oss variant:

@@ -61,9 +61,12 @@
 FW_INPUTS_FN(fw_inputs, __global)
 FW_INPUTS_FN(fw_inputs_l, __local)
 
-/* sum_j xs[j] * code_j over one 16-byte load (xs prescaled: see above). */
+/* sum_j xs[j] * code_j over one 16-byte load (xs prescaled: see above). m0 = 2^BITS - 1 comes
+ * from the arguments (a.fw_mask) so that the compiler keeps the field masks in registers: built
+ * from constants, ptxas rematerialised them per field (sm_90: 678 -> 536 instructions per step
+ * of four 4-bit rows). */
 __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
-                                                   __local const float *lut) {
+                                                   __local const float *lut, uint m0) {
     uint words[4] = {v.x, v.y, v.z, v.w};
     float dot = 0.0f;
 #pragma unroll
@@ -72,7 +75,7 @@ __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
         uint hw[2] = {words[k], words[k] >> 16};
 #pragma unroll
         for (uint n = 0; n < 32 / BITS; n++) {
-            uint m = hw[n / FW_FH] & (((1u << BITS) - 1u) << (BITS * (n % FW_FH)));
+            uint m = hw[n / FW_FH] & (m0 << (BITS * (n % FW_FH)));
             float q = as_float(0x4B000000u | m) - 8388608.0f;
             dot = fma(xs[k * (32 / BITS) + n], q, dot);
         }
@@ -128,12 +131,12 @@ inline float fw_out(float v, __global const uchar *bias, const struct moecl_qmm_
 /* Rows r0 + warp * R .. R - 1 of expert e against the input row xr, into y's vector `vec`: of
  * one matrix (nm 1: w, a; R = FW_T), or of two with the same shape and format (nm 2: the expert
  * gate w, a and up w2, a2, whose clamped SwiGLU goes to y; R = FW_T / 2 rows of each). The input
- * row is xl in local memory where given (not 0), else xr. */
+ * row is xl in local memory where xloc (a constant after inlining), else xr. */
 __attribute__((always_inline)) inline void
 fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
         __global const uchar *bias, __global const uchar *w2, __global const uchar *sc2,
         __global const uchar *bi2, __global const uchar *bias2, __global const float *xr,
-        __local const float *xl, __global float *y, const struct moecl_qmm_args *a,
+        __local const float *xl, uint xloc, __global float *y, const struct moecl_qmm_args *a,
         const struct moecl_qmm_args *a2, ulong e, uint r0, uint vec, uint nm, float alpha,
         float limit, __local const float *lut, __local float *red) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
@@ -175,10 +178,10 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
             fw_load(wrow[i], srow[i], brow[i], un, &v[i], &sn[i], &bn[i]);
         }
         float xs[FW_EPV];
-        float xsum = xl ? fw_inputs_l(xl, u * FW_EPV, xs) : fw_inputs(xr, u * FW_EPV, xs);
+        float xsum = xloc ? fw_inputs_l(xl, u * FW_EPV, xs) : fw_inputs(xr, u * FW_EPV, xs);
 #pragma unroll
         for (uint i = 0; i < FW_T; i++) {
-            float dot = fw_dot(cur[i], xs, lut);
+            float dot = fw_dot(cur[i], xs, lut, a->fw_mask);
 #if QMODE == MOECL_QM_AFFINE
             acc[i] = fma(sc_[i], dot, fma(bc_[i], xsum, acc[i]));
 #else
@@ -225,8 +228,8 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
     uint r0 = get_group_id(0) * 8u * FW_T;
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
-    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, 0, y, &a, &a, e, r0, vec, 1u, 0.0f, 0.0f, lut,
-            red);
+    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, red, 0u, y, &a, &a, e, r0, vec, 1u, 0.0f, 0.0f,
+            lut, red);
 }
 
 /* Three dense products of one input vector in one launch (the attention's q, k and v): the
@@ -262,53 +265,8 @@ MOECL_CAT(matmul_fmw3_f32_, WNAME)(QMM3_PARAMS, __global const uchar *nw, ulong 
                          : xr[i];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, xl, y, &am, &am, 0, r0, 0, 1u, 0.0f, 0.0f, lut,
-            red);
-}
-
-/* Decode's routing in one work-group per token (GPUs, fast numerics): the RMSNorm of x's row t
- * with weight nw (offset nw_offset, MOECL_DT_* nw_dt) into xn's row t (as rmsnorm_wg_f32 in fast
- * numerics) and local memory, the router product of it into the logits' row t (the module w, sc,
- * bi, bias with arguments a, as matmul_fmw computes it: blocks of 8 * FW_T rows in turn), and
- * the top-k softmax into ids and wts (k per token): the bits of the three launched apart. The
- * launcher checks a.cols <= RMS_MAX and a.rows < 1024. */
-__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
-MOECL_CAT(route_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
-                                 __global const uchar *bi, __global const uchar *bias,
-                                 __global const float *x, __global float *xn,
-                                 __global float *logits, __global int *ids, __global float *wts,
-                                 struct moecl_qmm_args a, __global const uchar *nw,
-                                 ulong nw_offset, uint nw_dt, float eps, uint k) {
-    __local float red[8 * FW_T * 32];
-    __local float lut[16];
-    __local float4 xl4[RMS_MAX / 4];
-    __local float *xl = (__local float *)xl4;
-    fw_lut(lut);
-    uint lid = get_local_id(0), t = get_group_id(0), n = a.cols;
-    __global const float *xr = x + (ulong)t * n;
-    __global float *yr = xn + (ulong)t * n;
-    float inv = rms_inv_fast(xr, red, n, eps);
-#pragma unroll
-    for (uint j = 0; j < RMS_MAX / RMS_WG; j++) {
-        uint i = lid + j * RMS_WG;
-        if (i < n) {
-            float v = round_act(round_act(xr[i] * inv) * load_dt(nw, nw_offset, i, nw_dt));
-            xl[i] = v;
-            yr[i] = v;
-        }
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint r0 = 0; r0 < a.rows; r0 += 8u * FW_T)
-        fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, xl, logits, &a, &a, 0, r0, t, 1u, 0.0f, 0.0f,
-                lut, red);
-    barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE);
-    /* the top-k from local memory (a work-item's walk over global logits took ~30 us on an
-     * H100); the row xl is no longer needed */
-    for (uint r = lid; r < a.rows; r += 256u)
-        xl[r] = logits[(ulong)t * a.y_stride + r];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (lid == 0)
-        topk_softmax_l(xl, a.rows, k, ids + (ulong)t * k, wts + (ulong)t * k);
+    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, xl, 1u, y, &am, &am, 0, r0, 0, 1u, 0.0f, 0.0f,
+            lut, red);
 }
 
 /* An expert's gate and up products and their clamped SwiGLU in one launch (decode: a column per
@@ -329,8 +287,8 @@ MOECL_CAT(matmul_fmw_glu_f32_,
     uint r0 = get_group_id(0) * 8u * (FW_T / 2u);
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
-    fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, 0, y, &a, &a2, e, r0, vec, 2u, alpha, limit,
-            lut, red);
+    fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, red, 0u, y, &a, &a2, e, r0, vec, 2u, alpha,
+            limit, lut, red);
 }
 #endif
 #endif

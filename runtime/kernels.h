@@ -51,7 +51,6 @@
     X(matmul_fmw, "matmul_fmw_f32_")                                                               \
     X(matmul_fmw_glu, "matmul_fmw_glu_f32_")                                                       \
     X(matmul_fmw3, "matmul_fmw3_f32_")                                                             \
-    X(route_fmw, "route_fmw_f32_")                                                                 \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -148,7 +147,6 @@ struct moecl_kernels {
                               matmul_fmv) */
     int fmw_glu;           /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
     int fmw_qkv;           /* GPU: q, k and v in one matmul_fmw3 ($MOECL_FMW_QKV) */
-    int route;             /* GPU: norm, router and top-k in one route_fmw ($MOECL_ROUTE) */
     int qkv_norm;          /* GPU: the attention's norm inside matmul_fmw3 ($MOECL_QKV_NORM) */
     int attn_tile;         /* GPU prefill chunks: attn_fast_tile_f32 ($MOECL_ATTN_TILE=0: off) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
@@ -231,19 +229,6 @@ moecl_launch_glu(cl_command_queue q, const struct moecl_kernels *k,
                  const struct moecl_dev_qweight *gate, const struct moecl_dev_qweight *up, cl_mem x,
                  uint32_t x_offset, uint32_t x_stride, uint32_t x_div, cl_mem ids, cl_mem y,
                  uint32_t y_stride, uint32_t n_vec, int bias_mode, float alpha, float limit);
-
-/* Decode's routing in one launch (GPU fast numerics, one token): xn = RMSNorm(x) with the weight
- * norm, the router's logits xn . router (+bias) and their top-k softmax into ids and weights (k
- * per token): bit for bit moecl_launch_rmsnorm, the product as matmul_fmw computes it (which
- * moecl_launch_matmul takes from k->fmw_min_rows rows) and moecl_launch_router_topk. Only where
- * moecl_route_fusable says so; else a shape error. */
-int moecl_route_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *router,
-                        uint32_t n_tokens, uint32_t top_k);
-MOECL_WUR enum moecl_status moecl_launch_route(cl_command_queue q, const struct moecl_kernels *k,
-                                               const struct moecl_dev_qweight *router, cl_mem x,
-                                               cl_mem xn, const struct moecl_norm_w *norm,
-                                               cl_mem logits, cl_mem ids, cl_mem weights,
-                                               uint32_t top_k, int bias_mode);
 
 /* y[t] = embedding row tokens[t], dequantized, for t < n_tokens. */
 MOECL_WUR enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kernels *k,

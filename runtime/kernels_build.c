@@ -288,9 +288,6 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* and decode's attention norm inside it ($MOECL_QKV_NORM=0: a launch of its own) */
     const char *qn = getenv("MOECL_QKV_NORM");
     k->qkv_norm = !(qn && strcmp(qn, "0") == 0);
-    /* the MoE norm, router and top-k in one launch ($MOECL_ROUTE=0: three launches) */
-    const char *route = getenv("MOECL_ROUTE");
-    k->route = !(route && strcmp(route, "0") == 0);
     /* fast numerics' attention kernels (attn_fast_f32, attn_fast_wg_f32); $MOECL_FAST_ATTENTION=0
      * keeps the exact ones */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
@@ -335,9 +332,6 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmw3_f32_%s", suffix);
         if (k->formats[i].matmul_fmw)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw3));
-        snprintf(name, sizeof name, "route_fmw_f32_%s", suffix);
-        if (k->formats[i].matmul_fmw)
-            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].route_fmw));
         /* the CPU kernels' input permutation comes with them */
         snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes != 1)

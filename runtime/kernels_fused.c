@@ -1,8 +1,7 @@
 /* Fused GPU decode launchers (kernels.h), all on matmul_fmw's arithmetic
  * (cl_kernels/qmatmul_fmw_gpu.cl): the o-projection with its residual add, the attention's norm
- * and q/k/v in one launch, an expert's gate/up/SwiGLU in one launch, the MoE norm, router and
- * top-k in one work-group. Each gives the bits of the launches it replaces and comes with a
- * predicate saying where it applies. */
+ * and q/k/v in one launch, an expert's gate/up/SwiGLU in one launch. Each gives the bits of the
+ * launches it replaces and comes with a predicate saying where it applies. */
 #include "kernels_launch.h"
 
 #include <string.h>
@@ -175,53 +174,6 @@ enum moecl_status moecl_launch_glu(cl_command_queue q, const struct moecl_kernel
     status = moecl_kenqueue(
         q, k, kern, "matmul_glu", MOECL_OPC_EXPERTS, 2,
         (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, n_vec, 256);
-cleanup:
-    return status;
-}
-
-int moecl_route_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *router,
-                        uint32_t n_tokens, uint32_t top_k) {
-    const struct moecl_qweight *w = router->w;
-    if (!k->route || !k->fmw_rows || !k->fast_numerics || k->lanes != 1 || router->format < 0 ||
-        router->format >= k->n_formats || !k->formats[router->format].route_fmw ||
-        n_tokens != 1 || w->n_experts > 0)
-        return 0;
-    struct moecl_qmm_args a = moecl_qmm_args_of(router, 0, (uint32_t)w->cols, 1, 0, 0, 1, 0);
-    /* a router's size for one work-group; the norm's row fits the kernel's local array */
-    return moecl_fmw_aligned(router, &a) && w->rows < 1024 && w->cols <= 4096 && top_k >= 1 &&
-           top_k <= (uint32_t)w->rows && top_k <= 32;
-}
-
-enum moecl_status moecl_launch_route(cl_command_queue q, const struct moecl_kernels *k,
-                                     const struct moecl_dev_qweight *router, cl_mem x, cl_mem xn,
-                                     const struct moecl_norm_w *norm, cl_mem logits, cl_mem ids,
-                                     cl_mem weights, uint32_t top_k, int bias_mode) {
-    enum moecl_status status = MOECL_OK;
-    if (!moecl_route_fusable(k, router, 1, top_k) || norm->dt < 0)
-        return moecl_bad_shape("route: norm, router and top-k not fusable here "
-                               "(moecl_route_fusable)");
-    if (bias_mode != MOECL_BIAS_NONE && !router->w->bias)
-        bias_mode = MOECL_BIAS_NONE;
-    uint32_t H = (uint32_t)router->w->cols, E = (uint32_t)router->w->rows;
-    struct moecl_qmm_args a = moecl_qmm_args_of(router, 0, H, 1, 0, E, 1, bias_mode);
-    a.rows_per_item = k->fmw_rows;
-    cl_ulong off = norm->offset;
-    cl_uint dt = (cl_uint)norm->dt, kk = top_k;
-    float eps = norm->eps;
-    cl_kernel kern = k->formats[router->format].route_fmw;
-    MOECL_TRY(moecl_set_weight_args(kern, 0, router));
-    ARG(kern, 4, x);
-    ARG(kern, 5, xn);
-    ARG(kern, 6, logits);
-    ARG(kern, 7, ids);
-    ARG(kern, 8, weights);
-    ARG(kern, 9, a);
-    ARG(kern, 10, norm->mem);
-    ARG(kern, 11, off);
-    ARG(kern, 12, dt);
-    ARG(kern, 13, eps);
-    ARG(kern, 14, kk);
-    status = moecl_kenqueue(q, k, kern, "route", MOECL_OPC_ROUTER, 1, 256, 1, 256);
 cleanup:
     return status;
 }

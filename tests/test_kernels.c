@@ -199,8 +199,6 @@ static int g_wide, g_fmw_differs;
 static int g_glu_diff;
 /* q/k/v launches checked with the attention's norm inside (qkv_check, one vector) */
 static int g_qkv_norm_runs;
-/* a case run as a router (rows on 16 bytes): route_check's result in g_route_diff */
-static int g_route, g_route_k, g_route_diff;
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -317,65 +315,6 @@ static int add_check(struct kenv *e, const struct qcase *qc, const struct moecl_
     free(r);
     free(a);
     free(b);
-    return diff;
-}
-
-/* Decode's routing in one launch (moecl_launch_route) with a dense case as the router: the case's
- * input row as the residual x, a random bf16 norm weight, g_route_k experts per token: the
- * normed row, ids and weights bit for bit those of the norm, the product (matmul_fmw, at any row
- * count) and the top-k launched apart. Returns the values that differ, -1 when not fusable or a
- * launch failed. */
-static int route_check(struct kenv *e, const struct qcase *qc, const struct moecl_dev_qweight *dw,
-                       cl_mem xm, uint64_t seed) {
-    size_t n = (size_t)qc->cols, E = (size_t)qc->rows, K = (size_t)g_route_k;
-    uint16_t *nw = calloc(n, sizeof(uint16_t));
-    float *xa = calloc(n, sizeof(float)), *xb = calloc(n, sizeof(float));
-    float wa[32], wb[32];
-    int32_t ia[32], ib[32];
-    uint64_t st = seed;
-    for (size_t i = 0; i < n; i++)
-        nw[i] = f32_to_bf16_rne(1.0f + moecl_test_randf(&st) * 0.5f);
-    cl_mem nwm = buf_in(e, nw, n * 2), xna = buf_out(e, n * 4), xnb = buf_out(e, n * 4);
-    cl_mem lg = buf_out(e, E * 4), ida = buf_out(e, K * 4), idb = buf_out(e, K * 4);
-    cl_mem wam = buf_out(e, K * 4), wbm = buf_out(e, K * 4);
-    int bias = qc->with_bias ? MOECL_BIAS_AFTER : MOECL_BIAS_NONE, diff = -1;
-    const float eps = 1e-5f;
-    const struct moecl_norm_w nrm = {nwm, 0, MOECL_DT_BF16, eps};
-    uint32_t min_rows = e->k.fmw_min_rows;
-    e->k.fmw_min_rows = 1;
-    if (moecl_route_fusable(&e->k, dw, 1, (uint32_t)K) &&
-        moecl_launch_route(e->q, &e->k, dw, xm, xna, &nrm, lg, ida, wam, (uint32_t)K, bias) ==
-            MOECL_OK &&
-        moecl_launch_rmsnorm(e->q, &e->k, xm, xnb, nwm, 0, MOECL_DT_BF16, 1, (uint32_t)n, eps) ==
-            MOECL_OK &&
-        moecl_launch_matmul(e->q, &e->k, dw, xnb, 0, (uint32_t)n, 1, NULL, lg, (uint32_t)E, 1,
-                            bias) == MOECL_OK &&
-        moecl_launch_router_topk(e->q, &e->k, lg, idb, wbm, 1, (uint32_t)E, (uint32_t)K) ==
-            MOECL_OK &&
-        read_back(e, xna, xa, n * 4) == 0 && read_back(e, xnb, xb, n * 4) == 0 &&
-        read_back(e, ida, ia, K * 4) == 0 && read_back(e, idb, ib, K * 4) == 0 &&
-        read_back(e, wam, wa, K * 4) == 0 && read_back(e, wbm, wb, K * 4) == 0) {
-        diff = 0;
-        for (size_t i = 0; i < n; i++)
-            diff += memcmp(&xa[i], &xb[i], 4) != 0;
-        for (size_t i = 0; i < K; i++)
-            diff += (ia[i] != ib[i]) + (memcmp(&wa[i], &wb[i], 4) != 0);
-        if (diff)
-            printf("  route: %d values differ (first id %d / %d, weight %.9g / %.9g)\n", diff,
-                   ia[0], ib[0], wa[0], wb[0]);
-    }
-    e->k.fmw_min_rows = min_rows;
-    clReleaseMemObject(nwm);
-    clReleaseMemObject(xna);
-    clReleaseMemObject(xnb);
-    clReleaseMemObject(lg);
-    clReleaseMemObject(ida);
-    clReleaseMemObject(idb);
-    clReleaseMemObject(wam);
-    clReleaseMemObject(wbm);
-    free(nw);
-    free(xa);
-    free(xb);
     return diff;
 }
 
@@ -566,7 +505,7 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
     size_t wbits = qc->mode == MOECL_QMODE_NONE ? moecl_dtype_size(qc->wdt) * 8 : (size_t)qc->bits;
     struct qdata d;
     /* padded rows: strides are honoured (by 16 bytes when g_wide: aligned) */
-    d.w_row = (size_t)qc->cols * wbits / 8 + (g_wide || g_route ? 16 : 8);
+    d.w_row = (size_t)qc->cols * wbits / 8 + (g_wide ? 16 : 8);
     d.w_exp = d.w_row * (size_t)qc->rows + 16;
     size_t n_groups = qc->group ? (size_t)(qc->cols / qc->group) : 0;
     size_t sb = qc->mode == MOECL_QMODE_AFFINE ? 2 : 1;
@@ -617,7 +556,7 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
     for (size_t i = 0; i < (size_t)E * (size_t)qc->rows; i++)
         d.bias[i] = f32_to_bf16_rne(moecl_test_randf(&st));
     int n_in = qc->with_ids ? (qc->n_vec + qc->x_div - 1) / qc->x_div : qc->n_vec;
-    size_t xs = (size_t)qc->cols + (g_wide || g_route ? 4 : 3); /* padded input stride */
+    size_t xs = (size_t)qc->cols + (g_wide ? 4 : 3); /* padded input stride */
     float *x = calloc((size_t)n_in * xs, sizeof(float));
     for (size_t i = 0; i < (size_t)n_in * xs; i++)
         x[i] = moecl_test_randf(&st);
@@ -725,8 +664,6 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             if (g_glu_diff != 0)
                 bad = bad ? bad : 1;
         }
-        if (g_route && g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1)
-            g_route_diff = route_check(&e, qc, &dw, xm, seed);
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1 &&
             e.k.fmw_rows >= 1) {
             g_glu_diff = add_check(&e, qc, &dw, xm, xs, seed);
@@ -1180,54 +1117,6 @@ TEST(kernel_matmul_fm_gpu_wide) {
     else
         unsetenv("MOECL_FMW");
     free(saved);
-    kenv_lanes_restore(&old);
-}
-
-/* Fast numerics, decode's routing in one launch (route_fmw; forced on PoCL with
- * $MOECL_FAST_LANES=1): gpt-oss-20b's router (32 experts, 2880 columns, 4-bit g64 with a bias),
- * 72 experts of 8-bit g32 (blocks of 32 rows in turn), 20 mxfp4 experts with top-3: the normed
- * row, ids and weights bit for bit the three launches (route_check). Not fusable: two tokens,
- * k above the experts. */
-TEST(kernel_route_fused) {
-    struct kenv_lanes old = kenv_lanes_set("1");
-    struct qcase cases[] = {
-        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 32, 2880, 0, 1, 1, 0, 1},
-        {MOECL_QMODE_AFFINE, 8, 32, MOECL_DTYPE_BF16, 72, 512, 0, 1, 1, 0, 0},
-        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 20, 2880, 0, 1, 1, 0, 1},
-    };
-    static const int ks[] = {4, 4, 3};
-    g_route = 1; /* (rows on 16 bytes, as a model's) */
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        g_route_diff = -2;
-        g_route_k = ks[i];
-        if (run_fm_case(&cases[i], 4100 + i, 0, 1) != 0 || g_route_diff != 0)
-            moecl_test_fail(__FILE__, __LINE__, "case %zu (%s b%d g%d): route %d", i,
-                            moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group,
-                            g_route_diff);
-    }
-    g_route = 0;
-    struct kenv e;
-    const struct moecl_qformat f4 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16};
-    int opened = kenv_open_numerics(&e, MOECL_ACT_F32, 1, &f4, 1) == 0;
-    CHECK(opened);
-    if (opened) {
-        struct moecl_qweight qw = {0};
-        qw.mode = MOECL_QMODE_AFFINE;
-        qw.bits = 4;
-        qw.group_size = 64;
-        qw.rows = 32;
-        qw.cols = 2880;
-        qw.weight_row_stride = 1440;
-        struct moecl_dev_qweight dw = {0};
-        dw.w = &qw;
-        dw.format = 0;
-        CHECK(moecl_route_fusable(&e.k, &dw, 1, 4));
-        CHECK(!moecl_route_fusable(&e.k, &dw, 2, 4)); /* one token only */
-        CHECK(!moecl_route_fusable(&e.k, &dw, 1, 33)); /* k above the experts */
-        qw.weight_row_stride = 1448;
-        CHECK(!moecl_route_fusable(&e.k, &dw, 1, 4)); /* rows not on 16 bytes */
-        kenv_close(&e);
-    }
     kenv_lanes_restore(&old);
 }
 
