@@ -61,7 +61,6 @@ struct moecl_qmm_args {
     moecl_u32 x_offset;   /* floats before the first input vector */
     moecl_u32 rows_per_item; /* fast kernels: consecutive rows per work-item (or work-group) */
     moecl_u32 residual;      /* matmul_fmw: 1 = y = round(y + output), the residual add fused */
-    moecl_u32 fw_mask;       /* matmul_fmw: 2^bits - 1 (affine field mask) */
 };
 
 /* attn_*: causal attention with sinks over a ring-buffer cache plus the chunk's fresh keys. */

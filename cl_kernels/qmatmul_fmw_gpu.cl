@@ -61,12 +61,9 @@
 FW_INPUTS_FN(fw_inputs, __global)
 FW_INPUTS_FN(fw_inputs_l, __local)
 
-/* sum_j xs[j] * code_j over one 16-byte load (xs prescaled: see above). m0 = 2^BITS - 1 comes
- * from the arguments (a.fw_mask) so that the compiler keeps the field masks in registers: built
- * from constants, ptxas rematerialised them per field (sm_90: 678 -> 536 instructions per step
- * of four 4-bit rows). */
+/* sum_j xs[j] * code_j over one 16-byte load (xs prescaled: see above). */
 __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
-                                                   __local const float *lut, uint m0) {
+                                                   __local const float *lut) {
     uint words[4] = {v.x, v.y, v.z, v.w};
     float dot = 0.0f;
 #pragma unroll
@@ -75,7 +72,7 @@ __attribute__((always_inline)) inline float fw_dot(uint4 v, const float *xs,
         uint hw[2] = {words[k], words[k] >> 16};
 #pragma unroll
         for (uint n = 0; n < 32 / BITS; n++) {
-            uint m = hw[n / FW_FH] & (m0 << (BITS * (n % FW_FH)));
+            uint m = hw[n / FW_FH] & (((1u << BITS) - 1u) << (BITS * (n % FW_FH)));
             float q = as_float(0x4B000000u | m) - 8388608.0f;
             dot = fma(xs[k * (32 / BITS) + n], q, dot);
         }
@@ -181,7 +178,7 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
         float xsum = xloc ? fw_inputs_l(xl, u * FW_EPV, xs) : fw_inputs(xr, u * FW_EPV, xs);
 #pragma unroll
         for (uint i = 0; i < FW_T; i++) {
-            float dot = fw_dot(cur[i], xs, lut, a->fw_mask);
+            float dot = fw_dot(cur[i], xs, lut);
 #if QMODE == MOECL_QM_AFFINE
             acc[i] = fma(sc_[i], dot, fma(bc_[i], xsum, acc[i]));
 #else

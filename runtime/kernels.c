@@ -203,7 +203,6 @@ struct moecl_qmm_args moecl_qmm_args_of(const struct moecl_dev_qweight *dw, uint
     a.bias_dt = w->bias ? (uint32_t)moecl_dt_code(w->bias_dtype) : 0u;
     a.tile = ids ? 1u : 4u;
     a.x_offset = x_offset;
-    a.fw_mask = w->bits > 0 && w->bits < 32 ? (1u << w->bits) - 1u : 0u;
     return a;
 }
 
