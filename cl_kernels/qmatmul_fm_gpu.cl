@@ -182,6 +182,65 @@ MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global const uchar *
  * each row split among 8 / rows_per_item warps (so that small products such as the router's
  * still spread over many work-groups); a work-item runs one fma chain over every (32 * warps
  * per row)-th word of its row, the chains of a row are added as a tree in local memory. */
+/* matmul_fmv's work-group on its input row xr (instantiated for a row in global and in local
+ * memory); red: 256 floats of local memory. */
+#if QMODE == MOECL_QM_AFFINE
+#define FMV_TERM(xv, word, j) fma((xv), fma(FM_CODE(word, j), s, b), acc)
+#else
+#define FMV_TERM(xv, word, j) fma((xv), FM_CODE(word, j) * s, acc)
+#endif
+#if QMODE == MOECL_QM_AFFINE
+#define FMV_SCALES float s = load_dt(srow, 0, g, WDT), b = load_dt(brow, 0, g, WDT);
+#elif QMODE == MOECL_QM_MXFP4
+#define FMV_SCALES float s = e8m0_to_f32(srow[g]);
+#else
+#define FMV_SCALES float s = e4m3_to_f32(srow[g]);
+#endif
+#define MOECL_FMV_FN(NAME, AS)                                                                     \
+    __attribute__((always_inline)) inline void NAME(                                               \
+        __global const uchar *w, __global const uchar *sc, __global const uchar *bi,               \
+        __global const uchar *bias, AS const float *xr, __global float *y, ulong e, uint vec,      \
+        const struct moecl_qmm_args *a, __local const float *lut, __local float *red) {            \
+        uint lid = get_local_id(0);                                                                \
+        uint wpr = 8u / a->rows_per_item, span = 32u * wpr; /* warps, work-items per row */        \
+        uint ri = lid / span, part = lid % span;                                                   \
+        uint row = get_group_id(0) * a->rows_per_item + ri;                                        \
+        ulong ro = min(row, a->rows - 1);                                                          \
+        __global const uint *wrow = (__global const uint *)(w + a->w_offset +                      \
+                                                           e * a->w_expert_stride +                \
+                                                           ro * a->w_row_stride);                  \
+        __global const uchar *srow =                                                               \
+            sc + a->s_offset + e * a->s_expert_stride + ro * a->s_row_stride;                      \
+        __global const uchar *brow =                                                               \
+            bi + a->b_offset + e * a->b_expert_stride + ro * a->b_row_stride;                      \
+        float acc = 0.0f;                                                                          \
+        uint n_words = a->cols / FM_EPW;                                                           \
+        _Pragma("unroll 4") for (uint wi = part; wi < n_words; wi += span) {                       \
+            uint word = wrow[wi], g = wi * FM_EPW / GROUP;                                         \
+            FMV_SCALES                                                                             \
+            _Pragma("unroll") for (uint j = 0; j < FM_EPW; j++) acc =                              \
+                FMV_TERM(xr[wi * FM_EPW + j], word, j);                                            \
+        }                                                                                          \
+        red[lid] = acc;                                                                            \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                              \
+        for (uint st = span / 2; st > 0; st >>= 1) {                                               \
+            if (part < st)                                                                         \
+                red[lid] += red[lid + st];                                                         \
+            barrier(CLK_LOCAL_MEM_FENCE);                                                          \
+        }                                                                                          \
+        if (part == 0 && row < a->rows) {                                                          \
+            float v = red[lid], bv = 0.0f;                                                         \
+            if (a->bias_mode != MOECL_BIAS_NONE)                                                   \
+                bv = load_dt(bias, a->bias_offset + e * a->bias_expert_stride, row, a->bias_dt);   \
+            y[(ulong)vec * a->y_stride + row] =                                                    \
+                a->bias_mode == MOECL_BIAS_FUSED   ? round_act(v + bv)                             \
+                : a->bias_mode == MOECL_BIAS_AFTER ? round_act(round_act(v) + bv)                  \
+                                                   : round_act(v);                                 \
+        }                                                                                          \
+    }
+MOECL_FMV_FN(fmv_rows_g, __global)
+MOECL_FMV_FN(fmv_rows_l, __local)
+
 __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
 MOECL_CAT(matmul_fmv_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
                                   __global const uchar *bi, __global const uchar *bias,
@@ -189,56 +248,48 @@ MOECL_CAT(matmul_fmv_f32_, WNAME)(__global const uchar *w, __global const uchar 
                                   __global const int *ids, struct moecl_qmm_args a) {
     __local float red[256];
     __local float lut[16];
-    uint lid = get_local_id(0);
+    uint lid = get_local_id(0), vec = get_group_id(1);
     if (lid < 16u)
         lut[lid] = e2m1_to_f32(lid);
     barrier(CLK_LOCAL_MEM_FENCE);
-    uint wpr = 8u / a.rows_per_item, span = 32u * wpr; /* warps and work-items per row */
-    uint ri = lid / span, part = lid % span;
-    uint row = get_group_id(0) * a.rows_per_item + ri, vec = get_group_id(1);
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
-    ulong ro = min(row, a.rows - 1);
-    __global const uint *wrow =
-        (__global const uint *)(w + a.w_offset + e * a.w_expert_stride + ro * a.w_row_stride);
-    __global const uchar *srow = sc + a.s_offset + e * a.s_expert_stride + ro * a.s_row_stride;
-    __global const uchar *brow = bi + a.b_offset + e * a.b_expert_stride + ro * a.b_row_stride;
-    __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
-    float acc = 0.0f;
-    uint n_words = a.cols / FM_EPW;
-#pragma unroll 4
-    for (uint wi = part; wi < n_words; wi += span) {
-        uint word = wrow[wi], g = wi * FM_EPW / GROUP;
-#if QMODE == MOECL_QM_AFFINE
-        float s = load_dt(srow, 0, g, WDT), b = load_dt(brow, 0, g, WDT);
-#elif QMODE == MOECL_QM_MXFP4
-        float s = e8m0_to_f32(srow[g]);
-#else
-        float s = e4m3_to_f32(srow[g]);
-#endif
+    fmv_rows_g(w, sc, bi, bias, x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride, y, e, vec,
+               &a, lut, red);
+}
+
+/* matmul_fmv of one dense vector with RMSNorm(x) as its input (decode's router after the
+ * post-attention norm): every work-group computes the normed row into local memory as
+ * rmsnorm_wg_f32 does in fast numerics (weight nw at nw_offset, MOECL_DT_* nw_dt; a.cols <=
+ * RMS_MAX), the first also writes it to xn; then the rows as matmul_fmv computes them (the same
+ * bits as the norm and matmul_fmv launched apart). */
+__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
+MOECL_CAT(matmul_fmvn_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
+                                   __global const uchar *bi, __global const uchar *bias,
+                                   __global const float *x, __global float *y,
+                                   __global float *xn, struct moecl_qmm_args a,
+                                   __global const uchar *nw, ulong nw_offset, uint nw_dt,
+                                   float eps) {
+    __local float red[256];
+    __local float lut[16];
+    __local float xl[RMS_MAX];
+    uint lid = get_local_id(0), n = a.cols;
+    if (lid < 16u)
+        lut[lid] = e2m1_to_f32(lid);
+    __global const float *xr = x + a.x_offset;
+    float inv = rms_inv_fast(xr, red, n, eps);
+    int first = get_group_id(0) == 0;
 #pragma unroll
-        for (uint j = 0; j < FM_EPW; j++)
-#if QMODE == MOECL_QM_AFFINE
-            acc = fma(xr[wi * FM_EPW + j], fma(FM_CODE(word, j), s, b), acc);
-#else
-            acc = fma(xr[wi * FM_EPW + j], FM_CODE(word, j) * s, acc);
-#endif
+    for (uint j = 0; j < RMS_MAX / RMS_WG; j++) {
+        uint i = lid + j * RMS_WG;
+        if (i < n) {
+            float v = round_act(round_act(xr[i] * inv) * load_dt(nw, nw_offset, i, nw_dt));
+            xl[i] = v;
+            if (first)
+                xn[i] = v;
+        }
     }
-    red[lid] = acc;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint st = span / 2; st > 0; st >>= 1) {
-        if (part < st)
-            red[lid] += red[lid + st];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (part == 0 && row < a.rows) {
-        float v = red[lid], bv = 0.0f;
-        if (a.bias_mode != MOECL_BIAS_NONE)
-            bv = load_dt(bias, a.bias_offset + e * a.bias_expert_stride, row, a.bias_dt);
-        y[(ulong)vec * a.y_stride + row] = a.bias_mode == MOECL_BIAS_FUSED ? round_act(v + bv)
-                                           : a.bias_mode == MOECL_BIAS_AFTER
-                                               ? round_act(round_act(v) + bv)
-                                               : round_act(v);
-    }
+    fmv_rows_l(w, sc, bi, bias, xl, y, 0, 0, &a, lut, red);
 }
 
 /* Tiled product for many vectors (prefill, and the tokens routed to one expert): a work-group

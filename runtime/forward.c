@@ -373,10 +373,18 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
         MOECL_TRY(moecl_launch_add(q, k, X, TMP, n * H));
     }
     /* MoE: norm -> router -> top-k softmax [attention device] */
-    MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
-                                   D->post_norm.dt, n, H, cfg->rms_norm_eps));
-    MOECL_TRY(moecl_launch_matmul(q, k, &D->router, XN, 0, H, 1, NULL, RL, E, n,
-                                  bias_mode_of(&D->router)));
+    if (!dump && moecl_matmul_norm_fusable(k, &D->router, n)) {
+        /* decode on a GPU: the norm inside the router's launch */
+        const struct moecl_norm_w post = {D->post_norm.mem, D->post_norm.offset, D->post_norm.dt,
+                                          cfg->rms_norm_eps};
+        MOECL_TRY(moecl_launch_matmul_norm(q, k, &D->router, X, XN, &post, RL,
+                                           bias_mode_of(&D->router)));
+    } else {
+        MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
+                                       D->post_norm.dt, n, H, cfg->rms_norm_eps));
+        MOECL_TRY(moecl_launch_matmul(q, k, &D->router, XN, 0, H, 1, NULL, RL, E, n,
+                                      bias_mode_of(&D->router)));
+    }
     MOECL_TRY(moecl_launch_router_topk(q, k, RL, IDS, WTS, n, E, K));
     if (dump) {
         dump_buffer(c, a, "l0_h1", X, (size_t)n * H);

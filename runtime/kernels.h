@@ -48,6 +48,7 @@
     X(matmul_fmt, "matmul_fmt_f32_")                                                               \
     X(matmul_fmt3, "matmul_fmt3_f32_")                                                             \
     X(matmul_fmv, "matmul_fmv_f32_")                                                               \
+    X(matmul_fmvn, "matmul_fmvn_f32_")                                                             \
     X(matmul_fmw, "matmul_fmw_f32_")                                                               \
     X(matmul_fmw_glu, "matmul_fmw_glu_f32_")                                                       \
     X(matmul_fmw3, "matmul_fmw3_f32_")                                                             \
@@ -148,6 +149,7 @@ struct moecl_kernels {
     int fmw_glu;           /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
     int fmw_qkv;           /* GPU: q, k and v in one matmul_fmw3 ($MOECL_FMW_QKV) */
     int qkv_norm;          /* GPU: the attention's norm inside matmul_fmw3 ($MOECL_QKV_NORM) */
+    int router_norm;       /* GPU: the MoE norm inside the router's matmul_fmvn ($MOECL_ROUTER_NORM) */
     int attn_tile;         /* GPU prefill chunks: attn_fast_tile_f32 ($MOECL_ATTN_TILE=0: off) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
                          */
@@ -229,6 +231,18 @@ moecl_launch_glu(cl_command_queue q, const struct moecl_kernels *k,
                  const struct moecl_dev_qweight *gate, const struct moecl_dev_qweight *up, cl_mem x,
                  uint32_t x_offset, uint32_t x_stride, uint32_t x_div, cl_mem ids, cl_mem y,
                  uint32_t y_stride, uint32_t n_vec, int bias_mode, float alpha, float limit);
+
+/* One dense vector's product y = w . RMSNorm(x) (+bias) with the normed row also written to xn
+ * (decode's router after the post-attention norm): bit for bit moecl_launch_rmsnorm and
+ * moecl_launch_matmul (matmul_fmv). Only where moecl_matmul_norm_fusable says so (GPU fast
+ * numerics, below 1024 rows and k->fmw_min_rows, at most 4096 columns); else a shape error. */
+int moecl_matmul_norm_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *dw,
+                              uint32_t n_vec);
+MOECL_WUR enum moecl_status moecl_launch_matmul_norm(cl_command_queue q,
+                                                     const struct moecl_kernels *k,
+                                                     const struct moecl_dev_qweight *dw, cl_mem x,
+                                                     cl_mem xn, const struct moecl_norm_w *norm,
+                                                     cl_mem y, int bias_mode);
 
 /* y[t] = embedding row tokens[t], dequantized, for t < n_tokens. */
 MOECL_WUR enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kernels *k,

@@ -288,6 +288,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* and decode's attention norm inside it ($MOECL_QKV_NORM=0: a launch of its own) */
     const char *qn = getenv("MOECL_QKV_NORM");
     k->qkv_norm = !(qn && strcmp(qn, "0") == 0);
+    /* and the MoE norm inside the router's product ($MOECL_ROUTER_NORM=0: a launch of its own) */
+    const char *rn = getenv("MOECL_ROUTER_NORM");
+    k->router_norm = !(rn && strcmp(rn, "0") == 0);
     /* fast numerics' attention kernels (attn_fast_f32, attn_fast_wg_f32); $MOECL_FAST_ATTENTION=0
      * keeps the exact ones */
     const char *fa = getenv("MOECL_FAST_ATTENTION");
@@ -322,6 +325,9 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmv_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmv));
+        snprintf(name, sizeof name, "matmul_fmvn_f32_%s", suffix);
+        if (k->formats[i].matmul_fmv)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmvn));
         /* and, for the formats whose groups hold whole 16-byte units, the decode product */
         snprintf(name, sizeof name, "matmul_fmw_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes == 1)

@@ -1,7 +1,8 @@
-/* Fused GPU decode launchers (kernels.h), all on matmul_fmw's arithmetic
- * (cl_kernels/qmatmul_fmw_gpu.cl): the o-projection with its residual add, the attention's norm
- * and q/k/v in one launch, an expert's gate/up/SwiGLU in one launch. Each gives the bits of the
- * launches it replaces and comes with a predicate saying where it applies. */
+/* Fused GPU decode launchers (kernels.h): on matmul_fmw's arithmetic (qmatmul_fmw_gpu.cl) the
+ * o-projection with its residual add, the attention's norm and q/k/v in one launch, an expert's
+ * gate/up/SwiGLU in one launch; on matmul_fmv's (qmatmul_fm_gpu.cl) the MoE norm and the router.
+ * Each gives the bits of the launches it replaces and comes with a predicate saying where it
+ * applies. */
 #include "kernels_launch.h"
 
 #include <string.h>
@@ -174,6 +175,49 @@ enum moecl_status moecl_launch_glu(cl_command_queue q, const struct moecl_kernel
     status = moecl_kenqueue(
         q, k, kern, "matmul_glu", MOECL_OPC_EXPERTS, 2,
         (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, n_vec, 256);
+cleanup:
+    return status;
+}
+
+int moecl_matmul_norm_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *dw,
+                              uint32_t n_vec) {
+    const struct moecl_qweight *w = dw->w;
+    if (!k->router_norm || !k->fast_numerics || k->lanes != 1 || dw->format < 0 ||
+        dw->format >= k->n_formats || !k->formats[dw->format].matmul_fm ||
+        !k->formats[dw->format].matmul_fmvn || n_vec != 1 || w->n_experts > 0 || w->bits <= 0)
+        return 0;
+    /* where moecl_launch_matmul takes matmul_fmv; the normed row fits the kernel's local array */
+    return w->cols % (32 / w->bits) == 0 && w->rows < 1024 &&
+           (!k->fmw_rows || (uint32_t)w->rows < k->fmw_min_rows) && w->cols <= 4096;
+}
+
+enum moecl_status moecl_launch_matmul_norm(cl_command_queue q, const struct moecl_kernels *k,
+                                           const struct moecl_dev_qweight *dw, cl_mem x,
+                                           cl_mem xn, const struct moecl_norm_w *norm, cl_mem y,
+                                           int bias_mode) {
+    enum moecl_status status = MOECL_OK;
+    if (!moecl_matmul_norm_fusable(k, dw, 1) || norm->dt < 0)
+        return moecl_bad_shape("matmul_norm: not fusable here (moecl_matmul_norm_fusable)");
+    if (bias_mode != MOECL_BIAS_NONE && !dw->w->bias)
+        bias_mode = MOECL_BIAS_NONE;
+    uint32_t H = (uint32_t)dw->w->cols, R = (uint32_t)dw->w->rows;
+    struct moecl_qmm_args a = moecl_qmm_args_of(dw, 0, H, 1, 0, R, 1, bias_mode);
+    a.rows_per_item = R >= 256 ? 4u : R >= 64 ? 2u : 1u; /* as moecl_launch_matmul's matmul_fmv */
+    cl_ulong off = norm->offset;
+    cl_uint dt = (cl_uint)norm->dt;
+    float eps = norm->eps;
+    cl_kernel kern = k->formats[dw->format].matmul_fmvn;
+    MOECL_TRY(moecl_set_weight_args(kern, 0, dw));
+    ARG(kern, 4, x);
+    ARG(kern, 5, y);
+    ARG(kern, 6, xn);
+    ARG(kern, 7, a);
+    ARG(kern, 8, norm->mem);
+    ARG(kern, 9, off);
+    ARG(kern, 10, dt);
+    ARG(kern, 11, eps);
+    status = moecl_kenqueue(q, k, kern, "matmul_norm", moecl_matmul_class(dw->w), 1,
+                            (size_t)(R + a.rows_per_item - 1) / a.rows_per_item * 256, 1, 256);
 cleanup:
     return status;
 }

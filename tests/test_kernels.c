@@ -199,6 +199,9 @@ static int g_wide, g_fmw_differs;
 static int g_glu_diff;
 /* q/k/v launches checked with the attention's norm inside (qkv_check, one vector) */
 static int g_qkv_norm_runs;
+/* dense one-vector cases below 1024 rows checked with the norm inside (norm_check), and the
+ * checks that found a difference or failed */
+static int g_norm_runs, g_norm_bad;
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -313,6 +316,47 @@ static int add_check(struct kenv *e, const struct qcase *qc, const struct moecl_
     clReleaseMemObject(bm);
     clReleaseMemObject(tm);
     free(r);
+    free(a);
+    free(b);
+    return diff;
+}
+
+/* The MoE norm inside the router's product (moecl_launch_matmul_norm) on a dense one-vector
+ * case: the case's input row as the residual x, a random bf16 norm weight: the products and the
+ * normed row bit for bit moecl_launch_rmsnorm and moecl_launch_matmul (matmul_fmv). Returns the
+ * values that differ, -1 when not fusable or a launch failed. */
+static int norm_check(struct kenv *e, const struct qcase *qc, const struct moecl_dev_qweight *dw,
+                      cl_mem xm, size_t xs, uint64_t seed) {
+    size_t n = (size_t)qc->cols, R = (size_t)qc->rows;
+    uint16_t *nw = calloc(n, sizeof(uint16_t));
+    float *a = calloc(n + R, sizeof(float)), *b = calloc(n + R, sizeof(float));
+    uint64_t st = seed;
+    for (size_t i = 0; i < n; i++)
+        nw[i] = f32_to_bf16_rne(1.0f + moecl_test_randf(&st) * 0.5f);
+    cl_mem nwm = buf_in(e, nw, n * 2), xna = buf_out(e, xs * 4), xnb = buf_out(e, xs * 4);
+    cl_mem ya = buf_out(e, R * 4), yb = buf_out(e, R * 4);
+    int bias = qc->with_bias ? MOECL_BIAS_AFTER : MOECL_BIAS_NONE, diff = -1;
+    const struct moecl_norm_w nrm = {nwm, 0, MOECL_DT_BF16, 1e-5f};
+    if (moecl_matmul_norm_fusable(&e->k, dw, 1) &&
+        moecl_launch_matmul_norm(e->q, &e->k, dw, xm, xna, &nrm, ya, bias) == MOECL_OK &&
+        moecl_launch_rmsnorm(e->q, &e->k, xm, xnb, nwm, 0, MOECL_DT_BF16, 1, (uint32_t)n,
+                             1e-5f) == MOECL_OK &&
+        moecl_launch_matmul(e->q, &e->k, dw, xnb, 0, (uint32_t)xs, 1, NULL, yb, (uint32_t)R, 1,
+                            bias) == MOECL_OK &&
+        read_back(e, xna, a, n * 4) == 0 && read_back(e, xnb, b, n * 4) == 0 &&
+        read_back(e, ya, a + n, R * 4) == 0 && read_back(e, yb, b + n, R * 4) == 0) {
+        diff = 0;
+        for (size_t i = 0; i < n + R; i++)
+            diff += memcmp(&a[i], &b[i], 4) != 0;
+        if (diff)
+            printf("  matmul with the norm inside: %d values differ\n", diff);
+    }
+    clReleaseMemObject(nwm);
+    clReleaseMemObject(xna);
+    clReleaseMemObject(xnb);
+    clReleaseMemObject(ya);
+    clReleaseMemObject(yb);
+    free(nw);
     free(a);
     free(b);
     return diff;
@@ -663,6 +707,11 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
             g_glu_diff = qkv_check(&e, qc, &qw, &dw, xm, xs, (uint32_t)(qc->n_vec / qc->x_div));
             if (g_glu_diff != 0)
                 bad = bad ? bad : 1;
+        }
+        if (g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1 && qc->rows < 1024 &&
+            moecl_matmul_norm_fusable(&e.k, &dw, 1)) {
+            g_norm_runs++;
+            g_norm_bad += norm_check(&e, qc, &dw, xm, xs, seed) != 0;
         }
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && !qc->with_ids && qc->n_vec == 1 &&
             e.k.fmw_rows >= 1) {
@@ -1126,7 +1175,8 @@ TEST(kernel_matmul_fm_gpu_wide) {
  * of 8) and per expert (ids, x_div 3 and 4; a column per expert, or per output vector when
  * there are no more of them than experts); rows not a multiple of 32 (one and two
  * work-groups); gpt-oss's 2880 columns (360 4-bit words: 11 sweeps of 32 work-items and a
- * partial one). 3-bit has no fast kernel and falls back to the exact kernels. */
+ * partial one). The dense one-vector products below 1024 rows (matmul_fmv) also run with the
+ * MoE norm inside (norm_check). 3-bit has no fast kernel and falls back to the exact kernels. */
 TEST(kernel_matmul_fm_gpu_decomposition) {
     struct kenv_lanes old = kenv_lanes_set("1");
     struct qcase cases[] = {
@@ -1151,10 +1201,14 @@ TEST(kernel_matmul_fm_gpu_decomposition) {
         {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 40, 2880, 8, 4, 4, 1, 1},
         {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 33, 256, 32, 8, 2, 1, 0},
     };
+    g_norm_runs = g_norm_bad = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (run_fm_case(&cases[i], 3700 + i, 0, 1) != 0)
             moecl_test_fail(__FILE__, __LINE__, "case %zu (%s b%d g%d)", i,
                             moecl_qmode_name(cases[i].mode), cases[i].bits, cases[i].group);
+    /* the dense one-vector cases through matmul_fmv also ran with the norm inside, bit for bit */
+    CHECK(g_norm_runs >= 3);
+    CHECK_EQ(g_norm_bad, 0);
     struct qcase ext = {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 8, 128, 0, 9, 1, 0, 0};
     CHECK_EQ(run_fm_case(&ext, 3710, 1, 1), 0);
     struct qcase fb[] = {
