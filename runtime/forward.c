@@ -312,8 +312,8 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
     cl_mem inv_freq = m->devs[a].inv_freq;
     /* attention: norm -> q, k, v (+bias) -> rope -> attend with sinks -> append kv */
     const struct moecl_dev_qweight *const qkv[3] = {&D->q, &D->k, &D->v};
-    const struct moecl_norm_w in_norm = {D->input_norm.mem, D->input_norm.offset,
-                                         D->input_norm.dt, cfg->rms_norm_eps};
+    const struct moecl_norm_w in_norm = {D->input_norm.mem, D->input_norm.offset, D->input_norm.dt,
+                                         cfg->rms_norm_eps};
     /* decode on a GPU: the norm inside the q/k/v launch */
     int norm_fused = !dump && moecl_qkv_norm_fusable(k, qkv, 0, H, n);
     if (!norm_fused)
@@ -377,8 +377,8 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
         /* decode on a GPU: the norm inside the router's launch */
         const struct moecl_norm_w post = {D->post_norm.mem, D->post_norm.offset, D->post_norm.dt,
                                           cfg->rms_norm_eps};
-        MOECL_TRY(moecl_launch_matmul_norm(q, k, &D->router, X, XN, &post, RL,
-                                           bias_mode_of(&D->router)));
+        MOECL_TRY(
+            moecl_launch_matmul_norm(q, k, &D->router, X, XN, &post, RL, bias_mode_of(&D->router)));
     } else {
         MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->post_norm.mem, D->post_norm.offset,
                                        D->post_norm.dt, n, H, cfg->rms_norm_eps));

@@ -150,9 +150,9 @@ struct moecl_kernels {
     int fmw_glu;           /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
     int fmw_qkv;           /* GPU: q, k and v in one matmul_fmw3 ($MOECL_FMW_QKV) */
     int qkv_norm;          /* GPU: the attention's norm inside matmul_fmw3 ($MOECL_QKV_NORM) */
-    int router_norm;       /* GPU: the MoE norm inside the router's matmul_fmvn ($MOECL_ROUTER_NORM) */
-    int fmw_moe;           /* GPU: the down products and the combine in one ($MOECL_FMW_MOE) */
-    int attn_tile;         /* GPU prefill chunks: attn_fast_tile_f32 ($MOECL_ATTN_TILE=0: off) */
+    int router_norm;    /* GPU: the MoE norm inside the router's matmul_fmvn ($MOECL_ROUTER_NORM) */
+    int fmw_moe;        /* GPU: the down products and the combine in one ($MOECL_FMW_MOE) */
+    int attn_tile;      /* GPU prefill chunks: attn_fast_tile_f32 ($MOECL_ATTN_TILE=0: off) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
                          */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */
@@ -210,8 +210,9 @@ struct moecl_norm_w {
     float eps;
 };
 /* Whether moecl_launch_qkv can also norm its input (one vector, at most 4096 columns, on). */
-int moecl_qkv_norm_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
-                           uint32_t x_offset, uint32_t x_stride, uint32_t n_vec);
+int moecl_qkv_norm_fusable(const struct moecl_kernels *k,
+                           const struct moecl_dev_qweight *const w[3], uint32_t x_offset,
+                           uint32_t x_stride, uint32_t n_vec);
 /* norm (not NULL; only where moecl_qkv_norm_fusable): the products read RMSNorm(x) instead of
  * x, bit for bit moecl_launch_rmsnorm's row before them. */
 MOECL_WUR enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
@@ -254,8 +255,7 @@ MOECL_WUR enum moecl_status moecl_launch_matmul_norm(cl_command_queue q,
  * error. */
 int moecl_moe_down_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *down,
                            uint32_t x_stride, uint32_t n_tokens, uint32_t top_k);
-MOECL_WUR enum moecl_status moecl_launch_moe_down(cl_command_queue q,
-                                                  const struct moecl_kernels *k,
+MOECL_WUR enum moecl_status moecl_launch_moe_down(cl_command_queue q, const struct moecl_kernels *k,
                                                   const struct moecl_dev_qweight *down, cl_mem x,
                                                   uint32_t x_stride, cl_mem ids, cl_mem weights,
                                                   cl_mem y, uint32_t n_tokens, uint32_t top_k,

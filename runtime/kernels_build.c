@@ -171,8 +171,9 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     if (fmw && *fmw) {
         int r = atoi(fmw);
         if (r != 0 && r != 2 && r != 4 && r != 8) {
-            status = moecl_error_set(MOECL_ERR_INVALID_ARG,
-                                     "$MOECL_FMW=%s: expected 0 (off), 2, 4 or 8 rows per warp", fmw);
+            status =
+                moecl_error_set(MOECL_ERR_INVALID_ARG,
+                                "$MOECL_FMW=%s: expected 0 (off), 2, 4 or 8 rows per warp", fmw);
             goto cleanup;
         }
         p->fmw_rows = r;

@@ -1,8 +1,8 @@
 /* Fused GPU decode launchers (kernels.h): on matmul_fmw's arithmetic (qmatmul_fmw_gpu.cl) the
  * o-projection with its residual add, the attention's norm and q/k/v in one launch, an expert's
- * gate/up/SwiGLU in one launch, the down products with the weighted combine; on matmul_fmv's (qmatmul_fm_gpu.cl) the MoE norm and the router.
- * Each gives the bits of the launches it replaces and comes with a predicate saying where it
- * applies. */
+ * gate/up/SwiGLU in one launch, the down products with the weighted combine; on matmul_fmv's
+ * (qmatmul_fm_gpu.cl) the MoE norm and the router. Each gives the bits of the launches it replaces
+ * and comes with a predicate saying where it applies. */
 #include "kernels_launch.h"
 
 #include <string.h>
@@ -66,8 +66,9 @@ int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qwei
     return 1;
 }
 
-int moecl_qkv_norm_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
-                           uint32_t x_offset, uint32_t x_stride, uint32_t n_vec) {
+int moecl_qkv_norm_fusable(const struct moecl_kernels *k,
+                           const struct moecl_dev_qweight *const w[3], uint32_t x_offset,
+                           uint32_t x_stride, uint32_t n_vec) {
     return k->qkv_norm && n_vec == 1 && w[0]->w->cols <= 4096 &&
            moecl_qkv_fusable(k, w, x_offset, x_stride, n_vec);
 }
@@ -192,8 +193,8 @@ int moecl_matmul_norm_fusable(const struct moecl_kernels *k, const struct moecl_
 }
 
 enum moecl_status moecl_launch_matmul_norm(cl_command_queue q, const struct moecl_kernels *k,
-                                           const struct moecl_dev_qweight *dw, cl_mem x,
-                                           cl_mem xn, const struct moecl_norm_w *norm, cl_mem y,
+                                           const struct moecl_dev_qweight *dw, cl_mem x, cl_mem xn,
+                                           const struct moecl_norm_w *norm, cl_mem y,
                                            int bias_mode) {
     enum moecl_status status = MOECL_OK;
     if (!moecl_matmul_norm_fusable(k, dw, 1) || norm->dt < 0)
@@ -230,8 +231,7 @@ int moecl_moe_down_fusable(const struct moecl_kernels *k, const struct moecl_dev
         n_tokens * top_k > (uint32_t)down->w->n_experts)
         return 0;
     /* where moecl_launch_matmul runs matmul_fmw for the n_tokens * top_k vectors */
-    struct moecl_qmm_args a =
-        moecl_qmm_args_of(down, 0, x_stride, 1, 1, 0, n_tokens * top_k, 0);
+    struct moecl_qmm_args a = moecl_qmm_args_of(down, 0, x_stride, 1, 1, 0, n_tokens * top_k, 0);
     return a.rows >= k->fmw_min_rows && x_stride >= a.cols && moecl_fmw_aligned(down, &a);
 }
 

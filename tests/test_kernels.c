@@ -341,8 +341,8 @@ static int norm_check(struct kenv *e, const struct qcase *qc, const struct moecl
     const struct moecl_norm_w nrm = {nwm, 0, MOECL_DT_BF16, 1e-5f};
     if (moecl_matmul_norm_fusable(&e->k, dw, 1) &&
         moecl_launch_matmul_norm(e->q, &e->k, dw, xm, xna, &nrm, ya, bias) == MOECL_OK &&
-        moecl_launch_rmsnorm(e->q, &e->k, xm, xnb, nwm, 0, MOECL_DT_BF16, 1, (uint32_t)n,
-                             1e-5f) == MOECL_OK &&
+        moecl_launch_rmsnorm(e->q, &e->k, xm, xnb, nwm, 0, MOECL_DT_BF16, 1, (uint32_t)n, 1e-5f) ==
+            MOECL_OK &&
         moecl_launch_matmul(e->q, &e->k, dw, xnb, 0, (uint32_t)xs, 1, NULL, yb, (uint32_t)R, 1,
                             bias) == MOECL_OK &&
         read_back(e, xna, a, n * 4) == 0 && read_back(e, xnb, b, n * 4) == 0 &&
@@ -427,8 +427,8 @@ static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_
             const struct moecl_norm_w nrm = {nwm, 0, MOECL_DT_BF16, 1e-5f};
             ok = moecl_launch_qkv(e->q, &e->k, ws, xm, 0, (uint32_t)xs, 1, ya, modes, &nrm) ==
                      MOECL_OK &&
-                 moecl_launch_rmsnorm(e->q, &e->k, xm, xnm, nwm, 0, MOECL_DT_BF16, 1,
-                                      (uint32_t)n, 1e-5f) == MOECL_OK &&
+                 moecl_launch_rmsnorm(e->q, &e->k, xm, xnm, nwm, 0, MOECL_DT_BF16, 1, (uint32_t)n,
+                                      1e-5f) == MOECL_OK &&
                  moecl_launch_qkv(e->q, &e->k, ws, xnm, 0, (uint32_t)xs, 1, yb, modes, NULL) ==
                      MOECL_OK;
             for (int i = 0, o = 0; i < 3 && ok; o += vq[i].rows, i++)
@@ -1174,14 +1174,14 @@ TEST(kernel_matmul_fm_gpu_tiled) {
 /* Fast numerics, the GPU decode product with 16-byte loads (matmul_fmw; forced on PoCL with
  * $MOECL_FAST_LANES=1): one vector per column, from 1024 rows, rows and inputs aligned. Affine
  * 2/4/8-bit (the groups that hold whole 16-byte units) and mxfp4, at 2, 4 and 8 rows per warp
- * ($MOECL_FMW, a build option of the kernels); dense and per expert (a column per output vector, x_div 4); rows not a multiple
- * of a work-group's; gpt-oss's 2880 columns (90 units: a partial third sweep) and 4096 (whole
- * sweeps); a bias. Each case must be within the bound of its sum order and differ in some bits
- * from matmul_fm (so the wide kernel really ran). The cases per expert also run the fused
- * gate/up/SwiGLU (glu_check) and three of their experts as q/k/v in one launch (qkv_check, also
- * with the attention's norm inside) and a token's top-4 down products with the combine
- * (moe_check, where 4 divides the rows per warp), the dense ones the product with its residual
- * add (add_check): bit for bit the separate launches. */
+ * ($MOECL_FMW, a build option of the kernels); dense and per expert (a column per output vector,
+ * x_div 4); rows not a multiple of a work-group's; gpt-oss's 2880 columns (90 units: a partial
+ * third sweep) and 4096 (whole sweeps); a bias. Each case must be within the bound of its sum order
+ * and differ in some bits from matmul_fm (so the wide kernel really ran). The cases per expert also
+ * run the fused gate/up/SwiGLU (glu_check) and three of their experts as q/k/v in one launch
+ * (qkv_check, also with the attention's norm inside) and a token's top-4 down products with the
+ * combine (moe_check, where 4 divides the rows per warp), the dense ones the product with its
+ * residual add (add_check): bit for bit the separate launches. */
 TEST(kernel_matmul_fm_gpu_wide) {
     struct kenv_lanes old = kenv_lanes_set("1");
     const char *prev = getenv("MOECL_FMW");
@@ -1215,7 +1215,7 @@ TEST(kernel_matmul_fm_gpu_wide) {
     }
     g_wide = 0;
     CHECK(g_qkv_norm_runs >= 3); /* per expert at each rows per warp */
-    CHECK(g_moe_runs >= 4);        /* per expert at 4 and 8 rows per warp */
+    CHECK(g_moe_runs >= 4);      /* per expert at 4 and 8 rows per warp */
     CHECK_EQ(g_moe_bad, 0);
     if (saved)
         setenv("MOECL_FMW", saved, 1);
