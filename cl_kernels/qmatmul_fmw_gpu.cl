@@ -128,19 +128,14 @@ inline float fw_out(float v, __global const uchar *bias, const struct moecl_qmm_
 /* Rows r0 + warp * R .. R - 1 of expert e against the input row xr, into y's vector `vec`: of
  * one matrix (nm 1: w, a; R = FW_T), or of two with the same shape and format (nm 2: the expert
  * gate w, a and up w2, a2, whose clamped SwiGLU goes to y; R = FW_T / 2 rows of each). The input
- * row is xl in local memory where xloc (a constant after inlining), else xr.
- * moe (a constant after inlining): the nm matrices are experts mids[0 .. nm) of w, a (a token's
- * top-k, matrix m reading input row xr + m * a.x_stride), and y's row `vec` gets
- * round(y + round(sum_m round(mw[m] * output_m))), the weighted sum and residual add of
- * moe_combine_f32. */
+ * row is xl in local memory where xloc (a constant after inlining), else xr. */
 __attribute__((always_inline)) inline void
 fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
         __global const uchar *bias, __global const uchar *w2, __global const uchar *sc2,
         __global const uchar *bi2, __global const uchar *bias2, __global const float *xr,
         __local const float *xl, uint xloc, __global float *y, const struct moecl_qmm_args *a,
         const struct moecl_qmm_args *a2, ulong e, uint r0, uint vec, uint nm, float alpha,
-        float limit, __local const float *lut, __local float *red, uint moe,
-        __global const int *mids, __global const float *mw) {
+        float limit, __local const float *lut, __local float *red) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
     const uint R = FW_T / nm; /* rows of each matrix */
     __global const uint4 *wrow[FW_T];
@@ -148,14 +143,12 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
 #pragma unroll
     for (uint i = 0; i < FW_T; i++) {
         uint m = i / R; /* the matrix of slot i */
-        const struct moecl_qmm_args *am = m && !moe ? a2 : a;
-        int two = m && !moe; /* the second matrix of a gate/up pair */
-        ulong em = moe ? (ulong)mids[m] : e;
+        const struct moecl_qmm_args *am = m ? a2 : a;
         ulong r = min(r0 + warp * R + i % R, a->rows - 1);
-        wrow[i] = (__global const uint4 *)((two ? w2 : w) + am->w_offset +
-                                           em * a->w_expert_stride + r * a->w_row_stride);
-        srow[i] = (two ? sc2 : sc) + am->s_offset + em * a->s_expert_stride + r * a->s_row_stride;
-        brow[i] = (two ? bi2 : bi) + am->b_offset + em * a->b_expert_stride + r * a->b_row_stride;
+        wrow[i] = (__global const uint4 *)((m ? w2 : w) + am->w_offset + e * a->w_expert_stride +
+                                           r * a->w_row_stride);
+        srow[i] = (m ? sc2 : sc) + am->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
+        brow[i] = (m ? bi2 : bi) + am->b_offset + e * a->b_expert_stride + r * a->b_row_stride;
     }
     float acc[FW_T];
 #pragma unroll
@@ -185,8 +178,6 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
         float xsum = xloc ? fw_inputs_l(xl, u * FW_EPV, xs) : fw_inputs(xr, u * FW_EPV, xs);
 #pragma unroll
         for (uint i = 0; i < FW_T; i++) {
-            if (moe && i > 0 && i % R == 0) /* the next expert's input row */
-                xsum = fw_inputs(xr + (i / R) * a->x_stride, u * FW_EPV, xs);
             float dot = fw_dot(cur[i], xs, lut);
 #if QMODE == MOECL_QM_AFFINE
             acc[i] = fma(sc_[i], dot, fma(bc_[i], xsum, acc[i]));
@@ -210,13 +201,7 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     uint ro = r0 + warp * R + lane;
-    if (moe && lane < R && ro < a->rows) {
-        float sum = 0.0f;
-        for (uint m = 0; m < nm; m++)
-            sum += round_act(mw[m] * fw_out(wr[(m * R + lane) * 32u], bias, a, (ulong)mids[m], ro));
-        __global float *yo = y + (ulong)vec * a->y_stride + ro;
-        *yo = round_act(*yo + round_act(sum));
-    } else if (lane < R && ro < a->rows) {
+    if (lane < R && ro < a->rows) {
         float v = fw_out(wr[lane * 32u], bias, a, e, ro);
         if (nm == 2u)
             v = swiglu_one(v, fw_out(wr[(R + lane) * 32u], bias2, a2, e, ro), round_act(alpha),
@@ -241,7 +226,7 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
     fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, red, 0u, y, &a, &a, e, r0, vec, 1u, 0.0f, 0.0f,
-            lut, red, 0u, ids, x);
+            lut, red);
 }
 
 /* Three dense products of one input vector in one launch (the attention's q, k and v): the
@@ -278,7 +263,7 @@ MOECL_CAT(matmul_fmw3_f32_, WNAME)(QMM3_PARAMS, __global const uchar *nw, ulong 
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, xl, 1u, y, &am, &am, 0, r0, 0, 1u, 0.0f, 0.0f,
-            lut, red, 0u, 0, x);
+            lut, red);
 }
 
 /* An expert's gate and up products and their clamped SwiGLU in one launch (decode: a column per
@@ -300,27 +285,7 @@ MOECL_CAT(matmul_fmw_glu_f32_,
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
     fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, red, 0u, y, &a, &a2, e, r0, vec, 2u, alpha,
-            limit, lut, red, 0u, ids, x);
-}
-/* A token's top-k down products and their weighted sum added into the residual row (decode):
- * y[vec][r] = round(y[vec][r] + round(sum_m round(wts[m] * (down_{ids[m]} . x_m)_r))) for the
- * k = FW_T / rows_per_item experts ids[vec * k ..] with weights wts[vec * k ..], x_m the input row
- * vec * k + m (a.x_stride floats apart): bit for bit matmul_fmw over the k vectors and
- * moe_combine_f32. A warp holds a.rows_per_item rows of each of the k experts. */
-__kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
-MOECL_CAT(matmul_fmw_moe_f32_, WNAME)(__global const uchar *w, __global const uchar *sc,
-                                      __global const uchar *bi, __global const uchar *bias,
-                                      __global const float *x, __global float *y,
-                                      __global const int *ids, struct moecl_qmm_args a,
-                                      __global const float *wts) {
-    __local float red[8 * FW_T * 32];
-    __local float lut[16];
-    fw_lut(lut);
-    uint R = a.rows_per_item, k = FW_T / R, vec = get_group_id(1);
-    uint r0 = get_group_id(0) * 8u * R;
-    __global const float *xr = x + a.x_offset + (ulong)vec * k * a.x_stride;
-    fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, red, 0u, y, &a, &a, 0, r0, vec, k, 0.0f, 0.0f,
-            lut, red, 1u, ids + (ulong)vec * k, wts + (ulong)vec * k);
+            limit, lut, red);
 }
 #endif
 #endif

@@ -423,12 +423,6 @@ static enum moecl_status enqueue_experts(struct moecl_context *c, int l, int e, 
             moecl_launch_matmul(q, k, &D->up, XN, 0, H, K, IDS, U, I, n * K, bias_mode_of(&D->up)));
         MOECL_TRY(moecl_launch_swiglu(q, k, G, U, n * K * I, cfg->swiglu_alpha, cfg->swiglu_limit));
     }
-    if (!dump && moecl_moe_down_fusable(k, &D->down, I, n, K)) {
-        /* decode on a GPU: the down products and the weighted sum in one launch */
-        MOECL_TRY(moecl_launch_moe_down(q, k, &D->down, G, I, IDS, WTS, SUM, n, K,
-                                        bias_mode_of(&D->down)));
-        goto cleanup;
-    }
     MOECL_TRY(
         moecl_launch_matmul(q, k, &D->down, G, 0, I, 1, IDS, DN, H, n * K, bias_mode_of(&D->down)));
     if (dump) {

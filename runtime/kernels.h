@@ -52,7 +52,6 @@
     X(matmul_fmw, "matmul_fmw_f32_")                                                               \
     X(matmul_fmw_glu, "matmul_fmw_glu_f32_")                                                       \
     X(matmul_fmw3, "matmul_fmw3_f32_")                                                             \
-    X(matmul_fmw_moe, "matmul_fmw_moe_f32_")                                                       \
     X(embed, "embed_f32_")
 
 /* MOECL_ACT_* for a dtype (F32 for anything not F16/BF16). */
@@ -151,7 +150,6 @@ struct moecl_kernels {
     int fmw_qkv;           /* GPU: q, k and v in one matmul_fmw3 ($MOECL_FMW_QKV) */
     int qkv_norm;          /* GPU: the attention's norm inside matmul_fmw3 ($MOECL_QKV_NORM) */
     int router_norm;    /* GPU: the MoE norm inside the router's matmul_fmvn ($MOECL_ROUTER_NORM) */
-    int fmw_moe;        /* GPU: the down products and the combine in one ($MOECL_FMW_MOE) */
     int attn_tile;      /* GPU prefill chunks: attn_fast_tile_f32 ($MOECL_ATTN_TILE=0: off) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
                          */
@@ -246,20 +244,6 @@ MOECL_WUR enum moecl_status moecl_launch_matmul_norm(cl_command_queue q,
                                                      const struct moecl_dev_qweight *dw, cl_mem x,
                                                      cl_mem xn, const struct moecl_norm_w *norm,
                                                      cl_mem y, int bias_mode);
-
-/* A decode step's expert down products and their weighted sum added into the residual rows in
- * one launch: y[t] = round(y[t] + round(sum_j round(weights[t][j] * down_{ids[t][j]} .
- * x[t * top_k + j]))) for n_tokens tokens, bit for bit moecl_launch_matmul (matmul_fmw, one
- * column per vector) and moecl_launch_moe_combine. Only where moecl_moe_down_fusable says so
- * (GPU fast numerics, top_k dividing the rows per warp, matmul_fmw's alignments); else a shape
- * error. */
-int moecl_moe_down_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *down,
-                           uint32_t x_stride, uint32_t n_tokens, uint32_t top_k);
-MOECL_WUR enum moecl_status moecl_launch_moe_down(cl_command_queue q, const struct moecl_kernels *k,
-                                                  const struct moecl_dev_qweight *down, cl_mem x,
-                                                  uint32_t x_stride, cl_mem ids, cl_mem weights,
-                                                  cl_mem y, uint32_t n_tokens, uint32_t top_k,
-                                                  int bias_mode);
 
 /* y[t] = embedding row tokens[t], dequantized, for t < n_tokens. */
 MOECL_WUR enum moecl_status moecl_launch_embed(cl_command_queue q, const struct moecl_kernels *k,

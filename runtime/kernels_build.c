@@ -289,9 +289,6 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* and decode's attention norm inside it ($MOECL_QKV_NORM=0: a launch of its own) */
     const char *qn = getenv("MOECL_QKV_NORM");
     k->qkv_norm = !(qn && strcmp(qn, "0") == 0);
-    /* and a decode step's down products with the combine ($MOECL_FMW_MOE=0: two launches) */
-    const char *moe = getenv("MOECL_FMW_MOE");
-    k->fmw_moe = !(moe && strcmp(moe, "0") == 0);
     /* and the MoE norm inside the router's product ($MOECL_ROUTER_NORM=0: a launch of its own) */
     const char *rn = getenv("MOECL_ROUTER_NORM");
     k->router_norm = !(rn && strcmp(rn, "0") == 0);
@@ -339,9 +336,6 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fmw_glu_f32_%s", suffix);
         if (k->formats[i].matmul_fmw)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw_glu));
-        snprintf(name, sizeof name, "matmul_fmw_moe_f32_%s", suffix);
-        if (k->formats[i].matmul_fmw)
-            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw_moe));
         snprintf(name, sizeof name, "matmul_fmw3_f32_%s", suffix);
         if (k->formats[i].matmul_fmw)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmw3));

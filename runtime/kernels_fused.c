@@ -1,8 +1,8 @@
 /* Fused GPU decode launchers (kernels.h): on matmul_fmw's arithmetic (qmatmul_fmw_gpu.cl) the
  * o-projection with its residual add, the attention's norm and q/k/v in one launch, an expert's
- * gate/up/SwiGLU in one launch, the down products with the weighted combine; on matmul_fmv's
- * (qmatmul_fm_gpu.cl) the MoE norm and the router. Each gives the bits of the launches it replaces
- * and comes with a predicate saying where it applies. */
+ * gate/up/SwiGLU in one launch; on matmul_fmv's (qmatmul_fm_gpu.cl) the MoE norm and the router.
+ * Each gives the bits of the launches it replaces and comes with a predicate saying where it
+ * applies. */
 #include "kernels_launch.h"
 
 #include <string.h>
@@ -219,45 +219,6 @@ enum moecl_status moecl_launch_matmul_norm(cl_command_queue q, const struct moec
     ARG(kern, 11, eps);
     status = moecl_kenqueue(q, k, kern, "matmul_norm", moecl_matmul_class(dw->w), 1,
                             (size_t)(R + a.rows_per_item - 1) / a.rows_per_item * 256, 1, 256);
-cleanup:
-    return status;
-}
-
-int moecl_moe_down_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *down,
-                           uint32_t x_stride, uint32_t n_tokens, uint32_t top_k) {
-    if (!k->fmw_moe || !k->fmw_rows || !k->fast_numerics || k->lanes != 1 || down->format < 0 ||
-        down->format >= k->n_formats || !k->formats[down->format].matmul_fmw_moe ||
-        down->w->n_experts <= 0 || !top_k || k->fmw_rows % top_k != 0 ||
-        n_tokens * top_k > (uint32_t)down->w->n_experts)
-        return 0;
-    /* where moecl_launch_matmul runs matmul_fmw for the n_tokens * top_k vectors */
-    struct moecl_qmm_args a = moecl_qmm_args_of(down, 0, x_stride, 1, 1, 0, n_tokens * top_k, 0);
-    return a.rows >= k->fmw_min_rows && x_stride >= a.cols && moecl_fmw_aligned(down, &a);
-}
-
-enum moecl_status moecl_launch_moe_down(cl_command_queue q, const struct moecl_kernels *k,
-                                        const struct moecl_dev_qweight *down, cl_mem x,
-                                        uint32_t x_stride, cl_mem ids, cl_mem weights, cl_mem y,
-                                        uint32_t n_tokens, uint32_t top_k, int bias_mode) {
-    enum moecl_status status = MOECL_OK;
-    if (!moecl_moe_down_fusable(k, down, x_stride, n_tokens, top_k))
-        return moecl_bad_shape("moe_down: not fusable here (moecl_moe_down_fusable)");
-    if (bias_mode != MOECL_BIAS_NONE && !down->w->bias)
-        bias_mode = MOECL_BIAS_NONE;
-    uint32_t H = (uint32_t)down->w->rows;
-    struct moecl_qmm_args a =
-        moecl_qmm_args_of(down, 0, x_stride, 1, 1, H, n_tokens * top_k, bias_mode);
-    a.rows_per_item = k->fmw_rows / top_k; /* a warp: these rows of each of the k experts */
-    cl_kernel kern = k->formats[down->format].matmul_fmw_moe;
-    MOECL_TRY(moecl_set_weight_args(kern, 0, down));
-    ARG(kern, 4, x);
-    ARG(kern, 5, y);
-    ARG(kern, 6, ids);
-    ARG(kern, 7, a);
-    ARG(kern, 8, weights);
-    status = moecl_kenqueue(
-        q, k, kern, "matmul_moe", MOECL_OPC_EXPERTS, 2,
-        (size_t)(a.rows + 8 * a.rows_per_item - 1) / (8 * a.rows_per_item) * 256, n_tokens, 256);
 cleanup:
     return status;
 }

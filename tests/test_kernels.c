@@ -202,8 +202,6 @@ static int g_qkv_norm_runs;
 /* dense one-vector cases below 1024 rows checked with the norm inside (norm_check), and the
  * checks that found a difference or failed */
 static int g_norm_runs, g_norm_bad;
-/* per-expert cases checked with the down products and the combine in one launch (moe_check) */
-static int g_moe_runs, g_moe_bad;
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -462,53 +460,6 @@ static cl_mem buf_rotated(struct kenv *e, const void *p, size_t stride, size_t E
     cl_mem m = buf_in(e, r, stride * E + 1);
     free(r);
     return m;
-}
-
-/* A token's top-4 down products with the weighted combine in one launch (moecl_launch_moe_down)
- * on a case's expert stack: experts ids[0..4), four random input rows, random weights and
- * residual row: bit for bit the product over the four vectors (matmul_fmw) and
- * moecl_launch_moe_combine. Returns the outputs that differ, -1 when not fusable or a launch
- * failed. */
-static int moe_check(struct kenv *e, const struct qcase *qc, const struct moecl_dev_qweight *dw,
-                     size_t xs, const int32_t *ids, uint64_t seed) {
-    const uint32_t K = 4;
-    size_t R = (size_t)qc->rows;
-    float *x = calloc(K * xs, sizeof(float)), *res = calloc(R, sizeof(float));
-    float *a = calloc(R, sizeof(float)), *b = calloc(R, sizeof(float)), wt[4];
-    uint64_t st = seed;
-    for (size_t i = 0; i < K * xs; i++)
-        x[i] = moecl_test_randf(&st);
-    for (size_t i = 0; i < R; i++)
-        res[i] = moecl_test_randf(&st) * 4.0f;
-    for (uint32_t i = 0; i < K; i++)
-        wt[i] = 0.1f + fabsf(moecl_test_randf(&st));
-    cl_mem xk = buf_in(e, x, K * xs * 4), idm = buf_in(e, ids, K * 4), wm = buf_in(e, wt, K * 4);
-    cl_mem ya = buf_in(e, res, R * 4), yb = buf_in(e, res, R * 4), dn = buf_out(e, K * R * 4);
-    int bias = qc->with_bias ? MOECL_BIAS_AFTER : MOECL_BIAS_NONE, diff = -1;
-    if (moecl_moe_down_fusable(&e->k, dw, (uint32_t)xs, 1, K) &&
-        moecl_launch_moe_down(e->q, &e->k, dw, xk, (uint32_t)xs, idm, wm, ya, 1, K, bias) ==
-            MOECL_OK &&
-        moecl_launch_matmul(e->q, &e->k, dw, xk, 0, (uint32_t)xs, 1, idm, dn, (uint32_t)R, K,
-                            bias) == MOECL_OK &&
-        moecl_launch_moe_combine(e->q, &e->k, yb, dn, wm, 1, (uint32_t)R, K) == MOECL_OK &&
-        read_back(e, ya, a, R * 4) == 0 && read_back(e, yb, b, R * 4) == 0) {
-        diff = 0;
-        for (size_t i = 0; i < R; i++)
-            diff += memcmp(&a[i], &b[i], 4) != 0;
-        if (diff)
-            printf("  down products with the combine: %d outputs differ\n", diff);
-    }
-    clReleaseMemObject(xk);
-    clReleaseMemObject(idm);
-    clReleaseMemObject(wm);
-    clReleaseMemObject(ya);
-    clReleaseMemObject(yb);
-    clReleaseMemObject(dn);
-    free(x);
-    free(res);
-    free(a);
-    free(b);
-    return diff;
 }
 
 /* The fused expert gate/up/SwiGLU (moecl_launch_glu) on a case's stack: gate = experts
@@ -770,10 +721,6 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
         }
         if (g_wide && g_fm_lanes == 1 && bad >= 0 && qc->with_ids && E >= 2 && e.k.fmw_rows >= 2) {
             g_glu_diff = glu_check(&e, qc, &qw, &dw, xm, xs, ids);
-            if (qc->n_vec >= 4 && moecl_moe_down_fusable(&e.k, &dw, (uint32_t)xs, 1, 4)) {
-                g_moe_runs++;
-                g_moe_bad += moe_check(&e, qc, &dw, xs, ids, seed) != 0;
-            }
             if (g_glu_diff == 0 && E >= 3)
                 g_glu_diff = qkv_check(&e, qc, &qw, &dw, xm, xs, 1);
             if (g_glu_diff != 0)
@@ -1179,9 +1126,8 @@ TEST(kernel_matmul_fm_gpu_tiled) {
  * third sweep) and 4096 (whole sweeps); a bias. Each case must be within the bound of its sum order
  * and differ in some bits from matmul_fm (so the wide kernel really ran). The cases per expert also
  * run the fused gate/up/SwiGLU (glu_check) and three of their experts as q/k/v in one launch
- * (qkv_check, also with the attention's norm inside) and a token's top-4 down products with the
- * combine (moe_check, where 4 divides the rows per warp), the dense ones the product with its
- * residual add (add_check): bit for bit the separate launches. */
+ * (qkv_check, also with the attention's norm inside), the dense ones the product with its residual
+ * add (add_check): bit for bit the separate launches. */
 TEST(kernel_matmul_fm_gpu_wide) {
     struct kenv_lanes old = kenv_lanes_set("1");
     const char *prev = getenv("MOECL_FMW");
@@ -1215,8 +1161,6 @@ TEST(kernel_matmul_fm_gpu_wide) {
     }
     g_wide = 0;
     CHECK(g_qkv_norm_runs >= 3); /* per expert at each rows per warp */
-    CHECK(g_moe_runs >= 4);      /* per expert at 4 and 8 rows per warp */
-    CHECK_EQ(g_moe_bad, 0);
     if (saved)
         setenv("MOECL_FMW", saved, 1);
     else
