@@ -197,7 +197,8 @@ MOECL_WUR enum moecl_status moecl_launch_matmul_add(cl_command_queue q,
  * launch: y_i = w_i . x (rows of y_i w_i's rows apart) with each one's bias mode, bit for bit
  * as moecl_launch_matmul computes them: one vector as matmul_fmw (decode), from k->fmt_min
  * vectors as matmul_fmt (prefill). Only where moecl_qkv_fusable says so (GPU fast numerics,
- * one format with those kernels, their alignments); else a shape error. */
+ * one format with those kernels, their alignments; one vector: at most 4096 columns); else a
+ * shape error. */
 int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *const w[3],
                       uint32_t x_offset, uint32_t x_stride, uint32_t n_vec);
 /* An RMSNorm a fused launch applies to its input first: weight buffer, offset, MOECL_DT_*. */
@@ -207,7 +208,7 @@ struct moecl_norm_w {
     int dt;
     float eps;
 };
-/* Whether moecl_launch_qkv can also norm its input (one vector, at most 4096 columns, on). */
+/* Whether moecl_launch_qkv can also norm its input (one vector, $MOECL_QKV_NORM not 0). */
 int moecl_qkv_norm_fusable(const struct moecl_kernels *k,
                            const struct moecl_dev_qweight *const w[3], uint32_t x_offset,
                            uint32_t x_stride, uint32_t n_vec);

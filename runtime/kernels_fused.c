@@ -49,7 +49,8 @@ int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qwei
         w[0]->format >= k->n_formats)
         return 0;
     const struct moecl_format_kernels *f = &k->formats[w[0]->format];
-    if (n_vec == 1 ? !k->fmw_rows || !f->matmul_fmw3
+    /* (matmul_fmw3 stages its input row in local memory: at most 4096 columns) */
+    if (n_vec == 1 ? !k->fmw_rows || !f->matmul_fmw3 || w[0]->w->cols > 4096
                    : !f->matmul_fm || !f->matmul_fmt3 || n_vec < k->fmt_min)
         return 0;
     for (int i = 0; i < 3; i++) {
@@ -69,8 +70,7 @@ int moecl_qkv_fusable(const struct moecl_kernels *k, const struct moecl_dev_qwei
 int moecl_qkv_norm_fusable(const struct moecl_kernels *k,
                            const struct moecl_dev_qweight *const w[3], uint32_t x_offset,
                            uint32_t x_stride, uint32_t n_vec) {
-    return k->qkv_norm && n_vec == 1 && w[0]->w->cols <= 4096 &&
-           moecl_qkv_fusable(k, w, x_offset, x_stride, n_vec);
+    return k->qkv_norm && n_vec == 1 && moecl_qkv_fusable(k, w, x_offset, x_stride, n_vec);
 }
 
 enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,

@@ -1169,6 +1169,36 @@ TEST(kernel_matmul_fm_gpu_wide) {
     kenv_lanes_restore(&old);
 }
 
+/* Decode's q/k/v launch stages its input row in local memory (matmul_fmw3): it takes up to 4096
+ * columns and leaves wider products to three launches. */
+TEST(kernel_qkv_fusable_columns) {
+    struct kenv_lanes old = kenv_lanes_set("1");
+    struct kenv e;
+    const struct moecl_qformat f4 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16};
+    int opened = kenv_open_numerics(&e, MOECL_ACT_F32, 1, &f4, 1) == 0;
+    CHECK(opened);
+    if (opened) {
+        struct moecl_qweight qw = {0};
+        qw.mode = MOECL_QMODE_AFFINE;
+        qw.bits = 4;
+        qw.group_size = 64;
+        qw.rows = 1024;
+        qw.cols = 4096;
+        qw.weight_row_stride = 2048;
+        struct moecl_dev_qweight dw = {0};
+        dw.w = &qw;
+        const struct moecl_dev_qweight *const ws[3] = {&dw, &dw, &dw};
+        CHECK(moecl_qkv_fusable(&e.k, ws, 0, 4096, 1));
+        CHECK(moecl_qkv_norm_fusable(&e.k, ws, 0, 4096, 1));
+        qw.cols = 4160;
+        qw.weight_row_stride = 2080;
+        CHECK(!moecl_qkv_fusable(&e.k, ws, 0, 4160, 1));
+        CHECK(!moecl_qkv_norm_fusable(&e.k, ws, 0, 4160, 1));
+        kenv_close(&e);
+    }
+    kenv_lanes_restore(&old);
+}
+
 /* Fast numerics, the GPU decomposition (8 warps x 4 rows per work-group, a warp's 32
  * work-items on every 32nd word of a row; forced on PoCL with $MOECL_FAST_LANES=1): affine
  * 2/4/8-bit at every group, mxfp4 and nvfp4; dense (1 and 11 vectors: a full and a partial tile
