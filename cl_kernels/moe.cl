@@ -12,14 +12,7 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
     uint t = get_global_id(0);
     if (t >= n_tokens)
         return;
-    __global const float *lg = logits + (ulong)t * n_experts;
-    /* up to 64 logits copied to private memory first: the selection walks them k times, and on
-     * a GPU each walk over global memory was a chain of dependent loads */
-    float lv[64];
-    int priv = n_experts <= 64;
-    if (priv)
-        for (uint e = 0; e < n_experts; e++)
-            lv[e] = lg[e];
+    __global const float *l = logits + (ulong)t * n_experts;
     int sel[TOPK_MAX];
     float val[TOPK_MAX];
     ulong chosen = 0; /* the experts taken so far, as bits (up to 64 experts; else a search) */
@@ -35,10 +28,9 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
                     taken |= sel[u] == (int)e;
             if (taken)
                 continue;
-            float le = priv ? lv[e] : lg[e];
-            if (best < 0 || le >= bv) {
+            if (best < 0 || l[e] >= bv) {
                 best = (int)e;
-                bv = le;
+                bv = l[e];
             }
         }
         sel[s] = best;
