@@ -169,14 +169,15 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
     const char *fmw = getenv("MOECL_FMW");
     p->fmw_rows = 4;
     if (fmw && *fmw) {
-        int r = atoi(fmw);
-        if (r != 0 && r != 2 && r != 4 && r != 8) {
+        char *end = NULL;
+        long r = strtol(fmw, &end, 10);
+        if (*end || (r != 0 && r != 2 && r != 4 && r != 8)) {
             status =
                 moecl_error_set(MOECL_ERR_INVALID_ARG,
                                 "$MOECL_FMW=%s: expected 0 (off), 2, 4 or 8 rows per warp", fmw);
             goto cleanup;
         }
-        p->fmw_rows = r;
+        p->fmw_rows = (int)r;
     }
     MOECL_TRY(moecl_cl_program_build(ctx, dev, core_files,
                                      (int)(sizeof core_files / sizeof core_files[0]), opts,
