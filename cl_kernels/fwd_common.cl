@@ -170,6 +170,18 @@ inline float ref_sincos(float in, int sine) {
 
 /* ------------------------------------------------------------------ pieces shared by kernels */
 
+/* RoPE's rotation of the pair (x1, x2) by cos c and sin s: the pair's first element (upper 0,
+ * round(round(x1 c) - round(x2 s))) or its second (upper 1, round(round(x1 s) + round(x2 c))).
+ * Each product is rounded on its own through a volatile variable: NVIDIA's compiler ignores
+ * FP_CONTRACT OFF, and at float32 activations it fused these products into multiply-adds
+ * differently in rope_f32 and in matmul_fmw3's epilogue (a few percent of their outputs
+ * differed on an H100). */
+inline float rope_rotate(float x1, float x2, float c, float s, uint upper) {
+    volatile float p1 = round_act(x1 * (upper ? s : c));
+    volatile float p2 = round_act(x2 * (upper ? c : s));
+    return upper ? round_act(p1 + p2) : round_act(p1 - p2);
+}
+
 /* RMSNorm on GPUs: a work-group of RMS_WG work-items per row of n <= RMS_MAX elements. */
 #define RMS_WG 256
 #define RMS_MAX 4096

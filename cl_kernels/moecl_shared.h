@@ -63,6 +63,17 @@ struct moecl_qmm_args {
     moecl_u32 residual;      /* matmul_fmw: 1 = y = round(y + output), the residual add fused */
 };
 
+/* matmul_fmw3's epilogue in decode (one token): RoPE of the q and k rows and the token's k and v
+ * rows stored into their ring slots as well, the arithmetic of rope_f32 and kv_append_*. */
+struct moecl_qkv_rope_args {
+    moecl_u64 kv_offset; /* elements before the token's ring slot: (pos % cache_cap) * kv_width */
+    moecl_u32 head_dim;  /* 0: no RoPE (and no ring stores) */
+    moecl_u32 pos;       /* the token's position */
+    float mscale;        /* YaRN's attention scale (rope_f32's mscale) */
+    moecl_u32 kv_write;  /* 1: k and v rows also into k_ring and v_ring at kv_offset */
+    moecl_u32 kv_f16;    /* 1: the rings hold half (vstore_half_rte, as kv_append_f16) */
+};
+
 /* attn_*: causal attention with sinks over a ring-buffer cache plus the chunk's fresh keys. */
 struct moecl_attn_args {
     moecl_u64 sinks_offset;

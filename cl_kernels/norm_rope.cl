@@ -85,8 +85,8 @@ __kernel void rope_f32(__global float *x, __global const float *inv_freq, uint n
         }
         float theta = pos * inv_freq[i];
         float c = round_act(ref_sincos(theta, 0)), s = round_act(ref_sincos(theta, 1));
-        v[i] = round_act(round_act(x1 * c) - round_act(x2 * s));
-        v[i + half_dim] = round_act(round_act(x1 * s) + round_act(x2 * c));
+        v[i] = rope_rotate(x1, x2, c, s, 0u);
+        v[i + half_dim] = rope_rotate(x1, x2, c, s, 1u);
     }
 }
 

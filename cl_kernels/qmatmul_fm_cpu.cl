@@ -461,4 +461,5 @@ __kernel void MOECL_CAT(matmul_fm_f32_, WNAME)(__global const uchar *w, __global
         }
     }
 }
+
 #endif /* FM_CPU */

@@ -125,17 +125,47 @@ inline float fw_out(float v, __global const uchar *bias, const struct moecl_qmm_
                                               : round_act(v);
 }
 
+/* RoPE in matmul_fmw3 (decode): a matrix of whole heads is computed in slot order, slot s of head
+ * h holding row fw_rope_row(s, hd): slots 2i and 2i + 1 hold rows i and i + hd / 2 of the head,
+ * the pair rope_f32 rotates together. A warp's R slots start at an even slot (R even), so both
+ * rows of each of its pairs are in the warp. */
+inline uint fw_rope_row(uint s, uint hd) {
+    uint j = s % hd;
+    return s - j + (j >> 1) + (j & 1u) * (hd >> 1);
+}
+
+/* Rotated value of the slot's row (upper: the row of the pair's second half) from the row's
+ * output self and its pair's other: rope_f32's arithmetic for pair i at position ra.pos. */
+inline float fw_rope_one(float self, float other, uint upper, uint i,
+                         __global const float *inv_freq,
+                         const struct moecl_qkv_rope_args *ra) {
+    float x1 = upper ? other : self, x2 = upper ? self : other;
+    float ms = round_act(ra->mscale);
+    if (ra->mscale != 1.0f) {
+        x1 = round_act(x1 * ms);
+        x2 = round_act(x2 * ms);
+    }
+    float theta = (float)ra->pos * inv_freq[i];
+    float c = round_act(ref_sincos(theta, 0)), s = round_act(ref_sincos(theta, 1));
+    return rope_rotate(x1, x2, c, s, upper);
+}
+
 /* Rows r0 + warp * R .. R - 1 of expert e against the input row xr, into y's vector `vec`: of
  * one matrix (nm 1: w, a; R = FW_T), or of two with the same shape and format (nm 2: the expert
  * gate w, a and up w2, a2, whose clamped SwiGLU goes to y; R = FW_T / 2 rows of each). The input
- * row is xl in local memory where xloc (a constant after inlining), else xr. */
+ * row is xl in local memory where xloc (a constant after inlining), else xr. nm 1 only: rope 1
+ * takes slots r0 + ... in RoPE's order (fw_rope_row; rows whole heads of ra->head_dim) and
+ * rotates each row with its pair before the store (inv_freq: [head_dim / 2]); ring_on 1 also
+ * stores the output to ring at ra->kv_offset + row (float, or half with ra->kv_f16). */
 __attribute__((always_inline)) inline void
 fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar *bi,
         __global const uchar *bias, __global const uchar *w2, __global const uchar *sc2,
         __global const uchar *bi2, __global const uchar *bias2, __global const float *xr,
         __local const float *xl, uint xloc, __global float *y, const struct moecl_qmm_args *a,
         const struct moecl_qmm_args *a2, ulong e, uint r0, uint vec, uint nm, float alpha,
-        float limit, __local const float *lut, __local float *red) {
+        float limit, __local const float *lut, __local float *red, uint rope, uint ring_on,
+        __global const float *inv_freq, __global uchar *ring,
+        const struct moecl_qkv_rope_args *ra) {
     uint lid = get_local_id(0), lane = lid & 31u, warp = lid >> 5;
     const uint R = FW_T / nm; /* rows of each matrix */
     __global const uint4 *wrow[FW_T];
@@ -144,7 +174,8 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
     for (uint i = 0; i < FW_T; i++) {
         uint m = i / R; /* the matrix of slot i */
         const struct moecl_qmm_args *am = m ? a2 : a;
-        ulong r = min(r0 + warp * R + i % R, a->rows - 1);
+        uint sl = r0 + warp * R + i % R;
+        ulong r = min(rope ? fw_rope_row(sl, ra->head_dim) : sl, a->rows - 1);
         wrow[i] = (__global const uint4 *)((m ? w2 : w) + am->w_offset + e * a->w_expert_stride +
                                            r * a->w_row_stride);
         srow[i] = (m ? sc2 : sc) + am->s_offset + e * a->s_expert_stride + r * a->s_row_stride;
@@ -200,14 +231,24 @@ fw_rows(__global const uchar *w, __global const uchar *sc, __global const uchar 
                 wr[i * 32u + lane] += wr[i * 32u + lane + st];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    uint ro = r0 + warp * R + lane;
-    if (lane < R && ro < a->rows) {
+    uint so = r0 + warp * R + lane; /* the lane's slot */
+    if (lane < R && so < a->rows) {
+        uint hd = ra->head_dim, ro = rope ? fw_rope_row(so, hd) : so;
         float v = fw_out(wr[lane * 32u], bias, a, e, ro);
         if (nm == 2u)
             v = swiglu_one(v, fw_out(wr[(R + lane) * 32u], bias2, a2, e, ro), round_act(alpha),
                            limit);
+        if (rope) /* the pair's other row is in the neighbouring slot, lane ^ 1 */
+            v = fw_rope_one(v, fw_out(wr[(lane ^ 1u) * 32u], bias, a, e, fw_rope_row(so ^ 1u, hd)),
+                            so & 1u, (so % hd) >> 1, inv_freq, ra);
         __global float *yo = y + (ulong)vec * a->y_stride + ro;
         *yo = a->residual ? round_act(*yo + v) : v; /* (as add_f32) */
+        if (ring_on) {
+            if (ra->kv_f16)
+                vstore_half_rte(v, ra->kv_offset + ro, (__global half *)ring);
+            else
+                ((__global float *)ring)[ra->kv_offset + ro] = v;
+        }
     }
 }
 
@@ -225,8 +266,9 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
     uint r0 = get_group_id(0) * 8u * FW_T;
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
+    const struct moecl_qkv_rope_args none = {0, 0, 0, 1.0f, 0, 0};
     fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, red, 0u, y, &a, &a, e, r0, vec, 1u, 0.0f, 0.0f,
-            lut, red);
+            lut, red, 0u, 0u, x, (__global uchar *)y, &none);
 }
 
 /* Three dense products of one input vector in one launch (the attention's q, k and v): the
@@ -234,10 +276,15 @@ MOECL_CAT(matmul_fmw_f32_, WNAME)(__global const uchar *w, __global const uchar 
  * bits), into y0, y1, y2. All three share the format and a0.rows_per_item. norm 1: the input is
  * RMSNorm(x) with weight nw (offset nw_offset, MOECL_DT_* nw_dt), which every work-group
  * computes into local memory as rmsnorm_wg_f32 does in fast numerics (the same bits); the
- * columns are at most RMS_MAX (the launcher checks). */
+ * columns are at most RMS_MAX (the launcher checks). ra.head_dim not 0 (decode's epilogue, the
+ * launcher checks the shapes): q and k (whole heads) come out rotated as rope_f32 rotates them
+ * at position ra.pos (inv_freq, ra.mscale), and with ra.kv_write k and v go to k_ring and
+ * v_ring at ra.kv_offset too, as kv_append_f32/f16 store them. */
 __kernel __attribute__((reqd_work_group_size(256, 1, 1))) void
 MOECL_CAT(matmul_fmw3_f32_, WNAME)(QMM3_PARAMS, __global const uchar *nw, ulong nw_offset,
-                                   uint nw_dt, float eps, uint norm) {
+                                   uint nw_dt, float eps, uint norm,
+                                   __global const float *inv_freq, __global uchar *k_ring,
+                                   __global uchar *v_ring, struct moecl_qkv_rope_args ra) {
     __local float red[8 * FW_T * 32];
     __local float lut[16];
     __local float4 xl4[RMS_MAX / 4];
@@ -262,8 +309,9 @@ MOECL_CAT(matmul_fmw3_f32_, WNAME)(QMM3_PARAMS, __global const uchar *nw, ulong 
                          : xr[i];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+    uint rope = ra.head_dim && m < 2u, ring_on = ra.head_dim && ra.kv_write && m > 0u;
     fw_rows(w, sc, bi, bias, w, sc, bi, bias, xr, xl, 1u, y, &am, &am, 0, r0, 0, 1u, 0.0f, 0.0f,
-            lut, red);
+            lut, red, rope, ring_on, inv_freq, m == 1u ? k_ring : v_ring, &ra);
 }
 
 /* An expert's gate and up products and their clamped SwiGLU in one launch (decode: a column per
@@ -284,8 +332,9 @@ MOECL_CAT(matmul_fmw_glu_f32_,
     uint r0 = get_group_id(0) * 8u * (FW_T / 2u);
     ulong e = a.use_ids ? (ulong)ids[vec] : 0;
     __global const float *xr = x + a.x_offset + (ulong)(vec / a.x_div) * a.x_stride;
+    const struct moecl_qkv_rope_args none = {0, 0, 0, 1.0f, 0, 0};
     fw_rows(w, sc, bi, bias, w2, sc2, bi2, bias2, xr, red, 0u, y, &a, &a2, e, r0, vec, 2u, alpha,
-            limit, lut, red);
+            limit, lut, red, 0u, 0u, x, (__global uchar *)y, &none);
 }
 #endif
 #endif

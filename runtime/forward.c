@@ -316,10 +316,27 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
                                          cfg->rms_norm_eps};
     /* decode on a GPU: the norm inside the q/k/v launch */
     int norm_fused = !dump && moecl_qkv_norm_fusable(k, qkv, 0, H, n);
+    /* and RoPE; and the KV append where the token's ring slot holds no key the attention reads
+     * (it reads the token's own k and v from Kc and Vc): its keys pos0 - n_keys + 1 .. pos0 - 1
+     * take n_keys - 1 slots other than pos0's when n_keys <= cap */
+    int rope_fused = !dump && n == 1 && moecl_qkv_rope_fusable(k, qkv, 0, H, hd);
+    uint32_t n_keys = L->window && pos0 + 1 > L->window ? L->window : pos0 + 1;
+    int kv_fused = rope_fused && k->qkv_kv && n_keys <= L->cap;
     if (!norm_fused)
         MOECL_TRY(moecl_launch_rmsnorm(q, k, X, XN, D->input_norm.mem, D->input_norm.offset,
                                        D->input_norm.dt, n, H, cfg->rms_norm_eps));
-    if (moecl_qkv_fusable(k, qkv, 0, H, n)) {
+    if (rope_fused) {
+        cl_mem const outs[3] = {Q, Kc, Vc};
+        const int modes[3] = {bias_mode_of(&D->q), bias_mode_of(&D->k), bias_mode_of(&D->v)};
+        struct moecl_qkv_rope rp = {inv_freq, hd,   pos0,   m->mscale,
+                                    NULL,     NULL, L->cap, c->kv_type == MOECL_KV_F16};
+        if (kv_fused) {
+            rp.k_ring = KR;
+            rp.v_ring = VR;
+        }
+        MOECL_TRY(moecl_launch_qkv_rope(q, k, qkv, norm_fused ? X : XN, 0, H, outs, modes,
+                                        norm_fused ? &in_norm : NULL, &rp));
+    } else if (moecl_qkv_fusable(k, qkv, 0, H, n)) {
         /* GPU fast numerics (decode, or a prefill chunk): the three products in one launch */
         cl_mem const outs[3] = {Q, Kc, Vc};
         const int modes[3] = {bias_mode_of(&D->q), bias_mode_of(&D->k), bias_mode_of(&D->v)};
@@ -333,8 +350,10 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
         MOECL_TRY(
             moecl_launch_matmul(q, k, &D->v, XN, 0, H, 1, NULL, Vc, KW, n, bias_mode_of(&D->v)));
     }
-    MOECL_TRY(moecl_launch_rope2(q, k, Q, (uint32_t)cfg->n_heads, QW, Kc, (uint32_t)cfg->n_kv_heads,
-                                 KW, inv_freq, n, hd, pos0, m->mscale));
+    if (!rope_fused)
+        MOECL_TRY(moecl_launch_rope2(q, k, Q, (uint32_t)cfg->n_heads, QW, Kc,
+                                     (uint32_t)cfg->n_kv_heads, KW, inv_freq, n, hd, pos0,
+                                     m->mscale));
     struct moecl_attn_args aa;
     memset(&aa, 0, sizeof aa);
     aa.sinks_offset = D->sinks.offset;
@@ -350,8 +369,9 @@ static enum moecl_status enqueue_attention(struct moecl_context *c, int l, uint3
     aa.kv_f16 = c->kv_type == MOECL_KV_F16;
     aa.key_shift = n == 1 && cfg->layer_sliding[l] ? c->key_shift : 0;
     MOECL_TRY(moecl_launch_attn(q, k, Q, Kc, Vc, KR, VR, D->sinks.mem, &aa, ATT));
-    MOECL_TRY(moecl_launch_kv_append(q, k, Kc, Vc, KR, VR, n, pos0, L->cap, KW,
-                                     c->kv_type == MOECL_KV_F16));
+    if (!kv_fused)
+        MOECL_TRY(moecl_launch_kv_append(q, k, Kc, Vc, KR, VR, n, pos0, L->cap, KW,
+                                         c->kv_type == MOECL_KV_F16));
     if (dump) {
         dump_buffer(c, a, "l0_xn", XN, (size_t)n * H);
         dump_buffer(c, a, "l0_q", Q, (size_t)n * QW);
@@ -522,7 +542,8 @@ static enum moecl_status enqueue_step(struct moecl_context *c, uint32_t n, int a
     size_t xb = (size_t)n * H * sizeof(float), kb = (size_t)n * K * sizeof(float);
     cl_mem X, XN, T, mems[3];
 
-    int dump_layer = c->dump_layer;
+    /* the layer whose buffers go to $MOECL_DUMP_DIR (unfused there); none without the folder */
+    int dump_layer = c->dump_dir ? c->dump_layer : -1;
     /* h = embed_tokens[ids] */
     {
         int d = m->place.embed;

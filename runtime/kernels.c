@@ -206,6 +206,59 @@ struct moecl_qmm_args moecl_qmm_args_of(const struct moecl_dev_qweight *dw, uint
     return a;
 }
 
+/* matmul_fmb's tiles of vectors (qmatmul_fmb_cpu.cl: FB_TV, FB_R, FB_MAX_EXPERTS) */
+#define FMB_TILE 32u
+#define FMB_ROWS 12u
+#define FMB_MAX_EXPERTS 256
+
+int moecl_matmul_fmb_fits(const struct moecl_kernels *k, const struct moecl_dev_qweight *dw,
+                          uint32_t n_vec, int ids) {
+    const struct moecl_qweight *w = dw->w;
+    if (!k->fmb_min || !k->fast_numerics || dw->format < 0 || dw->format >= k->n_formats ||
+        !k->formats[dw->format].matmul_fmb)
+        return 0;
+    if (ids)
+        return w->n_experts <= FMB_MAX_EXPERTS &&
+               (size_t)n_vec >= (size_t)k->fmb_min * (size_t)w->n_experts;
+    return n_vec >= k->fmb_min;
+}
+
+/* matmul_fmb: the vectors transposed into tiles of FMB_TILE (one work-item per expert or tile),
+ * then (row block, expert or tile) work-items of whole passes of FMB_ROWS rows. */
+static enum moecl_status launch_fmb(cl_command_queue q, const struct moecl_kernels *k,
+                                    const struct moecl_dev_qweight *dw, cl_mem x, cl_mem ids,
+                                    cl_mem y, struct moecl_qmm_args *a, size_t kp) {
+    enum moecl_status status = MOECL_OK;
+    const struct moecl_qweight *w = dw->w;
+    cl_kernel prep = k->formats[dw->format].matmul_fmb_prep;
+    cl_kernel kern = k->formats[dw->format].matmul_fmb;
+    if (!prep || !kern || !k->fm_scratch)
+        return moecl_bad_shape("matmul: matmul_fmb without its transposition kernel or scratch");
+    size_t tiles = (a->n_vec + FMB_TILE - 1) / FMB_TILE;
+    size_t slots = ids ? tiles + (size_t)w->n_experts : tiles; /* a partial tile per expert */
+    size_t cols = ids ? (size_t)w->n_experts : tiles;
+    MOECL_TRY(fm_scratch_reserve(q, k->fm_scratch, slots * FMB_TILE * kp * sizeof(float)));
+    cl_mem idm = ids ? ids : x;
+    ARG(prep, 0, x);
+    ARG(prep, 1, k->fm_scratch->buf);
+    ARG(prep, 2, idm);
+    ARG(prep, 3, *a);
+    MOECL_TRY(moecl_kenqueue(q, k, prep, "matmul_fmb_prep", moecl_matmul_class(w), 1, cols, 1, 1));
+    /* ~64 row blocks (fewer when there are many tiles), whole passes each */
+    size_t blocks = ids || tiles < 4 ? 64 : 16;
+    uint32_t rpi = (uint32_t)((a->rows + blocks - 1) / blocks);
+    a->rows_per_item = (rpi + FMB_ROWS - 1) / FMB_ROWS * FMB_ROWS;
+    size_t g0 = (a->rows + a->rows_per_item - 1) / a->rows_per_item;
+    MOECL_TRY(moecl_set_weight_args(kern, 0, dw));
+    ARG(kern, 4, k->fm_scratch->buf);
+    ARG(kern, 5, y);
+    ARG(kern, 6, idm);
+    ARG(kern, 7, *a);
+    status = moecl_kenqueue(q, k, kern, "matmul", moecl_matmul_class(w), 2, g0, cols, 1);
+cleanup:
+    return status;
+}
+
 enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_kernels *k,
                                       const struct moecl_dev_qweight *dw, cl_mem x,
                                       uint32_t x_offset, uint32_t x_stride, uint32_t x_div,
@@ -279,9 +332,11 @@ enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct moecl_ker
     } else if (fm && k->lanes > 1) {
         /* fast numerics on a CPU: see qmatmul_fm_cpu.cl. First the input vectors, permuted into
          * the scratch (one work-item each), which the product then reads as its x. */
-        cl_kernel prep = k->formats[dw->format].matmul_fm_prep;
         size_t epw = 32 / (size_t)wbits, n_in = (n_vec + x_div - 1) / x_div;
         size_t kp = round_up((size_t)w->cols, (size_t)k->lanes * epw);
+        if (moecl_matmul_fmb_fits(k, dw, n_vec, ids != NULL))
+            return launch_fmb(q, k, dw, x, ids, y, &a, kp);
+        cl_kernel prep = k->formats[dw->format].matmul_fm_prep;
         size_t floats = n_in * kp + (w->mode == MOECL_QMODE_AFFINE ? n_in * (kp / epw) : 0);
         if (!prep || !k->fm_scratch)
             return moecl_bad_shape("matmul: fast numerics without its input permutation kernel");

@@ -45,6 +45,8 @@
     X(matmul_fast, "matmul_fast_f32_")                                                             \
     X(matmul_fm, "matmul_fm_f32_")                                                                 \
     X(matmul_fm_prep, "matmul_fm_prep_f32_")                                                       \
+    X(matmul_fmb, "matmul_fmb_f32_")                                                               \
+    X(matmul_fmb_prep, "matmul_fmb_prep_f32_")                                                     \
     X(matmul_fmt, "matmul_fmt_f32_")                                                               \
     X(matmul_fmt3, "matmul_fmt3_f32_")                                                             \
     X(matmul_fmv, "matmul_fmv_f32_")                                                               \
@@ -149,10 +151,14 @@ struct moecl_kernels {
     int fmw_glu;           /* GPU: gate, up and SwiGLU in one matmul_fmw_glu ($MOECL_FMW_GLU) */
     int fmw_qkv;           /* GPU: q, k and v in one matmul_fmw3 ($MOECL_FMW_QKV) */
     int qkv_norm;          /* GPU: the attention's norm inside matmul_fmw3 ($MOECL_QKV_NORM) */
+    int qkv_rope;          /* GPU decode: RoPE inside matmul_fmw3 ($MOECL_QKV_ROPE) */
+    int qkv_kv;            /* GPU decode: and the KV append too ($MOECL_QKV_KV) */
     int router_norm;    /* GPU: the MoE norm inside the router's matmul_fmvn ($MOECL_ROUTER_NORM) */
     int attn_tile;      /* GPU prefill chunks: attn_fast_tile_f32 ($MOECL_ATTN_TILE=0: off) */
     int fast_attention; /* attn_fast_f32 / attn_fast_wg_f32 (fast numerics, $MOECL_FAST_ATTENTION)
                          */
+    uint32_t fmb_min;   /* CPU: vectors per column (per expert) from which matmul_fmb runs
+                           ($MOECL_FMB_MIN; 0 = never) */
     struct moecl_fm_scratch *fm_scratch; /* CPU fast numerics: owned here */
     struct moecl_prof *prof;             /* NULL: no profiling (owned by the context) */
 };
@@ -180,6 +186,12 @@ MOECL_WUR enum moecl_status moecl_launch_matmul(cl_command_queue q, const struct
                                                 uint32_t x_offset, uint32_t x_stride,
                                                 uint32_t x_div, cl_mem ids, cl_mem y,
                                                 uint32_t y_stride, uint32_t n_vec, int bias_mode);
+
+/* Whether moecl_launch_matmul takes the CPU product with the vectors along the lanes
+ * (matmul_fmb, fast numerics, 16 lanes): at least k->fmb_min vectors (per expert on average
+ * with ids, and at most 256 experts). */
+int moecl_matmul_fmb_fits(const struct moecl_kernels *k, const struct moecl_dev_qweight *dw,
+                          uint32_t n_vec, int ids);
 
 /* y[r] = round(y[r] + (w . x)[r]) for one dense input vector: the product (its bias and
  * rounding as moecl_launch_matmul) and moecl_launch_add's residual add in one launch, bit for
@@ -219,6 +231,34 @@ MOECL_WUR enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct mo
                                              uint32_t x_offset, uint32_t x_stride, uint32_t n_vec,
                                              cl_mem const y[3], const int bias_mode[3],
                                              const struct moecl_norm_w *norm);
+
+/* Decode's RoPE (and KV append) inside moecl_launch_qkv: q and k rotated at position pos as
+ * moecl_launch_rope2 rotates them (inv_freq [head_dim / 2], mscale); with k_ring and v_ring
+ * (not NULL) the token's k and v rows also go to ring slot pos % cache_cap as
+ * moecl_launch_kv_append stores them (float, or half with kv_f16). */
+struct moecl_qkv_rope {
+    cl_mem inv_freq;
+    uint32_t head_dim, pos;
+    float mscale;
+    cl_mem k_ring, v_ring;
+    uint32_t cache_cap;
+    int kv_f16;
+};
+/* Whether moecl_launch_qkv_rope applies: one vector where moecl_qkv_fusable, $MOECL_QKV_ROPE not
+ * 0, q's and k's rows whole heads of head_dim (even), k and v of one width. */
+int moecl_qkv_rope_fusable(const struct moecl_kernels *k,
+                           const struct moecl_dev_qweight *const w[3], uint32_t x_offset,
+                           uint32_t x_stride, uint32_t head_dim);
+/* moecl_launch_qkv of one vector with decode's epilogue (rope, not NULL): bit for bit
+ * moecl_launch_qkv, then moecl_launch_rope2 of y[0] and y[1], then (rope->k_ring set)
+ * moecl_launch_kv_append of y[1] and y[2]. Only where moecl_qkv_rope_fusable; else a shape
+ * error. */
+MOECL_WUR enum moecl_status moecl_launch_qkv_rope(cl_command_queue q, const struct moecl_kernels *k,
+                                                  const struct moecl_dev_qweight *const w[3],
+                                                  cl_mem x, uint32_t x_offset, uint32_t x_stride,
+                                                  cl_mem const y[3], const int bias_mode[3],
+                                                  const struct moecl_norm_w *norm,
+                                                  const struct moecl_qkv_rope *rope);
 
 /* An expert stack's gate and up products and their clamped SwiGLU (swiglu_f32's arithmetic) in
  * one launch: y[p] = swiglu(gate . x, up . x) for the n_vec output vectors (expert ids[p], input

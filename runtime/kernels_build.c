@@ -128,10 +128,10 @@ enum moecl_status moecl_programs_build(cl_context ctx, cl_device_id dev, int act
         (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) ? " -cl-fp32-correctly-rounded-divide-sqrt" : "";
     static const char *const core_files[] = {"fwd_common.cl", "norm_rope.cl", "attention.cl",
                                              "attention_fast.cl", "moe.cl"};
-    static const char *const fmt_files[] = {"fwd_common.cl",     "qmatmul.cl",
-                                            "qmatmul_fm_cpu.cl", "qmatmul_fm_gpu.cl",
-                                            "qmatmul_tc_gpu.cl", "qmatmul_fmw_gpu.cl"};
-    const int n_fmt_files = fast_numerics ? 6 : 2;
+    static const char *const fmt_files[] = {
+        "fwd_common.cl",     "qmatmul.cl",        "qmatmul_fm_cpu.cl", "qmatmul_fmb_cpu.cl",
+        "qmatmul_fm_gpu.cl", "qmatmul_tc_gpu.cl", "qmatmul_fmw_gpu.cl"};
+    const int n_fmt_files = fast_numerics ? 7 : 2;
     p->seq_round = seq_round && act != MOECL_ACT_F32;
     p->fast_numerics = fast_numerics && !p->seq_round;
     /* rows per vector of the fast product: one per work-item on GPUs; 16 on CPUs whose native
@@ -281,6 +281,22 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* GPU decode products with 16-byte loads: rows per warp, as the programs were built */
     k->fmw_rows = (uint32_t)p->fmw_rows;
     k->fmw_min_rows = 1024u;
+    /* CPU products of many vectors with the vectors along the lanes (matmul_fmb): from
+     * $MOECL_FMB_MIN vectors per column (an expert's on average, routed), 0 = never */
+    const char *fmb = getenv("MOECL_FMB_MIN");
+    k->fmb_min = 8u;
+    if (fmb && *fmb) {
+        char *end = NULL;
+        long v = strtol(fmb, &end, 10);
+        if (*end || v < 0 || v > 1000000) {
+            status = moecl_error_set(MOECL_ERR_INVALID_ARG,
+                                     "$MOECL_FMB_MIN=%s: expected a whole number of vectors "
+                                     "(0: off)",
+                                     fmb);
+            goto cleanup;
+        }
+        k->fmb_min = (uint32_t)v;
+    }
     /* and an expert's gate, up and SwiGLU in one of them ($MOECL_FMW_GLU=0: three launches) */
     const char *glu = getenv("MOECL_FMW_GLU");
     k->fmw_glu = !(glu && strcmp(glu, "0") == 0);
@@ -290,6 +306,12 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
     /* and decode's attention norm inside it ($MOECL_QKV_NORM=0: a launch of its own) */
     const char *qn = getenv("MOECL_QKV_NORM");
     k->qkv_norm = !(qn && strcmp(qn, "0") == 0);
+    /* and decode's RoPE ($MOECL_QKV_ROPE=0: rope_f32 and kv_append launches of their own), with
+     * the KV append ($MOECL_QKV_KV=0: kv_append's launch of its own) */
+    const char *qr = getenv("MOECL_QKV_ROPE");
+    k->qkv_rope = !(qr && strcmp(qr, "0") == 0);
+    const char *qk = getenv("MOECL_QKV_KV");
+    k->qkv_kv = !(qk && strcmp(qk, "0") == 0);
     /* and the MoE norm inside the router's product ($MOECL_ROUTER_NORM=0: a launch of its own) */
     const char *rn = getenv("MOECL_ROUTER_NORM");
     k->router_norm = !(rn && strcmp(rn, "0") == 0);
@@ -344,6 +366,13 @@ enum moecl_status moecl_kernels_create(const struct moecl_programs *p, struct mo
         snprintf(name, sizeof name, "matmul_fm_prep_f32_%s", suffix);
         if (k->formats[i].matmul_fm && p->lanes != 1)
             MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fm_prep));
+        /* and, with 16 lanes (AVX-512), the product for many vectors and its transposition */
+        snprintf(name, sizeof name, "matmul_fmb_f32_%s", suffix);
+        if (k->formats[i].matmul_fm && p->lanes != 1)
+            MOECL_TRY(make_optional_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmb));
+        snprintf(name, sizeof name, "matmul_fmb_prep_f32_%s", suffix);
+        if (k->formats[i].matmul_fmb)
+            MOECL_TRY(make_kernel(p->format_programs[i], name, &k->formats[i].matmul_fmb_prep));
     }
     if (k->fast_numerics && k->lanes != 1) {
         k->fm_scratch = calloc(1, sizeof *k->fm_scratch);

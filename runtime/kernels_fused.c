@@ -1,5 +1,6 @@
 /* Fused GPU decode launchers (kernels.h): on matmul_fmw's arithmetic (qmatmul_fmw_gpu.cl) the
- * o-projection with its residual add, the attention's norm and q/k/v in one launch, an expert's
+ * o-projection with its residual add, the attention's norm, q/k/v, RoPE and KV append in one
+ * launch, an expert's
  * gate/up/SwiGLU in one launch; on matmul_fmv's (qmatmul_fm_gpu.cl) the MoE norm and the router.
  * Each gives the bits of the launches it replaces and comes with a predicate saying where it
  * applies. */
@@ -73,11 +74,22 @@ int moecl_qkv_norm_fusable(const struct moecl_kernels *k,
     return k->qkv_norm && n_vec == 1 && moecl_qkv_fusable(k, w, x_offset, x_stride, n_vec);
 }
 
-enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
-                                   const struct moecl_dev_qweight *const w[3], cl_mem x,
-                                   uint32_t x_offset, uint32_t x_stride, uint32_t n_vec,
-                                   cl_mem const y[3], const int bias_mode[3],
-                                   const struct moecl_norm_w *norm) {
+int moecl_qkv_rope_fusable(const struct moecl_kernels *k,
+                           const struct moecl_dev_qweight *const w[3], uint32_t x_offset,
+                           uint32_t x_stride, uint32_t head_dim) {
+    /* (a warp's slots start even: fmw_rows is 2, 4 or 8) */
+    return k->qkv_rope && k->fmw_rows % 2 == 0 && head_dim > 0 && head_dim % 2 == 0 &&
+           moecl_qkv_fusable(k, w, x_offset, x_stride, 1) && w[0]->w->rows % head_dim == 0 &&
+           w[1]->w->rows % head_dim == 0 && w[2]->w->rows == w[1]->w->rows;
+}
+
+/* moecl_launch_qkv and moecl_launch_qkv_rope (rope: NULL or checked by the caller). */
+static enum moecl_status qkv_launch(cl_command_queue q, const struct moecl_kernels *k,
+                                    const struct moecl_dev_qweight *const w[3], cl_mem x,
+                                    uint32_t x_offset, uint32_t x_stride, uint32_t n_vec,
+                                    cl_mem const y[3], const int bias_mode[3],
+                                    const struct moecl_norm_w *norm,
+                                    const struct moecl_qkv_rope *rope) {
     enum moecl_status status = MOECL_OK;
     if (!moecl_qkv_fusable(k, w, x_offset, x_stride, n_vec))
         return moecl_bad_shape("qkv: not fusable here (moecl_qkv_fusable)");
@@ -114,11 +126,53 @@ enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernel
         ARG(kern, 21, dt);
         ARG(kern, 22, eps);
         ARG(kern, 23, on);
+        /* decode's epilogue (buffers set even when unused) */
+        struct moecl_qkv_rope_args ra;
+        memset(&ra, 0, sizeof ra);
+        ra.mscale = 1.0f;
+        cl_mem inv = x, kr = y[1], vr = y[2];
+        if (rope) {
+            ra.head_dim = rope->head_dim;
+            ra.pos = rope->pos;
+            ra.mscale = rope->mscale;
+            inv = rope->inv_freq;
+            if (rope->k_ring && rope->v_ring) {
+                ra.kv_write = 1;
+                ra.kv_f16 = rope->kv_f16 ? 1u : 0u;
+                ra.kv_offset = (cl_ulong)(rope->pos % rope->cache_cap) * w[1]->w->rows;
+                kr = rope->k_ring;
+                vr = rope->v_ring;
+            }
+        }
+        ARG(kern, 24, inv);
+        ARG(kern, 25, kr);
+        ARG(kern, 26, vr);
+        ARG(kern, 27, ra);
     }
     status = moecl_kenqueue(q, k, kern, "matmul_qkv", MOECL_OPC_ATTN_PROJ, 2, blocks * 256,
                             n_vec == 1 ? 1 : (n_vec + k->fmt_vecs - 1) / k->fmt_vecs, 256);
 cleanup:
     return status;
+}
+
+enum moecl_status moecl_launch_qkv(cl_command_queue q, const struct moecl_kernels *k,
+                                   const struct moecl_dev_qweight *const w[3], cl_mem x,
+                                   uint32_t x_offset, uint32_t x_stride, uint32_t n_vec,
+                                   cl_mem const y[3], const int bias_mode[3],
+                                   const struct moecl_norm_w *norm) {
+    return qkv_launch(q, k, w, x, x_offset, x_stride, n_vec, y, bias_mode, norm, NULL);
+}
+
+enum moecl_status moecl_launch_qkv_rope(cl_command_queue q, const struct moecl_kernels *k,
+                                        const struct moecl_dev_qweight *const w[3], cl_mem x,
+                                        uint32_t x_offset, uint32_t x_stride, cl_mem const y[3],
+                                        const int bias_mode[3], const struct moecl_norm_w *norm,
+                                        const struct moecl_qkv_rope *rope) {
+    if (!rope || !moecl_qkv_rope_fusable(k, w, x_offset, x_stride, rope->head_dim) ||
+        !rope->inv_freq || (rope->k_ring && (!rope->v_ring || !rope->cache_cap)))
+        return moecl_bad_shape("qkv: rope not fusable here (moecl_qkv_rope_fusable), or a ring "
+                               "without its pair or slots");
+    return qkv_launch(q, k, w, x, x_offset, x_stride, 1, y, bias_mode, norm, rope);
 }
 
 int moecl_glu_fusable(const struct moecl_kernels *k, const struct moecl_dev_qweight *gate,

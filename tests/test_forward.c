@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *fixture(const char *name) {
     static char path[4096];
@@ -127,4 +128,133 @@ TEST(forward_cli_eval) {
              fixture("affine_b4_g64"));
     CHECK_EQ(moecl_test_run(cmd, &out1), 2);
     free(out1);
+}
+
+/* Logits after each step of a 5-token prefill, then decoding tokens[5..T) one at a time, in
+ * fast numerics on a context of n_ctx T with options o, the environment variable `env` set to
+ * "0" (NULL: none) and the GPU decomposition forced on CPUs ($MOECL_FAST_LANES=1); launches[]
+ * the rope and attention-class (attention, KV append) launches of the decode steps; malloc'd
+ * ([T - 4][V]). */
+static float *decode_fast(const char *dir, const struct moecl_context_options *o, const char *env,
+                          const int32_t *tokens, int T, uint64_t launches[2], int *V_out) {
+    const char *lanes = getenv("MOECL_FAST_LANES");
+    char *saved = lanes ? strdup(lanes) : NULL;
+    setenv("MOECL_FAST_LANES", "1", 1);
+    if (env)
+        setenv(env, "0", 1);
+    struct moecl_model *model = NULL;
+    struct moecl_context *c = NULL;
+    struct moecl_model_options mf = {NULL, 0, NULL, 0, MOECL_NUMERICS_FAST};
+    float *out = NULL;
+    struct moecl_profile p;
+    if (moecl_model_load(dir, &mf, &model) == MOECL_OK &&
+        moecl_context_create(model, T, o, &c) == MOECL_OK &&
+        moecl_context_set_profile(c, 1) == MOECL_OK) {
+        int V = moecl_model_vocab_size(model);
+        *V_out = V;
+        out = malloc((size_t)(T - 4) * (size_t)V * sizeof(float));
+        int ok = out != NULL;
+        for (int t = 4; ok && t < T; t++) {
+            if (t == 5)
+                moecl_context_profile_reset(c);
+            ok = moecl_context_eval(c, t == 4 ? tokens : tokens + t, t == 4 ? 5 : 1) == MOECL_OK;
+            if (ok)
+                memcpy(out + (size_t)(t - 4) * V, moecl_context_logits(c),
+                       (size_t)V * sizeof(float));
+            else
+                printf("  decode: %s\n", moecl_context_last_error(c));
+        }
+        if (!ok) {
+            free(out);
+            out = NULL;
+        }
+        if (out && moecl_context_profile(c, &p) == MOECL_OK) {
+            launches[0] = p.launches[MOECL_OPC_ROPE];
+            launches[1] = p.launches[MOECL_OPC_ATTENTION];
+        }
+    } else {
+        printf("  load: %s\n", moecl_last_error());
+    }
+    moecl_context_release(c);
+    moecl_model_release(model);
+    if (env)
+        unsetenv(env);
+    if (saved)
+        setenv("MOECL_FAST_LANES", saved, 1);
+    else
+        unsetenv("MOECL_FAST_LANES");
+    free(saved);
+    return out;
+}
+
+/* GPU decode's RoPE and KV append inside the q/k/v launch (forced on CPUs with
+ * $MOECL_FAST_LANES=1) give the logits of the separate launches bit for bit, against
+ * $MOECL_QKV_KV=0 (the KV append launched apart) and $MOECL_QKV_ROPE=0 (both apart): mkmodel's
+ * tiny 3-layer checkpoints in mlx-4bit (affine 4-bit q/k/v with biases) and mxfp4 (affine 8-bit
+ * q/k/v), YaRN, sliding layers of 8 whose rings wrap; a float cache of n_ctx, and a half one
+ * with max_kv_size 12 (full layers' rings wrap too); a prefill chunk first (its KV appended
+ * apart). The fused launch needs 16-byte aligned weights, which the fixtures' are not and
+ * mkmodel's are in some layers, depending on the device's buffer layout (on PoCL mlx-4bit's
+ * sliding layers 0 and 2 and mxfp4's full layer 1; on an H100 two layers of each).
+ * The launch counts show which path ran: per layer and decoded token, fused no rope launch and
+ * one attention-class one, the KV append apart two, RoPE apart one and two. */
+TEST(forward_decode_rope_fused_same_bits) {
+    const char *mk = getenv("MOECL_MKMODEL");
+    mk = mk && *mk ? mk : "build/mkmodel";
+    if (access(mk, X_OK) != 0)
+        SKIP("no mkmodel binary (make build/mkmodel, or $MOECL_MKMODEL)");
+    static const char *const likes[2] = {"mlx-4bit", "mxfp4"};
+    enum { T = 24 };
+    int32_t tokens[T];
+    uint64_t st = 17;
+    for (int i = 0; i < T; i++)
+        tokens[i] = (int32_t)(moecl_test_rand(&st) % 512);
+    for (int mi = 0; mi < 2; mi++) {
+        char *dir = moecl_test_tmpdir("rope-fused");
+        REQUIRE(dir);
+        char cmd[8192], *log = NULL;
+        snprintf(cmd, sizeof cmd,
+                 "'%s' --out '%s/m' --tiny --layers 3 --vocab 512 --quiet --no-tokenizer --like %s",
+                 mk, dir, likes[mi]);
+        CHECK_EQ(moecl_test_run(cmd, &log), 0);
+        free(log);
+        char mdir[4200];
+        snprintf(mdir, sizeof mdir, "%s/m", dir);
+        for (int ci = 0; ci < 2 - mi; ci++) {
+            struct moecl_context_options o = {0, ci ? 12 : 0, 0, ci ? MOECL_KV_F16 : MOECL_KV_F32,
+                                              0};
+            static const char *const envs[3] = {NULL, "MOECL_QKV_KV", "MOECL_QKV_ROPE"};
+            uint64_t nl[3][2] = {{0}};
+            float *lg[3];
+            int V = 0;
+            for (int v = 0; v < 3; v++)
+                lg[v] = decode_fast(mdir, &o, envs[v], tokens, T, nl[v], &V);
+            CHECK(lg[0] && lg[1] && lg[2]);
+            if (lg[0] && lg[1] && lg[2]) {
+                size_t bytes = (size_t)(T - 4) * (size_t)V * sizeof(float);
+                /* layers x decoded tokens (a rope launch each apart), and the fused layers x
+                 * decoded tokens (the rope launches the fusion saved) */
+                uint64_t LT = nl[2][0], FT = nl[2][0] - nl[0][0];
+                printf("  %s, %s cache: %llu of %llu layers fused; rope/attention launches "
+                       "fused %llu/%llu, KV append apart %llu/%llu, RoPE apart %llu/%llu\n",
+                       likes[mi], ci ? "half, max_kv_size 12," : "float",
+                       (unsigned long long)(FT / (T - 5)), (unsigned long long)(LT / (T - 5)),
+                       (unsigned long long)nl[0][0], (unsigned long long)nl[0][1],
+                       (unsigned long long)nl[1][0], (unsigned long long)nl[1][1],
+                       (unsigned long long)nl[2][0], (unsigned long long)nl[2][1]);
+                CHECK(LT > 0 && LT % (T - 5) == 0);
+                CHECK(FT > 0 && FT % (T - 5) == 0); /* some layers' weights are aligned */
+                CHECK_EQ(nl[0][1], 2 * LT - FT);
+                CHECK_EQ(nl[1][0], nl[0][0]);
+                CHECK_EQ(nl[1][1], 2 * LT);
+                CHECK_EQ(nl[2][1], 2 * LT);
+                CHECK(memcmp(lg[0], lg[2], bytes) == 0);
+                CHECK(memcmp(lg[1], lg[2], bytes) == 0);
+            }
+            for (int v = 0; v < 3; v++)
+                free(lg[v]);
+        }
+        moecl_test_rmtree(dir);
+        free(dir);
+    }
 }

@@ -197,11 +197,16 @@ static int g_fmt, g_fmt_differs;
 static int g_wide, g_fmw_differs;
 /* glu_check's (a g_wide case with ids) or add_check's (dense) result; -2: not run */
 static int g_glu_diff;
-/* q/k/v launches checked with the attention's norm inside (qkv_check, one vector) */
-static int g_qkv_norm_runs;
+/* q/k/v launches checked with the attention's norm inside (qkv_check, one vector), and with
+ * decode's RoPE and KV append inside (rope_check) */
+static int g_qkv_norm_runs, g_qkv_rope_runs;
 /* dense one-vector cases below 1024 rows checked with the norm inside (norm_check), and the
  * checks that found a difference or failed */
 static int g_norm_runs, g_norm_bad;
+/* CPU fast numerics with the vectors along the lanes (matmul_fmb): g_fmb_case marks a case the
+ * launcher gave it (for the tolerance), g_fmb_runs counts them, g_fmb_differs counts the outputs
+ * whose bits differ from the row-along-lanes kernel's on the same inputs ($MOECL_FMB_MIN=0). */
+static int g_fmb_case, g_fmb_runs, g_fmb_differs;
 static int g_fm_lanes; /* the programs' lanes: 1 = the GPU decomposition (qmatmul_fm_gpu.cl) */
 static int g_act = MOECL_ACT_F32;
 
@@ -253,6 +258,8 @@ static double fm_tolerance(const struct qcase *qc, double mag) {
     int nch = (qc->cols / epw + 7) / 8;
     double d1 = 2.0 * epw + 2.0 * nch + 5, d2 = (double)nch * (epw + 1) + epw + 6;
     double d = d1 > d2 ? d1 : d2;
+    if (g_fmb_case) /* one fma chain over the row's elements of dequantized weights fma(q, s, b) */
+        d = (double)qc->cols + 7;
     return 2.0 * d * ldexp(1.0, -24) * mag + (double)qc->cols * ldexp(1.0, -140);
 }
 
@@ -362,6 +369,108 @@ static int norm_check(struct kenv *e, const struct qcase *qc, const struct moecl
     return diff;
 }
 
+/* Decode's q/k/v launch with RoPE and the KV append inside (moecl_launch_qkv_rope) on views of a
+ * case's experts 0, 1 and 2 as q (whole heads), k and v (two heads each): bit for bit
+ * moecl_launch_qkv, moecl_launch_rope2 and moecl_launch_kv_append launched apart, outputs and
+ * both rings (filled alike beforehand, so a missed or misplaced ring store shows). Two variants:
+ * head_dim 64, YaRN's mscale, a float ring of 7 slots, the attention's norm inside; head_dim 32,
+ * mscale 1, a half ring of 5 slots. Returns the outputs and ring elements that differ, -1 when
+ * not fusable or a launch failed. */
+static int rope_check(struct kenv *e, const struct qcase *qc, const struct moecl_qweight *qw,
+                      const struct moecl_dev_qweight *dw, cl_mem xm, size_t xs) {
+    int diff = 0;
+    for (int var = 0; var < 2 && diff >= 0; var++) {
+        uint32_t hd = var ? 32 : 64, cap = var ? 5 : 7, pos = 4090 + (uint32_t)g_qkv_rope_runs;
+        int f16 = var, es = f16 ? 2 : 4;
+        float ms = var ? 1.0f : 1.3466f;
+        struct moecl_qweight vq[3];
+        struct moecl_dev_qweight vd[3];
+        const struct moecl_dev_qweight *ws[3];
+        cl_mem ya[3], yb[3];
+        int modes[3], ok = 1;
+        size_t off[4] = {0};
+        for (int i = 0; i < 3; i++) {
+            vq[i] = *qw;
+            vq[i].n_experts = 0;
+            vq[i].rows = i == 0 ? qw->rows / (int)hd * (int)hd : 2 * (int)hd;
+            vd[i] = *dw;
+            vd[i].w = &vq[i];
+            vd[i].w_offset += (size_t)i * qw->weight_expert_stride;
+            vd[i].s_offset += (size_t)i * qw->scales_expert_stride;
+            vd[i].b_offset += (size_t)i * qw->biases_expert_stride;
+            vd[i].bias_offset += (size_t)i * qw->bias_expert_stride;
+            ws[i] = &vd[i];
+            modes[i] = qc->with_bias && i != 1 ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE;
+            ya[i] = buf_out(e, (size_t)vq[i].rows * 4);
+            yb[i] = buf_out(e, (size_t)vq[i].rows * 4);
+            off[i + 1] = off[i] + (size_t)vq[i].rows;
+        }
+        uint32_t kw = (uint32_t)vq[1].rows;
+        size_t ring_n = (size_t)cap * kw, n = (size_t)qw->cols;
+        float inv[32];
+        for (uint32_t i = 0; i < hd / 2; i++)
+            inv[i] = (float)pow(150000.0, -(double)i / (double)(hd / 2)) * (i % 3 ? 1.0f : 0.25f);
+        uint64_t st = 5 + pos;
+        unsigned char *ring0 = malloc(ring_n * 4);
+        for (size_t i = 0; i < ring_n * 4; i++)
+            ring0[i] = (unsigned char)(moecl_test_randf(&st) * 100.0f + 100.0f);
+        uint16_t *nw = calloc(n, sizeof(uint16_t));
+        for (size_t i = 0; i < n; i++)
+            nw[i] = f32_to_bf16_rne(1.0f + moecl_test_randf(&st) * 0.5f);
+        cl_mem invm = buf_in(e, inv, sizeof inv), nwm = buf_in(e, nw, n * 2);
+        cl_mem xnm = buf_out(e, xs * 4);
+        cl_mem rings[4]; /* k, v fused; k, v apart */
+        for (int i = 0; i < 4; i++)
+            rings[i] = buf_in(e, ring0, ring_n * (size_t)es);
+        const struct moecl_norm_w nrm = {nwm, 0, MOECL_DT_BF16, 1e-5f};
+        int norm = !var && moecl_qkv_norm_fusable(&e->k, ws, 0, (uint32_t)xs, 1);
+        const struct moecl_qkv_rope rp = {invm, hd, pos, ms, rings[0], rings[1], cap, f16};
+        ok = moecl_qkv_rope_fusable(&e->k, ws, 0, (uint32_t)xs, hd) &&
+             moecl_launch_qkv_rope(e->q, &e->k, ws, xm, 0, (uint32_t)xs, ya, modes,
+                                   norm ? &nrm : NULL, &rp) == MOECL_OK &&
+             (!norm || moecl_launch_rmsnorm(e->q, &e->k, xm, xnm, nwm, 0, MOECL_DT_BF16, 1,
+                                            (uint32_t)n, 1e-5f) == MOECL_OK) &&
+             moecl_launch_qkv(e->q, &e->k, ws, norm ? xnm : xm, 0, (uint32_t)xs, 1, yb, modes,
+                              NULL) == MOECL_OK &&
+             moecl_launch_rope2(e->q, &e->k, yb[0], (uint32_t)vq[0].rows / hd, (uint32_t)vq[0].rows,
+                                yb[1], kw / hd, kw, invm, 1, hd, pos, ms) == MOECL_OK &&
+             moecl_launch_kv_append(e->q, &e->k, yb[1], yb[2], rings[2], rings[3], 1, pos, cap, kw,
+                                    f16) == MOECL_OK;
+        size_t total = off[3] + 2 * ring_n * (size_t)es / 4;
+        float *a = calloc(total, sizeof(float)), *b = calloc(total, sizeof(float));
+        for (int i = 0; i < 3 && ok; i++)
+            ok = read_back(e, ya[i], a + off[i], (size_t)vq[i].rows * 4) == 0 &&
+                 read_back(e, yb[i], b + off[i], (size_t)vq[i].rows * 4) == 0;
+        for (int i = 0; i < 2 && ok; i++) {
+            size_t at = off[3] + (size_t)i * ring_n * (size_t)es / 4;
+            ok = read_back(e, rings[i], a + at, ring_n * (size_t)es) == 0 &&
+                 read_back(e, rings[2 + i], b + at, ring_n * (size_t)es) == 0;
+        }
+        int d = 0;
+        for (size_t i = 0; ok && i < total; i++)
+            d += memcmp(&a[i], &b[i], 4) != 0;
+        if (d)
+            printf("  q/k/v with RoPE and the KV append inside (head_dim %u%s): %d differ\n", hd,
+                   f16 ? ", half ring" : "", d);
+        diff = ok ? diff + d : -1;
+        g_qkv_rope_runs += ok;
+        for (int i = 0; i < 3; i++) {
+            clReleaseMemObject(ya[i]);
+            clReleaseMemObject(yb[i]);
+        }
+        for (int i = 0; i < 4; i++)
+            clReleaseMemObject(rings[i]);
+        clReleaseMemObject(invm);
+        clReleaseMemObject(nwm);
+        clReleaseMemObject(xnm);
+        free(ring0);
+        free(nw);
+        free(a);
+        free(b);
+    }
+    return diff;
+}
+
 /* The attention's q/k/v in one launch (moecl_launch_qkv) on views of a case's experts 0, 1 and
  * 2 as three dense matrices of rows, rows - 100 (at least half) and 70 (at most rows) rows
  * (other offsets, other numbers of work-groups), input vectors 0 .. nv - 1 (1: decode,
@@ -441,6 +550,11 @@ static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_
             clReleaseMemObject(nwm);
             clReleaseMemObject(xnm);
             free(nw);
+        }
+        if (ok && !diff && nv == 1) {
+            diff = rope_check(e, qc, qw, dw, xm, xs);
+            if (diff > 0)
+                printf("  q/k/v with RoPE inside: %d outputs differ\n", diff);
         }
     }
     for (int i = 0; i < 3; i++) {
@@ -631,6 +745,9 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
     cl_mem idm = buf_in(&e, ids, ((size_t)qc->n_vec + 1) * 4);
     cl_mem ym = buf_out(&e, (size_t)qc->n_vec * ys * 4);
     int bad = -1;
+    g_fmb_case = g_fm && g_fm_lanes > 1 &&
+                 moecl_matmul_fmb_fits(&e.k, &dw, (uint32_t)qc->n_vec, qc->with_ids);
+    g_fmb_differs = 0;
     if (launch_case(&e, qc, &dw, xm, xs, idm, ym, ys, y) == 0) {
         bad = 0;
         for (int p = 0; p < qc->n_vec; p++) {
@@ -725,6 +842,15 @@ static int run_qcase(const struct qcase *qc, uint64_t seed, int scale_extremes) 
                 g_glu_diff = qkv_check(&e, qc, &qw, &dw, xm, xs, 1);
             if (g_glu_diff != 0)
                 bad = bad ? bad : 1;
+        }
+        if (g_fmb_case && bad >= 0) {
+            /* the same inputs through the rows-along-lanes kernel (matmul_fm's tiles) */
+            uint32_t fmb_min = e.k.fmb_min;
+            e.k.fmb_min = 0;
+            g_fmb_runs++;
+            g_fmb_differs = relaunch_differs(&e, qc, &dw, xm, xs, idm, ym, ys, y);
+            bad = g_fmb_differs < 0 ? -1 : bad;
+            e.k.fmb_min = fmb_min;
         }
         if (g_fm && bad >= 0) {
             /* the same inputs through the default kernel: count the outputs whose bits differ */
@@ -1085,6 +1211,57 @@ TEST(kernel_matmul_fm_model_shapes_and_bf16_output) {
     CHECK_EQ(run_fm_case(&c6, 3605, 0, 1), 0);
 }
 
+/* Fast numerics on a 16-lane CPU, many vectors: matmul_fmb (the vectors along the lanes, tiles
+ * of 32, passes of 12 rows; qmatmul_fmb_cpu.cl). Dense and routed; tiles full, partial above and
+ * below 16 vectors (one or two input vectors per element); rows not a multiple of 12; partial
+ * last chunks; affine 2/4/8-bit (slices of 1, 1 and 2 chunks), mxfp4 at 2880 columns, bf16 and
+ * f32 weights; with $MOECL_FMB_MIN=1, experts routed one vector or none. Each case is held to
+ * the single-chain bound and must differ in some bits from matmul_fm's tiles (so the kernel
+ * really ran). A device without the kernel (8 lanes, GPUs) must never be given it. */
+TEST(kernel_matmul_fm_cpu_vectors_along_lanes) {
+    struct qcase cases[] = {
+        {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 301, 2880, 0, 70, 1, 0, 1},
+        {MOECL_QMODE_AFFINE, 4, 32, MOECL_DTYPE_BF16, 37, 320, 3, 120, 4, 1, 1},
+        {MOECL_QMODE_AFFINE, 2, 64, MOECL_DTYPE_BF16, 24, 640, 0, 40, 1, 0, 0},
+        {MOECL_QMODE_AFFINE, 8, 32, MOECL_DTYPE_BF16, 13, 384, 2, 50, 1, 1, 0},
+        {MOECL_QMODE_MXFP4, 4, 32, MOECL_DTYPE_F32, 26, 2880, 4, 140, 4, 1, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_BF16, 13, 70, 0, 17, 1, 0, 1},
+        {MOECL_QMODE_NONE, 0, 0, MOECL_DTYPE_F32, 17, 130, 2, 36, 2, 1, 0},
+    };
+    int lanes = fm_lanes();
+    struct kenv e;
+    struct moecl_qformat f4 = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16};
+    int has_fmb =
+        kenv_open_numerics(&e, MOECL_ACT_F32, 1, &f4, 1) == 0 && e.k.formats[0].matmul_fmb != NULL;
+    kenv_close(&e);
+    int runs0 = g_fmb_runs;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int want = has_fmb;
+        if (run_fm_case(&cases[i], 3700 + i, 0, 1) != 0 || g_fmb_case != want ||
+            (want && g_fmb_differs == 0))
+            moecl_test_fail(__FILE__, __LINE__, "case %zu: matmul_fmb %s (%s), %d outputs differ",
+                            i, g_fmb_case ? "ran" : "did not run", want ? "wanted" : "absent",
+                            g_fmb_differs);
+    }
+    /* one routed vector per expert or none: 9 vectors over 8 experts (the caller's
+     * $MOECL_FMB_MIN put back after) */
+    const char *prev = getenv("MOECL_FMB_MIN");
+    char *saved = prev ? strdup(prev) : NULL;
+    setenv("MOECL_FMB_MIN", "1", 1);
+    struct qcase sparse = {MOECL_QMODE_AFFINE, 4, 64, MOECL_DTYPE_BF16, 25, 256, 8, 9, 1, 1, 1};
+    int bad = run_fm_case(&sparse, 3790, 0, 1);
+    if (saved)
+        setenv("MOECL_FMB_MIN", saved, 1);
+    else
+        unsetenv("MOECL_FMB_MIN");
+    free(saved);
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(g_fmb_case, has_fmb);
+    printf("  %d lanes, matmul_fmb %s, %d cases through it\n", lanes, has_fmb ? "built" : "absent",
+           g_fmb_runs - runs0);
+    CHECK(has_fmb == 0 || g_fmb_runs - runs0 == 8);
+}
+
 /* Fast numerics, the GPU tiled product for many vectors (matmul_fmt: 64 rows x 64 vectors per
  * work-group through local memory, 32 columns at a time; forced on PoCL with
  * $MOECL_FAST_LANES=1): dense blocks (full and partial; nvfp4's group 16 gives a partial last
@@ -1161,6 +1338,7 @@ TEST(kernel_matmul_fm_gpu_wide) {
     }
     g_wide = 0;
     CHECK(g_qkv_norm_runs >= 3); /* per expert at each rows per warp */
+    CHECK(g_qkv_rope_runs >= 6); /* and with RoPE inside: both variants */
     if (saved)
         setenv("MOECL_FMW", saved, 1);
     else
