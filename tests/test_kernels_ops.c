@@ -577,30 +577,54 @@ TEST(kernel_router_topk_softmax_and_ties) {
     float w[8];
     rd(&e, im, ids, sizeof ids);
     rd(&e, wm, w, sizeof w);
-    /* token 0: 1 (3.0), 4 (2.5), 3 (2.0), 6 (1.0) */
-    CHECK_EQ(ids[0], 1);
-    CHECK_EQ(ids[1], 4);
-    CHECK_EQ(ids[2], 3);
-    CHECK_EQ(ids[3], 6);
+    /* token 0: 1 (3.0), 4 (2.5), 3 (2.0), 6 (1.0), in the order MLX's CPU argpartition (libstdc++
+     * nth_element) leaves them, which is the order the softmax sums in: 6, 3, 4, 1 */
+    CHECK_EQ(ids[0], 6);
+    CHECK_EQ(ids[1], 3);
+    CHECK_EQ(ids[2], 4);
+    CHECK_EQ(ids[3], 1);
     double z = exp(3.0) + exp(2.5) + exp(2.0) + exp(1.0);
-    CHECK(near(w[0], exp(3.0) / z) && near(w[1], exp(2.5) / z));
-    CHECK(near(w[2], exp(2.0) / z) && near(w[3], exp(1.0) / z));
-    /* token 1: five equal logits; MLX's argpartition keeps the higher indices: 6, 4, 3, 2 */
-    CHECK_EQ(ids[4], 6);
-    CHECK_EQ(ids[5], 4);
-    CHECK_EQ(ids[6], 3);
-    CHECK_EQ(ids[7], 2);
+    CHECK(near(w[3], exp(3.0) / z) && near(w[2], exp(2.5) / z));
+    CHECK(near(w[1], exp(2.0) / z) && near(w[0], exp(1.0) / z));
+    /* token 1: five equal logits; MLX's argpartition keeps the higher indices, as 2, 3, 6, 4 */
+    CHECK_EQ(ids[4], 2);
+    CHECK_EQ(ids[5], 3);
+    CHECK_EQ(ids[6], 6);
+    CHECK_EQ(ids[7], 4);
     CHECK(near(w[4], 0.25) && near(w[7], 0.25));
     clReleaseMemObject(lm);
     clReleaseMemObject(im);
     clReleaseMemObject(wm);
-    /* 32, 64 and 128 experts (the kernel keeps the chosen ones as bits up to 64), logits with
-     * many ties, against the same rule in C: the largest, the higher index among equals */
-    static const int n_exp[] = {32, 64, 128};
+    /* The order mx.argpartition(l, -4) gives (mlx 0.32.4, CPU): 32 and 128 experts with logits
+     * ((37 i) mod E) / 4 - 3; 32 experts in an order built (McIlroy's adversary) to drive
+     * libstdc++'s introselect past its depth limit into __heap_select */
+    static const int adv[32] = {25, 1, 17, 3, 22, 5,  19, 7,  27, 9,  26, 11, 28, 13, 24, 15,
+                                0,  2, 4,  6, 8,  10, 12, 14, 16, 18, 23, 20, 21, 29, 30, 31};
+    static const int n_ord[] = {32, 128, 32},
+                     want[3][4] = {{12, 6, 19, 25}, {76, 121, 83, 38}, {12, 29, 30, 31}};
     for (int c = 0; c < 3; c++) {
+        int E = n_ord[c];
+        float lg[128];
+        for (int i = 0; i < E; i++)
+            lg[i] = c == 2 ? (float)adv[i] : (float)((i * 37) % E) * 0.25f - 3.0f;
+        cl_mem l2 = mk(&e, lg, (size_t)E * 4), i2 = mk(&e, NULL, 16), w2 = mk(&e, NULL, 16);
+        REQUIRE(moecl_launch_router_topk(e.q, &e.k, l2, i2, w2, 1, (uint32_t)E, 4) == MOECL_OK);
+        int32_t got[4];
+        rd(&e, i2, got, sizeof got);
+        for (int s2 = 0; s2 < 4; s2++)
+            CHECK_EQ(got[s2], want[c][s2]);
+        clReleaseMemObject(l2);
+        clReleaseMemObject(i2);
+        clReleaseMemObject(w2);
+    }
+    /* 32, 64, 128 and 300 experts (300: past ROUTER_ORDER_MAX, largest first), logits with
+     * many ties, against the same rule in C: the k largest, the higher index among equals, as a
+     * set (each weight with its expert's logit) */
+    static const int n_exp[] = {32, 64, 128, 300};
+    for (int c = 0; c < 4; c++) {
         enum { T = 5, K = 4 };
         int E = n_exp[c];
-        float lg[T * 128];
+        float lg[T * 300];
         uint64_t st = 40 + (uint64_t)c;
         for (int i = 0; i < T * E; i++)
             lg[i] = (float)(moecl_test_rand(&st) % 6) * 0.5f;
@@ -608,10 +632,13 @@ TEST(kernel_router_topk_softmax_and_ties) {
                w2 = mk(&e, NULL, T * K * 4);
         REQUIRE(moecl_launch_router_topk(e.q, &e.k, l2, i2, w2, T, (uint32_t)E, K) == MOECL_OK);
         int32_t got[T * K];
+        float gw[T * K];
         rd(&e, i2, got, sizeof got);
+        rd(&e, w2, gw, sizeof gw);
         int bad = 0;
         for (int t = 0; t < T; t++) {
-            int taken[128] = {0};
+            int taken[300] = {0};
+            double zt = 0.0, mt = -1e30;
             for (int s2 = 0; s2 < K; s2++) {
                 int best = -1;
                 for (int x = 0; x < E; x++)
@@ -619,8 +646,23 @@ TEST(kernel_router_topk_softmax_and_ties) {
                         best = x;
                 if (best >= 0)
                     taken[best] = 1;
-                bad += got[t * K + s2] != best;
+                if (lg[t * E + best] > mt)
+                    mt = lg[t * E + best];
             }
+            for (int x = 0; x < E; x++)
+                if (taken[x])
+                    zt += exp(lg[t * E + x] - mt);
+            for (int s2 = 0; s2 < K; s2++) {
+                int id = got[t * K + s2];
+                bad += id < 0 || id >= E || !taken[id];
+                if (id >= 0 && id < E) {
+                    taken[id] = 0; /* each once */
+                    bad += !near(gw[t * K + s2], exp(lg[t * E + id] - mt) / zt);
+                }
+            }
+            if (E > 128) /* the largest-first order (ROUTER_ORDER_MAX 128) */
+                for (int s2 = 1; s2 < K; s2++)
+                    bad += lg[t * E + got[t * K + s2]] > lg[t * E + got[t * K + s2 - 1]];
         }
         if (bad)
             moecl_test_fail(__FILE__, __LINE__, "%d experts: %d choices differ", E, bad);
