@@ -481,18 +481,13 @@ static void check_long(struct fixture *f, struct fixture *all, int n_all) {
                100.0 * (double)m.top1_agree / (double)(m.rows ? m.rows : 1));
         int ok = metrics_ok(&m, f->bf16);
         /* Past 4096 positions a 16-bit model's logits depend on the summation path through
-         * thousands of rounded values, and at some random seeds moecl's and mlx-lm's paths part
-         * (the same numbers at session 9's code: not a regression); once one rounding or one
-         * expert choice differs, the rest of the context carries it. Such a run still conforms
-         * when it stays within 16-bit rounding itself: mean KL no larger than that of mlx-lm's
-         * float32 model against this one, and top-1 agreement >= 95% (spec_forward.py's bound
-         * for the long part). A wrong formula moves the KL by O(1); the float32 fixture checks
-         * the long path to 1e-3 of max|logit|. */
-        if (!ok && f->bf16 && (double)m.top1_agree >= 0.95 * (double)m.rows) {
+         * thousands of rounded values; a mean KL above 1e-3 still conforms when it is under a
+         * tenth of what 16-bit rounding itself does to the float32 model's logits there. */
+        if (!ok && f->bf16 && (double)m.top1_agree >= 0.99 * (double)m.rows) {
             double rk = rounding_kl(f, all, n_all, V), kl = m.kl_sum / (double)m.rows;
             printf("  %-16s long: mean KL %.3g; float32 model vs this one (mlx-lm): %.3g\n",
                    f->name, kl, rk);
-            ok = rk > 0 && kl <= rk;
+            ok = rk > 0 && kl <= 0.1 * rk;
         }
         if (!ok)
             moecl_test_fail(__FILE__, __LINE__, "%s: long logits out of tolerance", f->name);
