@@ -153,7 +153,10 @@ enum moecl_status moecl_device_probe_fma(int device_index, int reps, double *med
     int gpu = p.dev.info.type == MOECL_DEVICE_GPU;
     size_t items = gpu ? (size_t)p.dev.info.compute_units * 4096 : p.dev.info.compute_units * 8u;
     size_t local = gpu ? 256 : 1;
-    cl_uint n_iter = gpu ? 2048 : 1u << 17; /* CPU: ~0.5 s of FMAs per run, past scheduling noise */
+    /* CPU: 2^24 rounds of 256 flops per work-item, 0.15-0.3 s per run on 2 cores; 2^17 ran
+     * a few milliseconds, and PoCL's launch and thread wake-up made the result bimodal (117 or
+     * 233 GFLOP/s on one 2-core Zen 4 VM, run to run) */
+    cl_uint n_iter = gpu ? 2048 : 1u << 24;
     float a = 0.999f, b = 0.001f;
     out = clCreateBuffer(p.ctx, CL_MEM_WRITE_ONLY, items * sizeof(float), NULL, &err);
     MOECL_CL_CHECK(err, "clCreateBuffer(fma sums)");
