@@ -328,6 +328,24 @@ static int add_check(struct kenv *e, const struct qcase *qc, const struct moecl_
     return diff;
 }
 
+/* Expert i of qw viewed as a dense product of its first `rows` rows (vq, vd: the caller's
+ * storage); returns vd. */
+static const struct moecl_dev_qweight *expert_as_dense(const struct moecl_qweight *qw,
+                                                       const struct moecl_dev_qweight *dw, int i,
+                                                       int rows, struct moecl_qweight *vq,
+                                                       struct moecl_dev_qweight *vd) {
+    *vq = *qw;
+    vq->n_experts = 0;
+    vq->rows = rows;
+    *vd = *dw;
+    vd->w = vq;
+    vd->w_offset += (size_t)i * qw->weight_expert_stride;
+    vd->s_offset += (size_t)i * qw->scales_expert_stride;
+    vd->b_offset += (size_t)i * qw->biases_expert_stride;
+    vd->bias_offset += (size_t)i * qw->bias_expert_stride;
+    return vd;
+}
+
 /* The MoE norm inside the router's product (moecl_launch_matmul_norm) on a dense one-vector
  * case: the case's input row as the residual x, a random bf16 norm weight: the products and the
  * normed row bit for bit moecl_launch_rmsnorm and moecl_launch_matmul (matmul_fmv). Returns the
@@ -390,16 +408,8 @@ static int rope_check(struct kenv *e, const struct qcase *qc, const struct moecl
         int modes[3], ok = 1;
         size_t off[4] = {0};
         for (int i = 0; i < 3; i++) {
-            vq[i] = *qw;
-            vq[i].n_experts = 0;
-            vq[i].rows = i == 0 ? qw->rows / (int)hd * (int)hd : 2 * (int)hd;
-            vd[i] = *dw;
-            vd[i].w = &vq[i];
-            vd[i].w_offset += (size_t)i * qw->weight_expert_stride;
-            vd[i].s_offset += (size_t)i * qw->scales_expert_stride;
-            vd[i].b_offset += (size_t)i * qw->biases_expert_stride;
-            vd[i].bias_offset += (size_t)i * qw->bias_expert_stride;
-            ws[i] = &vd[i];
+            ws[i] = expert_as_dense(qw, dw, i, i == 0 ? qw->rows / (int)hd * (int)hd : 2 * (int)hd,
+                                    &vq[i], &vd[i]);
             modes[i] = qc->with_bias && i != 1 ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE;
             ya[i] = buf_out(e, (size_t)vq[i].rows * 4);
             yb[i] = buf_out(e, (size_t)vq[i].rows * 4);
@@ -486,18 +496,10 @@ static int qkv_check(struct kenv *e, const struct qcase *qc, const struct moecl_
     int modes[3], diff = -1, ok = 1;
     size_t total = 0;
     for (int i = 0; i < 3; i++) {
-        vq[i] = *qw;
-        vq[i].n_experts = 0;
-        vq[i].rows = i == 0   ? qw->rows
-                     : i == 1 ? (qw->rows - 100 > qw->rows / 2 ? qw->rows - 100 : qw->rows / 2 + 1)
-                              : (qw->rows < 70 ? qw->rows : 70);
-        vd[i] = *dw;
-        vd[i].w = &vq[i];
-        vd[i].w_offset += (size_t)i * qw->weight_expert_stride;
-        vd[i].s_offset += (size_t)i * qw->scales_expert_stride;
-        vd[i].b_offset += (size_t)i * qw->biases_expert_stride;
-        vd[i].bias_offset += (size_t)i * qw->bias_expert_stride;
-        ws[i] = &vd[i];
+        int rows = i == 0   ? qw->rows
+                   : i == 1 ? (qw->rows - 100 > qw->rows / 2 ? qw->rows - 100 : qw->rows / 2 + 1)
+                            : (qw->rows < 70 ? qw->rows : 70);
+        ws[i] = expert_as_dense(qw, dw, i, rows, &vq[i], &vd[i]);
         modes[i] = qc->with_bias && i != 1 ? MOECL_BIAS_FUSED : MOECL_BIAS_NONE;
         ya[i] = buf_out(e, (size_t)vq[i].rows * nv * 4);
         yb[i] = buf_out(e, (size_t)vq[i].rows * nv * 4);
