@@ -136,17 +136,14 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
             val[s] = l[sel[s]];
         }
     } else {
-        ulong chosen = 0; /* the experts taken so far, as bits (up to 64 experts; else a search) */
+        /* largest first: each pass takes the largest logit not yet taken */
         for (uint s = 0; s < k; s++) {
             int best = -1;
             float bv = 0.0f;
             for (uint e = 0; e < n_experts; e++) {
                 int taken = 0;
-                if (n_experts <= 64)
-                    taken = (int)((chosen >> e) & 1ul);
-                else
-                    for (uint u = 0; u < s; u++)
-                        taken |= sel[u] == (int)e;
+                for (uint u = 0; u < s; u++)
+                    taken |= sel[u] == (int)e;
                 if (taken)
                     continue;
                 if (best < 0 || l[e] >= bv) {
@@ -156,8 +153,6 @@ __kernel void router_topk_f32(__global const float *logits, __global int *ids,
             }
             sel[s] = best;
             val[s] = bv;
-            if (best >= 0 && best < 64)
-                chosen |= 1ul << best;
         }
     }
     float m = val[0], sum = 0.0f;
