@@ -41,13 +41,14 @@ inline uint fb_slot_base(__global const int *ids, uint n_vec, uint e) {
     return base;
 }
 
-/* Rows i and i + S of a 16 x 16 block (S = 8, 4, 2, 1; i & S == 0) with their S x S
- * off-diagonal sub-blocks swapped: the four levels in turn transpose the block. */
-#define FB_SWAP(r, i, S, LO, HI)                                                                   \
-    {                                                                                              \
-        VF a_ = r[i], b_ = r[(i) + (S)];                                                           \
-        r[i] = __builtin_shufflevector(a_, b_, LO);                                                \
-        r[(i) + (S)] = __builtin_shufflevector(a_, b_, HI);                                        \
+/* One level of a 16 x 16 block's transposition: for every i with i & S == 0 (S = 8, 4, 2,
+ * 1), rows i and i + S with their S x S off-diagonal sub-blocks swapped; the four levels in
+ * turn transpose the block. */
+#define FB_LEVEL(r, S, LO, HI)                                                                     \
+    _Pragma("unroll") for (uint i_ = 0; i_ < 16; i_++) if (!(i_ & (S))) {                         \
+        VF a_ = r[i_], b_ = r[i_ + (S)];                                                           \
+        r[i_] = __builtin_shufflevector(a_, b_, LO);                                               \
+        r[i_ + (S)] = __builtin_shufflevector(a_, b_, HI);                                         \
     }
 #define FB_LO8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
 #define FB_HI8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
@@ -84,22 +85,10 @@ inline void fb_put(__global const float *x, __global float *slot, const struct m
             for (uint l = 0; l < 16; l++)
                 r[l] = h * LANES + l < nt ? *(__global const fb_vf_unaligned *)(xr[l] + k0)
                                           : (VF)(0.0f);
-#pragma unroll
-            for (uint i = 0; i < 16; i++)
-                if (!(i & 8))
-                    FB_SWAP(r, i, 8, FB_LO8, FB_HI8)
-#pragma unroll
-            for (uint i = 0; i < 16; i++)
-                if (!(i & 4))
-                    FB_SWAP(r, i, 4, FB_LO4, FB_HI4)
-#pragma unroll
-            for (uint i = 0; i < 16; i++)
-                if (!(i & 2))
-                    FB_SWAP(r, i, 2, FB_LO2, FB_HI2)
-#pragma unroll
-            for (uint i = 0; i < 16; i++)
-                if (!(i & 1))
-                    FB_SWAP(r, i, 1, FB_LO1, FB_HI1)
+            FB_LEVEL(r, 8, FB_LO8, FB_HI8)
+            FB_LEVEL(r, 4, FB_LO4, FB_HI4)
+            FB_LEVEL(r, 2, FB_LO2, FB_HI2)
+            FB_LEVEL(r, 1, FB_LO1, FB_HI1)
 #pragma unroll
             for (uint i = 0; i < 16; i++)
                 *(__global VF *)(o + (ulong)fb_perm(k0 + i) * LANES) = r[i];
